@@ -1,0 +1,1 @@
+"""Tooling around the `claudesidian_synthetic` builder: KTO helpers, dataset card and export, CLI."""
