@@ -553,18 +553,21 @@ def arrange(rows: list, labels: Sequence[bool], order: str, rng: random.Random, 
 
 
 def smallest_mixed_batch_size(n_desirable: int, n_undesirable: int) -> Optional[int]:
-    """The smallest batch size for which `mixed_order` exists; None when one label is absent."""
-    minority = min(n_desirable, n_undesirable)
+    """The smallest batch size for which `mixed_order` exists; None when one label is absent.
+
+    m minority rows cut the M majority rows into m + 1 runs; every window of B rows holds both labels
+    exactly when each run is shorter than B, so B = ceil(M / (m + 1)) + 1 (and at least 2)."""
+    minority, majority = sorted((n_desirable, n_undesirable))
     if minority == 0:
         return None
-    return max(2, math.ceil((n_desirable + n_undesirable) / minority))
+    return max(2, -(-majority // (minority + 1)) + 1)
 
 
 def mixed_order(labels: Sequence[bool], batch_size: int, rng: random.Random) -> list:
     """A permutation of positions in which every `batch_size` consecutive rows (any window, not only
-    aligned batches) hold both labels: the minority sits at evenly spaced slots (gaps of n // m or
-    n // m + 1), each class shuffled by `rng`. Possible exactly when batch_size >= ceil(n / m)."""
-    n = len(labels)
+    aligned batches, so a shifted batch boundary stays mixed) hold both labels: the majority is cut
+    into m + 1 runs of as equal length as the counts allow, one minority row between runs, and each
+    class is shuffled by `rng`."""
     positive = [i for i, label in enumerate(labels) if label]
     negative = [i for i, label in enumerate(labels) if not label]
     smallest = smallest_mixed_batch_size(len(positive), len(negative))
@@ -581,7 +584,10 @@ def mixed_order(labels: Sequence[bool], batch_size: int, rng: random.Random) -> 
     minority, majority = (positive, negative) if len(positive) < len(negative) else (negative, positive)
     rng.shuffle(minority)
     rng.shuffle(majority)
-    m = len(minority)
-    slots = {((2 * k + 1) * n) // (2 * m) for k in range(m)}
-    minority_iter, majority_iter = iter(minority), iter(majority)
-    return [next(minority_iter) if position in slots else next(majority_iter) for position in range(n)]
+    m, big = len(minority), len(majority)
+    order = []
+    for run in range(m + 1):
+        order += majority[run * big // (m + 1) : (run + 1) * big // (m + 1)]
+        if run < m:
+            order.append(minority[run])
+    return order

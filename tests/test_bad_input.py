@@ -1,0 +1,98 @@
+"""Bad input: a ValueError subclass naming the file, the line and the fix; benign variations change nothing."""
+
+import json
+
+import pytest
+from conftest import make_row
+
+import claudesidian_synthetic as cs
+
+GOOD = [make_row(i, i % 2 == 0) for i in range(6)]
+
+
+def _with_bad_line(bad, at=3):
+    return GOOD[: at - 1] + [bad] + GOOD[at - 1 :]
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "message"),
+    [
+        ('{"conversations": [', "not valid JSON"),
+        (b'{"label": true, "conversations": "\xff\xfe"}', "not valid UTF-8"),
+        ("[1, 2]", "expected a JSON object"),
+        (json.dumps({"conversations": GOOD[0]["conversations"]}), 'has no "label"'),
+        (json.dumps({**GOOD[0], "label": "true"}), '"label" must be true or false, found "true"'),
+        (json.dumps({**GOOD[0], "label": 1}), '"label" must be true or false, found 1'),
+        (json.dumps({**GOOD[0], "label": None}), '"label" must be true or false, found null'),
+        (json.dumps({"label": True}), '"conversations" must be a list'),
+        (json.dumps({**GOOD[0], "conversations": []}), '"conversations" must be a list'),
+        (json.dumps({**GOOD[0], "conversations": [{"role": "user"}, {"role": "assistant", "content": "x"}]}),
+         'message 1 must be an object with exactly "role" and "content"'),
+        (json.dumps({**GOOD[0], "conversations": [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}]}),
+         "the last message must be from the assistant"),
+        (json.dumps({**GOOD[0], "context": {"sessionId": "s", "mood": "x"}}), "\"context\" has unknown key(s) 'mood'"),
+        (json.dumps({**GOOD[0], "extra": 1}), "unexpected key(s) 'extra'"),
+    ],
+)
+def test_bad_line_is_named(write_source, bad_line, message):
+    path = write_source(_with_bad_line(bad_line))
+    with pytest.raises(cs.SourceError) as caught:
+        cs.load("balanced_custom", source=path)
+    assert isinstance(caught.value, ValueError)
+    assert caught.value.path == path and caught.value.line == 3
+    assert f"{path}, line 3: " in str(caught.value) and message in str(caught.value)
+    assert "Fix or delete that line" in str(caught.value)
+
+
+def test_empty_file(write_source, tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"\n\n")
+    with pytest.raises(cs.SourceError, match="holds no rows"):
+        cs.load("balanced_custom", source=str(path))
+
+
+def test_missing_file():
+    with pytest.raises(cs.SourceError, match="no such file"):
+        cs.load("full", source="/nonexistent/file.jsonl")
+
+
+def test_single_label_source_names_the_file(write_source):
+    path = write_source([make_row(i, True) for i in range(4)])
+    with pytest.raises(cs.OptionError, match=f"{path}: a balanced subset needs both labels"):
+        cs.load("balanced_custom", source=path)
+
+
+def test_benign_variations_change_nothing(write_source, tmp_path):
+    clean = cs.load("balanced_custom", split="train", source=write_source(GOOD, name="clean.jsonl"))
+    crlf = write_source(GOOD, name="crlf.jsonl", newline="\r\n")
+    blank = write_source(GOOD[:3] + ["", "   "] + GOOD[3:], name="blank.jsonl")
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + open(write_source(GOOD, name="plain.jsonl"), "rb").read())
+    for path in (crlf, blank, str(bom)):
+        assert list(cs.load("balanced_custom", split="train", source=path)) == list(clean)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("balanced_custom", {"desirable": -1}, "desirable=-1: must be a positive whole number"),
+        ("balanced_custom", {"undesirable": 0}, "undesirable=0: must be a positive whole number"),
+        ("balanced_custom", {"ratio": 0}, "ratio=0: must be a number above 0"),
+        ("balanced_custom", {"ratio": -2.0}, "ratio=-2.0: must be a number above 0"),
+        ("balanced_custom", {"ratio": 2.0, "desirable": 10}, "give either counts or a ratio, not both"),
+        ("balanced_custom", {"desirable": 800}, "desirable=800 but the source has only 746"),
+        ("balanced_custom", {"order": "random"}, "order='random': must be one of source, shuffle, mixed"),
+        ("balanced_custom", {"order": "mixed"}, "order='mixed' needs batch_size"),
+        ("balanced_custom", {"batch_size": 4}, "batch_size only applies to order='mixed'"),
+        ("balanced_254", {"seed": 7}, "seed=7 is not an option of the 'balanced_254' config"),
+        ("balanced_254", {"dedupe": True}, "dedupe=True is not an option of the 'balanced_254' config"),
+        ("full", {"desirable": 10}, "desirable=10 is not an option of the 'full' config"),
+        ("full", {"order": "mixed", "batch_size": 3}, "the smallest batch size that works is 4"),
+        ("nope", {}, "name='nope': unknown config"),
+        ("full", {"colour": "red"}, "unknown option(s) colour"),
+    ],
+)
+def test_bad_options(source_path, name, options, message):
+    with pytest.raises(cs.OptionError) as caught:
+        cs.load(name, source=source_path, **options)
+    assert message in str(caught.value)

@@ -1,0 +1,143 @@
+"""The builder end to end through `load()`, on the real files and generated ones."""
+
+import json
+import os
+
+import datasets
+import pytest
+from conftest import as_source_rows, make_row
+
+import claudesidian_synthetic as cs
+
+
+def test_balanced_254_is_the_published_file(source_path, published_rows):
+    dataset = cs.load("balanced_254", split="train", source=source_path)
+    assert len(dataset) == 508
+    assert as_source_rows(dataset) == published_rows
+    first_50 = dataset["label"][:50]
+    assert (sum(first_50), 50 - sum(first_50)) == (26, 24)
+
+
+def test_columns_are_ktos(source_path):
+    dataset = cs.load("balanced_254", split="train", source=source_path)
+    assert dataset.column_names == ["prompt", "completion", "label", "context"]
+    assert dataset.features == cs.FEATURES
+    row = dataset[0]
+    assert row["completion"][0]["role"] == "assistant" and len(row["completion"]) == 1
+    assert all(set(message) == {"role", "content"} for message in row["prompt"])
+
+
+def test_full_is_every_source_row_in_order(source_path, source_rows):
+    dataset = cs.load("full", split="train", source=source_path)
+    assert as_source_rows(dataset) == [{**row, "context": row.get("context")} for row in source_rows]
+    assert sum(dataset["label"]) == 746
+
+
+def test_balanced_custom_defaults_equal_balanced_254(source_path):
+    custom = cs.load("balanced_custom", split="train", source=source_path)
+    published = cs.load("balanced_254", split="train", source=source_path)
+    assert custom["label"] == published["label"]
+    assert custom["prompt"] == published["prompt"]
+
+
+@pytest.mark.parametrize(
+    ("options", "rows", "desirable"),
+    [
+        ({"desirable": 300, "undesirable": 200, "seed": 7}, 500, 300),
+        ({"ratio": 2.0}, 762, 508),
+        ({"desirable": 900, "replacement": True}, 1154, 900),
+        ({"order": "mixed", "batch_size": 2}, 508, 254),
+    ],
+)
+def test_balanced_custom_options(source_path, options, rows, desirable):
+    dataset = cs.load("balanced_custom", split="train", source=source_path, **options)
+    assert (len(dataset), sum(dataset["label"])) == (rows, desirable)
+
+
+def test_dedupe_drops_the_19_duplicate_lines_and_says_so(source_path, source_rows, caplog):
+    dataset = cs.load("full", split="train", source=source_path, dedupe=True)
+    unique = {json.dumps(row, sort_keys=True) for row in source_rows}
+    assert len(dataset) == len(unique) == 981
+    assert "dropped 19 exact duplicate" in caplog.text
+
+
+def test_balanced_custom_dedupe_balances_the_unique_rows(source_rows, source_path):
+    unique = {json.dumps(row): row["label"] for row in source_rows}  # same bytes as the source lines
+    smaller = min(sum(unique.values()), len(unique) - sum(unique.values()))
+    dataset = cs.load("balanced_custom", split="train", source=source_path, dedupe=True)
+    assert (len(dataset), sum(dataset["label"])) == (2 * smaller, smaller)
+    assert len({json.dumps(row) for row in as_source_rows(dataset)}) == len(dataset)
+
+
+def test_full_mixed_order_has_no_single_label_batch(source_path):
+    dataset = cs.load("full", split="train", source=source_path, order="mixed", batch_size=4)
+    labels = dataset["label"]
+    assert all(len(set(labels[i : i + 4])) == 2 for i in range(len(labels) - 3))
+    assert sorted(map(json.dumps, dataset["prompt"])) == sorted(
+        map(json.dumps, cs.load("full", split="train", source=source_path)["prompt"])
+    )
+
+
+def test_second_load_regenerates_nothing(source_path, monkeypatch):
+    first = cs.load("balanced_custom", split="train", source=source_path, seed=3)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the cache should have served this")
+
+    monkeypatch.setattr(cs.ClaudesidianSynthetic, "_split_generators", fail)
+    second = cs.load("balanced_custom", split="train", source=source_path, seed=3)
+    assert second["label"] == first["label"]
+    with pytest.raises(AssertionError, match="cache"):
+        cs.load("balanced_custom", split="train", source=source_path, seed=4)  # other options: other entry
+
+
+def test_cache_entries_differ_per_option(source_path):
+    seven = cs.ClaudesidianSynthetic(config_name="balanced_custom", source=source_path, seed=7)
+    eight = cs.ClaudesidianSynthetic(config_name="balanced_custom", source=source_path, seed=8)
+    assert seven.cache_dir != eight.cache_dir
+
+
+def test_pinned_configs_refuse_other_bytes(write_source, source_path):
+    with open(source_path, encoding="utf-8") as file:
+        rows = [json.loads(line) for line in file]
+    assert rows[0]["label"] is True
+    other = write_source(rows[1:])  # one desirable row less: not v1.0.0
+    for name in ("full", "balanced_254"):
+        with pytest.raises(cs.SourceError, match=r"is not the v1.0.0 source.*balanced_custom"):
+            cs.load(name, source=other)
+    assert len(cs.load("balanced_custom", split="train", source=other)) == 2 * 254
+
+
+def test_changed_source_rebuilds_instead_of_serving_stale_cache(write_source):
+    path = write_source([make_row(i, i % 3 != 0) for i in range(30)])
+    before = cs.load("balanced_custom", split="train", source=path)
+    assert len(before) == 20
+    write_source([make_row(i, i % 2 == 0) for i in range(30)])  # same path, other bytes
+    after = cs.load("balanced_custom", split="train", source=path)
+    assert len(after) == 30
+
+
+def test_context_missing_fields_become_null(write_source):
+    path = write_source([make_row(0, True, context=True), make_row(1, False)])
+    dataset = cs.load("balanced_custom", split="train", source=path, order="source")
+    assert dataset[0]["context"]["sessionId"] == "s0" and dataset[0]["context"]["subgoal"] is None
+    assert dataset[1]["context"] is None
+
+
+@pytest.mark.parametrize("name", ["full", "balanced_254", "balanced_custom"])
+def test_streaming_gives_the_same_rows_in_the_same_order(source_path, name):
+    prepared = cs.load(name, split="train", source=source_path)
+    streamed = cs.load(name, split="train", source=source_path, streaming=True)
+    assert isinstance(streamed, datasets.IterableDataset)
+    assert list(streamed) == list(prepared)
+
+
+def test_load_without_split_gives_a_dataset_dict(source_path):
+    result = cs.load("balanced_254", source=source_path)
+    assert isinstance(result, datasets.DatasetDict) and list(result) == ["train"]
+
+
+def test_relative_source_is_resolved(source_path, tmp_path, monkeypatch):
+    monkeypatch.chdir(os.path.dirname(source_path))
+    dataset = cs.load("balanced_254", split="train", source=os.path.basename(source_path))
+    assert len(dataset) == 508
