@@ -16,9 +16,7 @@ import logging
 import math
 import os
 import random
-from typing import Any
-from typing import Optional
-from typing import Sequence
+from typing import Any, Optional, Sequence
 
 import datasets
 import numpy as np
@@ -320,9 +318,11 @@ def load(
     """
     if name not in _CONFIG_PURPOSE:
         raise OptionError(f"name={name!r}: unknown config; choose one of {', '.join(_CONFIG_PURPOSE)}")
-    unknown = sorted(set(config_kwargs) - set(_DEFAULTS) - {"name", "version", "description"})
-    if unknown:
-        options = ", ".join(o for o in _DEFAULTS if o not in ("name", "version", "description", "data_dir", "data_files"))
+    builder_fields = ("name", "version", "description", "data_dir", "data_files")
+    unknown = sorted(set(config_kwargs) - set(_DEFAULTS))
+    if unknown or set(config_kwargs) & set(builder_fields):
+        options = ", ".join(option for option in _DEFAULTS if option not in builder_fields)
+        unknown = sorted(set(unknown) | (set(config_kwargs) & set(builder_fields)))
         raise OptionError(f"unknown option(s) {', '.join(unknown)}; the options are {options}")
     options = {"source": source, "revision": revision, **config_kwargs}
     options = {key: value for key, value in options.items() if value is not None}
@@ -488,7 +488,9 @@ def class_counts(
         else:
             counts = (n_desirable, round(n_desirable / ratio))
         if min(counts) < 1:
-            raise OptionError(f"ratio={ratio!r} leaves no row of one label ({counts[0]} desirable, {counts[1]} undesirable)")
+            raise OptionError(
+                f"ratio={ratio!r} leaves no row of one label ({counts[0]} desirable, {counts[1]} undesirable)"
+            )
         return counts
     if desirable is None and undesirable is None:
         smaller = min(n_desirable, n_undesirable)

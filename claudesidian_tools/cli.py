@@ -104,7 +104,7 @@ def command_stats(args: argparse.Namespace) -> None:
         print(json.dumps(stats))
         return
     batches = ", ".join(f"{size}: {count}" for size, count in stats["homogeneous_batches"].items())
-    weights = stats["kto_weights"]
+    weights, first = stats["kto_weights"], stats["first_50"]
     print(
         f"config               {args.config}\n"
         f"rows                 {stats['rows']}\n"
@@ -112,7 +112,7 @@ def command_stats(args: argparse.Namespace) -> None:
         f"undesirable          {stats['undesirable']}\n"
         f"ratio                {stats['ratio']}\n"
         f"exact duplicates     {stats['duplicates']}\n"
-        f"first 50 rows        {stats['first_50']['desirable']} desirable, {stats['first_50']['undesirable']} undesirable\n"
+        f"first 50 rows        {first['desirable']} desirable, {first['undesirable']} undesirable\n"
         f"single-label batches {batches} (batch size: count)\n"
         f"KTO weights          desirable_weight={weights['desirable_weight']}, "
         f"undesirable_weight={weights['undesirable_weight']}"

@@ -27,6 +27,10 @@ INFOS_FILENAME = "dataset_infos.json"
 _REPO_ID_PLACEHOLDER = "professorsynapse/claudesidian-synthetic-dataset"
 
 
+class PushError(cs.ClaudesidianError):
+    """The upload to the Hub failed (network, permissions); nothing is half-committed on the Hub."""
+
+
 @dataclasses.dataclass
 class ConfigSpec:
     """One exported config: its name in the folder, the builder config it comes from, and options."""
@@ -185,7 +189,9 @@ def _recipe(spec: ConfigSpec) -> str:
         "mixed": f"in mixed order: every {config.batch_size} consecutive rows hold both labels (seed {config.seed})",
     }[config.resolved_order]
     dedupe = "; exact duplicate lines dropped first" if config.dedupe else ""
-    origin = "" if spec.export_name == spec.config_name else f"`{spec.config_name}`" + (f" ({chosen})" if chosen else "") + ": "
+    origin = ""
+    if spec.export_name != spec.config_name:
+        origin = f"`{spec.config_name}`" + (f" ({chosen})" if chosen else "") + ": "
     return f"{origin}{_SELECTIONS[spec.config_name]}, {order}{dedupe}"
 
 
@@ -306,10 +312,20 @@ def push(
     if not os.path.isfile(os.path.join(folder, "README.md")):
         raise cs.OptionError(f"{folder}: no README.md; run `claudesidian-synthetic export {folder}` first")
     api = api or huggingface_hub.HfApi()
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    commit = api.upload_folder(
-        folder_path=folder, repo_id=repo_id, repo_type="dataset", commit_message=commit_message
-    )
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        commit = api.upload_folder(
+            folder_path=folder, repo_id=repo_id, repo_type="dataset", commit_message=commit_message
+        )
+    except Exception as error:  # any HTTP client's connection, auth or server error: one clear line
+        message = " ".join(str(error).split())
+        token = huggingface_hub.get_token()
+        if token:
+            message = message.replace(token, "***")
+        raise PushError(
+            f"could not push {folder} to the dataset repository {repo_id} ({type(error).__name__}: {message}). "
+            "Check the network, and that your token (HF_TOKEN or `hf auth login`) may write to that repository"
+        ) from None
     return commit.oid
 
 

@@ -28,7 +28,7 @@ def _with_bad_line(bad, at=3):
         (json.dumps({**GOOD[0], "conversations": []}), '"conversations" must be a list'),
         (json.dumps({**GOOD[0], "conversations": [{"role": "user"}, {"role": "assistant", "content": "x"}]}),
          'message 1 must be an object with exactly "role" and "content"'),
-        (json.dumps({**GOOD[0], "conversations": [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}]}),
+        (json.dumps({**GOOD[0], "conversations": [GOOD[0]["conversations"][1], GOOD[0]["conversations"][0]]}),
          "the last message must be from the assistant"),
         (json.dumps({**GOOD[0], "context": {"sessionId": "s", "mood": "x"}}), "\"context\" has unknown key(s) 'mood'"),
         (json.dumps({**GOOD[0], "extra": 1}), "unexpected key(s) 'extra'"),

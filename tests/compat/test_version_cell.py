@@ -1,0 +1,60 @@
+"""One cell of the version matrix: whatever `datasets` is installed, every path that version supports
+must give the published rows of `balanced_254`. `.ci/run` runs this file under datasets 3.6, 4.7 and 5.x."""
+
+import os
+
+import datasets
+import pytest
+from conftest import REPO, as_source_rows
+from packaging.version import Version
+
+import claudesidian_synthetic as cs
+
+VERSION = Version(datasets.__version__)
+print(f"datasets {datasets.__version__}")
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory, source_path):
+    """The folder made by `claudesidian-synthetic export` ($CLAUDESIDIAN_EXPORT in CI: made under 5.x)."""
+    given = os.environ.get("CLAUDESIDIAN_EXPORT")
+    if given:
+        return given
+    from claudesidian_tools.export import export
+
+    folder = tmp_path_factory.mktemp("export")
+    export(str(folder), source=source_path)
+    return str(folder)
+
+
+def test_load_helper(source_path, published_rows):
+    dataset = cs.load("balanced_254", split="train", source=source_path)
+    assert as_source_rows(dataset) == published_rows
+    streamed = cs.load("balanced_254", split="train", source=source_path, streaming=True)
+    assert [row["label"] for row in streamed] == dataset["label"]
+
+
+@pytest.mark.skipif(VERSION >= Version("4.0"), reason="datasets>=4 refuses loading scripts")
+@pytest.mark.parametrize("name", ["balanced_254", "full"])
+def test_loading_script(source_path, published_rows, source_rows, name):
+    dataset = datasets.load_dataset(
+        str(REPO / "claudesidian_synthetic.py"), name=name, split="train", trust_remote_code=True, source=source_path
+    )
+    expected = published_rows if name == "balanced_254" else [{**r, "context": r.get("context")} for r in source_rows]
+    assert as_source_rows(dataset) == expected
+
+
+@pytest.mark.skipif(VERSION >= Version("4.0"), reason="datasets>=4 refuses loading scripts")
+def test_loading_script_custom_options(source_path):
+    dataset = datasets.load_dataset(
+        str(REPO / "claudesidian_synthetic.py"), name="balanced_custom", split="train", trust_remote_code=True,
+        source=source_path, desirable=300, undesirable=200, seed=7,
+    )
+    assert (len(dataset), sum(dataset["label"])) == (500, 300)
+
+
+def test_exported_folder(export_dir, published_rows):
+    assert sorted(datasets.get_dataset_config_names(export_dir))[:2] == ["balanced_254", "full"]
+    dataset = datasets.load_dataset(export_dir, name="balanced_254", split="train")
+    assert as_source_rows(dataset) == published_rows
+    assert len(datasets.load_dataset(export_dir, name="full", split="train")) == 1000

@@ -1,0 +1,174 @@
+"""KTO helpers (weights, sampler, stats) and an end-to-end KTOTrainer run on the CPU."""
+
+import copy
+import importlib.util
+import math
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import claudesidian_synthetic as cs
+from claudesidian_tools.kto import (
+    MixedLabelBatchSampler,
+    dataset_stats,
+    homogeneous_batches,
+    kto_weights,
+    weighted_ratio,
+)
+
+labels_strategy = st.lists(st.booleans(), min_size=2, max_size=300).filter(lambda labels: 0 < sum(labels) < len(labels))
+
+
+def test_weights_are_reexported_by_the_module():
+    assert cs.kto_weights is kto_weights and cs.MixedLabelBatchSampler is MixedLabelBatchSampler
+
+
+def test_weights_of_full_and_balanced(source_path):
+    full = cs.load("full", split="train", source=source_path)
+    weights = kto_weights(full)
+    assert weights["desirable_weight"] == 1.0 and abs(weights["undesirable_weight"] - 2.94) < 0.01
+    assert kto_weights([True, False] * 254) == {"desirable_weight": 1.0, "undesirable_weight": 1.0}
+
+
+@settings(max_examples=300, deadline=None)
+@given(labels=labels_strategy)
+def test_weights_sit_inside_eq_8_and_trls_check(labels):
+    weights = kto_weights(labels)
+    assert 1.0 <= weighted_ratio(weights, labels) <= 4 / 3
+    # TRL's own check (KTOTrainer._prepare_dataset): either weight inside its rounded range.
+    n_d, n_u = sum(labels), len(labels) - sum(labels)
+    if n_d != n_u:
+        low_d = round(n_u * weights["undesirable_weight"] / n_d, 2)
+        high_d = round(n_u * weights["undesirable_weight"] / n_d * 1.33, 2)
+        low_u = round(n_d * weights["desirable_weight"] / n_u / 1.33, 2)
+        high_u = round(n_d * weights["desirable_weight"] / n_u, 2)
+        assert low_d <= weights["desirable_weight"] <= high_d or low_u <= weights["undesirable_weight"] <= high_u
+    minority_weight = weights["undesirable_weight"] if n_u < n_d else weights["desirable_weight"]
+    assert minority_weight >= 1.0
+
+
+def test_weights_need_both_labels():
+    with pytest.raises(cs.OptionError, match="need both labels"):
+        kto_weights([True, True])
+
+
+@settings(max_examples=200, deadline=None)
+@given(labels=labels_strategy, seed=st.integers(0, 100), drop_last=st.booleans(), data=st.data())
+def test_sampler_protocol(labels, seed, drop_last, data):
+    n_d = sum(labels)
+    smallest = cs.smallest_mixed_batch_size(n_d, len(labels) - n_d)
+    batch_size = data.draw(st.integers(smallest, smallest + 4))
+    sampler = MixedLabelBatchSampler(labels, batch_size, seed=seed, drop_last=drop_last)
+    batches = list(sampler)
+    assert len(batches) == len(sampler)
+    flat = [i for batch in batches for i in batch]
+    if drop_last:
+        assert len(flat) == len(labels) // batch_size * batch_size and len(set(flat)) == len(flat)
+    else:
+        assert sorted(flat) == list(range(len(labels)))  # every index once per epoch
+    for batch in batches:
+        if len(batch) == batch_size:
+            assert len({labels[i] for i in batch}) == 2
+    assert list(sampler) == batches  # same epoch, same order
+    sampler.set_epoch(1)
+    again = [i for batch in sampler for i in batch]
+    assert len(again) == len(flat) and (drop_last or sorted(again) == sorted(flat))
+
+
+def test_sampler_gives_a_fresh_order_each_epoch():
+    sampler = MixedLabelBatchSampler([True] * 60 + [False] * 20, batch_size=4)
+    first = list(sampler)
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+
+
+def test_sampler_refuses_an_impossible_batch_size():
+    with pytest.raises(cs.OptionError, match="smallest batch size that works is 4"):
+        MixedLabelBatchSampler([True] * 746 + [False] * 254, batch_size=3)
+
+
+def test_sampler_feeds_a_torch_dataloader():
+    torch = pytest.importorskip("torch", reason="torch is in the [kto] extra")
+    labels = [True] * 30 + [False] * 10
+    loader = torch.utils.data.DataLoader(
+        torch.arange(40), batch_sampler=MixedLabelBatchSampler(labels, batch_size=4)
+    )
+    batches = [batch.tolist() for batch in loader]
+    assert len(batches) == 10 and all(len({labels[i] for i in batch}) == 2 for batch in batches)
+
+
+def test_homogeneous_batches():
+    assert homogeneous_batches([True, True, False, True, False, False, True], 2) == 2
+    assert homogeneous_batches([True, False, True, False], 4) == 0
+
+
+def test_stats_of_full(source_path):
+    stats = dataset_stats(cs.load("full", split="train", source=source_path))
+    assert (stats["rows"], stats["desirable"], stats["undesirable"], stats["duplicates"]) == (1000, 746, 254, 19)
+
+
+def _tiny_model_and_tokenizer():
+    """A randomly initialised 2-layer Llama and a word-level tokenizer built here: no downloads."""
+    import tokenizers
+    import transformers
+
+    vocab = {"<pad>": 0, "<eos>": 1, "<unk>": 2}
+    model = tokenizers.models.WordLevel(vocab=vocab, unk_token="<unk>")
+    backend = tokenizers.Tokenizer(model)
+    backend.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    trainer = tokenizers.trainers.WordLevelTrainer(vocab_size=2000, special_tokens=list(vocab))
+    backend.train_from_iterator(["user assistant system tool_call arguments result the a of"], trainer=trainer)
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
+    )
+    tokenizer.chat_template = (
+        "{% for message in messages %}{{ message['role'] }} : {{ message['content'] }} <eos> {% endfor %}"
+        "{% if add_generation_prompt %}assistant : {% endif %}"
+    )
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+        pad_token_id=0, eos_token_id=1, bos_token_id=1,
+    )
+    return transformers.LlamaForCausalLM(config), tokenizer
+
+
+def _need_trl():
+    missing = [name for name in ("torch", "trl", "transformers") if importlib.util.find_spec(name) is None]
+    if missing:
+        message = f"end-to-end KTO needs the [kto] extra; missing: {', '.join(missing)}"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI installs [kto]: a skip there would hide a broken install
+        pytest.skip(message)
+
+
+@pytest.mark.kto
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("balanced_254", {}), ("full", {"order": "mixed", "batch_size": 4})],
+)
+def test_kto_trainer_trains_on_the_dataset(source_path, tmp_path, name, options):
+    _need_trl()
+    import torch
+    import trl
+
+    torch.manual_seed(0)
+    dataset = cs.load(name, split="train", source=source_path, **options).select(range(64))
+    weights = kto_weights(cs.load(name, split="train", source=source_path, **options))
+    model, tokenizer = _tiny_model_and_tokenizer()
+    args = trl.KTOConfig(
+        output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=3, max_length=128,
+        learning_rate=1e-3, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True,
+        dataloader_num_workers=0, **weights,
+    )
+    reference = copy.deepcopy(model)  # a model built here has no hub id to reload the reference from
+    trainer = trl.KTOTrainer(
+        model=model, ref_model=reference, args=args, train_dataset=dataset, processing_class=tokenizer
+    )
+    assert trainer.desirable_weight == weights["desirable_weight"]
+    result = trainer.train()
+    assert result.global_step == 3 and math.isfinite(result.training_loss)
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert logged and all(math.isfinite(entry["loss"]) for entry in logged)
