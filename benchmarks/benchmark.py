@@ -1,0 +1,153 @@
+"""Benchmark `claudesidian_synthetic.load` against `datasets.load_dataset("json")` and a naive recipe.
+
+Every measurement is a fresh Python process (whole-process wall time and peak RSS, imports included),
+each case is run `--repeats` times and the median is reported, and every figure is a ratio against a
+baseline measured in the same run, because the machine is shared and noisy.
+
+    python benchmarks/benchmark.py                       # 1k-row cases x5, 100k-row scale x3
+    python benchmarks/benchmark.py --rows 10000 --repeats 1 --out /tmp/smoke.json   # CI smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+DATA = pathlib.Path(os.environ.get("CLAUDESIDIAN_DATA", REPO.parent / "shared" / "data"))
+SOURCE = DATA / "syngen_toolset_v1.0.0_claude.jsonl"
+PUBLISHED = DATA / "syngen_toolset_v1.0.0_claude_balanced_254.jsonl"
+
+CASES = {
+    "builder": "import claudesidian_synthetic as cs\nd = cs.load({config!r}, split='train', source={source!r})",
+    "json": "import datasets\nd = datasets.load_dataset('json', data_files={data!r}, split='train')",
+    "naive": (
+        "import json, random, datasets\n"
+        "rows = [json.loads(line) for line in open({source!r}, encoding='utf-8')]\n"
+        "pos = [r for r in rows if r['label']]; neg = [r for r in rows if not r['label']]\n"
+        "rng = random.Random(42); picked = rng.sample(pos, len(neg)) + neg; rng.shuffle(picked)\n"
+        "d = datasets.Dataset.from_list([{{'prompt': r['conversations'][:-1], 'completion': r['conversations'][-1:],"
+        " 'label': r['label'], 'context': r.get('context')}} for r in picked])"
+    ),
+}
+
+
+def generate_source(path: pathlib.Path, rows: int, seed: int = 0) -> None:
+    """A source with the real schema: about 3 desirable per undesirable, varied text, some context."""
+    rng = random.Random(seed)
+    words = "note vault tag folder search read write append daily project meeting link file".split()
+    with open(path, "w", encoding="utf-8") as file:
+        for index in range(rows):
+            text = lambda n: " ".join(rng.choice(words) for _ in range(n))  # noqa: E731
+            row = {
+                "conversations": [
+                    {"role": "user", "content": f"{index}: {text(rng.randint(8, 40))}"},
+                    {"role": "assistant",
+                     "content": f"tool_call: vault_{rng.choice(words)}\n{text(rng.randint(80, 300))}"},
+                ],
+                "label": rng.random() < 0.75,
+            }
+            if rng.random() < 0.05:
+                row["context"] = {"sessionId": f"s{index}", "workspaceId": "ws", "primaryGoal": text(6)}
+            file.write(json.dumps(row) + "\n")
+
+
+def measure(code: str, cache: pathlib.Path) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one fresh process running `code` with its own HF cache."""
+    env = {**os.environ, "HF_HOME": str(cache), "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    if status != 0:
+        raise RuntimeError(f"benchmark process failed ({status}): {code}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def run_cases(codes: dict, repeats: int, warm: bool, workdir: pathlib.Path) -> dict:
+    """Median wall time and peak RSS per case; the cases take turns in every round so that drift in
+    the machine's load hits them alike."""
+    walls = {name: [] for name in codes}
+    peaks = {name: [] for name in codes}
+    caches = {name: workdir / f"warm-{name}" for name in codes}
+    if warm:
+        for name, code in codes.items():
+            measure(code, caches[name])  # fill each cache once, not timed
+    for _ in range(repeats):
+        for name, code in codes.items():
+            cache = caches[name] if warm else pathlib.Path(tempfile.mkdtemp(dir=workdir))
+            wall, peak = measure(code, cache)
+            walls[name].append(wall)
+            peaks[name].append(peak)
+            if not warm:
+                shutil.rmtree(cache)
+    return {
+        name: {"wall_s": round(statistics.median(walls[name]), 4),
+               "peak_rss_mib": round(statistics.median(peaks[name]), 1), "runs": repeats}
+        for name in codes
+    }
+
+
+def ratio(results: dict, name: str, baseline: str, key: str) -> float:
+    return round(results[name][key] / results[baseline][key], 3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000, help="rows of the generated scale source")
+    parser.add_argument("--repeats", type=int, default=None, help="runs per case (default: 5 small, 3 scale)")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results.json"), help="results file")
+    args = parser.parse_args()
+    small_repeats, scale_repeats = args.repeats or 5, args.repeats or 3
+    with tempfile.TemporaryDirectory() as temp:
+        workdir = pathlib.Path(temp)
+        scale_source = workdir / "scale.jsonl"
+        generate_source(scale_source, args.rows)
+        small = {"config": "balanced_254", "source": str(SOURCE), "data": str(PUBLISHED)}
+        scale = {"config": "balanced_custom", "source": str(scale_source), "data": str(scale_source)}
+        results = {}
+        for warm in (False, True):
+            label = "warm" if warm else "fresh"
+            codes = {f"small_{label}_{case}": CASES[case].format(**small) for case in ("builder", "json")}
+            results.update(run_cases(codes, small_repeats, warm, workdir))
+        codes = {f"scale_fresh_{case}": CASES[case].format(**scale) for case in ("builder", "json", "naive")}
+        results.update(run_cases(codes, scale_repeats, False, workdir))
+    comparisons = [
+        ("1. balanced_254 vs json loader, fresh cache: wall", "small_fresh_builder", "small_fresh_json", "wall_s",
+         1.10),
+        ("2. balanced_254 vs json loader, warm cache: wall", "small_warm_builder", "small_warm_json", "wall_s", 1.05),
+        ("3a. scale: balanced_custom vs json loader: wall", "scale_fresh_builder", "scale_fresh_json", "wall_s", 1.5),
+        ("3b. scale: balanced_custom vs json loader: peak RSS", "scale_fresh_builder", "scale_fresh_json",
+         "peak_rss_mib", 1.2),
+        ("3c. scale: balanced_custom vs naive recipe: wall", "scale_fresh_builder", "scale_fresh_naive", "wall_s",
+         1 / 1.5),
+        ("3d. scale: balanced_custom vs naive recipe: peak RSS", "scale_fresh_builder", "scale_fresh_naive",
+         "peak_rss_mib", 1 / 1.5),
+    ]
+    report = {
+        "rows_scale": args.rows,
+        "python": sys.version.split()[0],
+        "results": results,
+        "ratios": [
+            {"what": what, "ratio": ratio(results, a, b, key), "target_at_most": round(target, 3),
+             "met": ratio(results, a, b, key) <= target}
+            for what, a, b, key, target in comparisons
+        ],
+    }
+    pathlib.Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    for row in report["ratios"]:
+        print(f"{row['what']:<58} {row['ratio']:>7.3f}x  (target <= {row['target_at_most']})  "
+              f"{'met' if row['met'] else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Faults that happen on shared training boxes: killed builds, concurrent loads, mutated sources."""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO, as_source_rows
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import claudesidian_synthetic as cs
+
+_spec = importlib.util.spec_from_file_location("benchmark", REPO / "benchmarks" / "benchmark.py")
+benchmark = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(benchmark)
+
+
+def _python(code: str, cache, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "HF_HOME": str(cache), "HF_DATASETS_CACHE": str(cache / "datasets"),
+           "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+@pytest.mark.slow
+def test_build_killed_midway_leaves_no_half_dataset(tmp_path):
+    source = tmp_path / "big.jsonl"
+    benchmark.generate_source(source, 100_000)
+    cache = tmp_path / "hf"
+    code = f"import claudesidian_synthetic as cs\ncs.load('balanced_custom', source={str(source)!r})"
+    process = _python(code, cache)
+    deadline = time.monotonic() + 240
+    while not any(path.name.endswith(".incomplete") for path in cache.rglob("*")):  # generation has begun
+        assert process.poll() is None and time.monotonic() < deadline, "the build ended before it could be killed"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    check = (
+        f"import json, claudesidian_synthetic as cs\n"
+        f"d = cs.load('balanced_custom', split='train', source={str(source)!r})\n"
+        f"print(json.dumps([len(d), d['label']]))"
+    )
+    result = _python(check, cache)
+    out, err = result.communicate(timeout=300)
+    assert result.returncode == 0, err
+    rows, labels = json.loads(out)
+    scan = cs.scan_source(str(source))
+    minority = min(int(scan.labels.sum()), int((~scan.labels).sum()))
+    assert rows == 2 * minority
+    config = cs.ClaudesidianSyntheticConfig(name="balanced_custom")
+    assert labels == scan.labels[cs.plan_rows(scan, config)].tolist()
+
+
+def test_two_processes_loading_into_one_empty_cache(tmp_path, source_path, published_rows):
+    code = (
+        "import json, claudesidian_synthetic as cs\n"
+        f"d = cs.load('balanced_254', split='train', source={source_path!r})\n"
+        "print(json.dumps([{'conversations': r['prompt'] + r['completion'], 'label': r['label'], "
+        "'context': r['context']} for r in d]))"
+    )
+    first, second = _python(code, tmp_path / "hf"), _python(code, tmp_path / "hf")
+    outputs = [process.communicate(timeout=300) for process in (first, second)]
+    assert first.returncode == second.returncode == 0, outputs
+    assert json.loads(outputs[0][0]) == json.loads(outputs[1][0]) == published_rows
+
+
+MUTATIONS = st.one_of(
+    st.tuples(st.just("truncate"), st.integers(0, 2000)),
+    st.tuples(st.just("insert"), st.integers(0, 2000), st.binary(min_size=1, max_size=3)),
+    st.tuples(st.just("label"), st.sampled_from(["true", "false", '"true"', "1", "0", "null", "[]", "{}"])),
+    st.tuples(st.just("drop_key"), st.sampled_from(["conversations", "label", "context"])),
+    st.tuples(st.just("whitespace"), st.sampled_from([" ", "\t", "\r"])),
+)
+
+
+def _mutate(line: bytes, mutation) -> bytes:
+    kind = mutation[0]
+    if kind == "truncate":
+        return line[: mutation[1] % (len(line) + 1)]
+    if kind == "insert":
+        at = mutation[1] % (len(line) + 1)
+        return line[:at] + mutation[2] + line[at:]
+    row = json.loads(line)
+    if kind == "label":
+        row["label"] = json.loads(mutation[1])
+    elif kind == "drop_key":
+        row.pop(mutation[1], None)
+    else:
+        return mutation[1].encode() + line + mutation[1].encode()
+    return json.dumps(row).encode()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(index=st.integers(0, 59), mutation=MUTATIONS)
+def test_mutated_source_gives_the_exact_rows_or_a_named_line(tmp_path, source_path, index, mutation):
+    with open(source_path, "rb") as file:
+        lines = [file.readline().rstrip(b"\n") for _ in range(60)]
+    mutated = list(lines)
+    mutated[index] = _mutate(lines[index], mutation)
+    path = tmp_path / "mutated.jsonl"
+    path.write_bytes(b"\n".join(mutated) + b"\n")
+    try:
+        scan = cs.scan_source(str(path))
+    except cs.ClaudesidianError as error:
+        assert isinstance(error, cs.SourceError) and error.line == index + 1, error
+        return
+    blank = not mutated[index].strip()
+    assert len(scan.labels) == 60 - blank  # only a line mutated into a blank one may vanish
+    expected = [json.loads(line)["label"] for line in mutated if line.strip()]
+    assert scan.labels.tolist() == expected
+
+
+def test_fuzzed_rows_are_the_source_rows(tmp_path, source_path):
+    # The rows a scan accepts are read back exactly: prompt + completion is the source line's conversations.
+    with open(source_path, "rb") as file:
+        lines = [file.readline() for _ in range(60)]
+    path = tmp_path / "head.jsonl"
+    path.write_bytes(b"".join(lines))
+    dataset = cs.load("balanced_custom", split="train", source=str(path), order="source")
+    originals = [json.loads(line) for line in lines]
+    rows = as_source_rows(dataset)
+    assert all(row["conversations"] in [o["conversations"] for o in originals] for row in rows)
