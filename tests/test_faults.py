@@ -43,7 +43,7 @@ def test_build_killed_midway_leaves_no_half_dataset(tmp_path):
     check = (
         f"import json, claudesidian_synthetic as cs\n"
         f"d = cs.load('balanced_custom', split='train', source={str(source)!r})\n"
-        f"print(json.dumps([len(d), d['label']]))"
+        f"print(json.dumps([len(d), list(d['label'])]))"
     )
     result = _python(check, cache)
     out, err = result.communicate(timeout=300)
@@ -125,3 +125,18 @@ def test_fuzzed_rows_are_the_source_rows(tmp_path, source_path):
     originals = [json.loads(line) for line in lines]
     rows = as_source_rows(dataset)
     assert all(row["conversations"] in [o["conversations"] for o in originals] for row in rows)
+
+
+@pytest.mark.slow
+def test_benchmark_smoke_at_10k_rows(tmp_path):
+    out = tmp_path / "smoke.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "benchmark.py"), "--rows", "10000", "--repeats", "1",
+         "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["rows_scale"] == 10_000 and len(report["ratios"]) == 6
+    assert all(row["ratio"] > 0 for row in report["ratios"])
+    assert set(report["results"]) >= {"small_fresh_builder", "small_fresh_json", "scale_fresh_naive"}
