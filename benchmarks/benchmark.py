@@ -4,7 +4,7 @@ Every measurement is a fresh Python process (whole-process wall time and peak RS
 each case is run `--repeats` times and the median is reported, and every figure is a ratio against a
 baseline measured in the same run, because the machine is shared and noisy.
 
-    python benchmarks/benchmark.py                       # 1k-row cases x5, 100k-row scale x3
+    python benchmarks/benchmark.py                       # every case x5: 1k-row and 100k-row sources
     python benchmarks/benchmark.py --rows 10000 --repeats 1 --out /tmp/smoke.json   # CI smoke
 """
 
@@ -104,10 +104,9 @@ def ratio(results: dict, name: str, baseline: str, key: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000, help="rows of the generated scale source")
-    parser.add_argument("--repeats", type=int, default=None, help="runs per case (default: 5 small, 3 scale)")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per case; the median is reported")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results.json"), help="results file")
     args = parser.parse_args()
-    small_repeats, scale_repeats = args.repeats or 5, args.repeats or 3
     with tempfile.TemporaryDirectory() as temp:
         workdir = pathlib.Path(temp)
         scale_source = workdir / "scale.jsonl"
@@ -118,9 +117,9 @@ def main() -> None:
         for warm in (False, True):
             label = "warm" if warm else "fresh"
             codes = {f"small_{label}_{case}": CASES[case].format(**small) for case in ("builder", "json")}
-            results.update(run_cases(codes, small_repeats, warm, workdir))
+            results.update(run_cases(codes, args.repeats, warm, workdir))
         codes = {f"scale_fresh_{case}": CASES[case].format(**scale) for case in ("builder", "json", "naive")}
-        results.update(run_cases(codes, scale_repeats, False, workdir))
+        results.update(run_cases(codes, args.repeats, False, workdir))
     comparisons = [
         ("1. balanced_254 vs json loader, fresh cache: wall", "small_fresh_builder", "small_fresh_json", "wall_s",
          1.10),

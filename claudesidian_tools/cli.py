@@ -36,19 +36,10 @@ def _add_config_options(parser: argparse.ArgumentParser, batch_size_help: str) -
 
 
 def _config_options(args: argparse.Namespace) -> dict:
-    batch_sizes = args.batch_size or []
-    return {
-        "source": args.source,
-        "revision": args.revision,
-        "desirable": args.desirable,
-        "undesirable": args.undesirable,
-        "ratio": args.ratio,
-        "seed": args.seed,
-        "replacement": args.replacement,
-        "dedupe": args.dedupe,
-        "order": args.order,
-        "batch_size": batch_sizes[0] if args.order == "mixed" and batch_sizes else None,
-    }
+    """The builder options given on the command line; `stats` may list extra batch sizes to count."""
+    options = {option: getattr(args, option) for option in cs.OPTION_DEFAULTS}
+    options["batch_size"] = args.batch_size[0] if args.order == "mixed" and args.batch_size else None
+    return options
 
 
 def _write_atomically(path: str, lines) -> None:

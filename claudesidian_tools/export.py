@@ -180,8 +180,7 @@ _SELECTIONS = {
 
 def _recipe(spec: ConfigSpec) -> str:
     """One sentence on how a config's rows are chosen and ordered, from its options."""
-    options = {**cs._DEFAULTS, **spec.options, "name": spec.config_name}
-    config = cs.ClaudesidianSyntheticConfig(**{key: options[key] for key in cs._DEFAULTS})
+    config = cs.ClaudesidianSyntheticConfig(name=spec.config_name, **{**cs.OPTION_DEFAULTS, **spec.options})
     chosen = ", ".join(f"{key}={value!r}" for key, value in spec.options.items())
     order = {
         "source": "in source order",
@@ -243,7 +242,7 @@ def render_card(
 
 # Claudesidian synthetic tool-calling dataset, KTO-ready
 
-{cs._DESCRIPTION.strip()}
+{cs.DESCRIPTION.strip()}
 
 Columns, ready for TRL's `KTOTrainer` (unpaired preference, conversational format):
 

@@ -32,6 +32,10 @@ def _with_bad_line(bad, at=3):
          "the last message must be from the assistant"),
         (json.dumps({**GOOD[0], "context": {"sessionId": "s", "mood": "x"}}), "\"context\" has unknown key(s) 'mood'"),
         (json.dumps({**GOOD[0], "extra": 1}), "unexpected key(s) 'extra'"),
+        ('{"conversations": [{"role": "user", "content": "a \\ud800 b"}, {"role": "assistant", "content": "x"}],'
+         ' "label": true}', "holds the escape \\ud800, half of a surrogate pair"),
+        (json.dumps(GOOD[0]) + " " + json.dumps(GOOD[1]), "not valid JSON (Extra data"),
+        ("\x0c" + json.dumps(GOOD[0]), "not valid JSON (Expecting value, column 1)"),  # not JSON whitespace
     ],
 )
 def test_bad_line_is_named(write_source, bad_line, message):
@@ -70,6 +74,14 @@ def test_benign_variations_change_nothing(write_source, tmp_path):
     bom.write_bytes(b"\xef\xbb\xbf" + open(write_source(GOOD, name="plain.jsonl"), "rb").read())
     for path in (crlf, blank, str(bom)):
         assert list(cs.load("balanced_custom", split="train", source=path)) == list(clean)
+
+
+def test_escaped_surrogate_pairs_are_characters(write_source):
+    line = json.dumps({**GOOD[0], "conversations": [{"role": "user", "content": "smile \U0001F600"},
+                                                    GOOD[0]["conversations"][1]]})
+    assert "\\ud83d\\ude00" in line  # json.dumps escapes it as a surrogate pair
+    dataset = cs.load("balanced_custom", split="train", source=write_source([line] + GOOD[1:]), order="source")
+    assert dataset[0]["prompt"][0]["content"] == "smile \U0001F600"
 
 
 @pytest.mark.parametrize(

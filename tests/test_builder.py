@@ -61,6 +61,17 @@ def test_dedupe_drops_the_19_duplicate_lines_and_says_so(source_path, source_row
     assert "dropped 19 exact duplicate" in caplog.text
 
 
+def test_duplicates_are_decided_by_the_bytes_not_the_hash(source_path, source_rows, monkeypatch):
+    # Every line shares one hash: only the byte comparison can tell the 19 true duplicates apart.
+    honest = cs.scan_source(source_path)
+    monkeypatch.setattr(cs, "hash", lambda line: 0, raising=False)
+    colliding = cs.scan_source(source_path)
+    lines = [json.dumps(row, sort_keys=True) for row in source_rows]
+    expected = [line in lines[:index] for index, line in enumerate(lines)]
+    assert colliding.duplicate.tolist() == honest.duplicate.tolist() == expected
+    assert sum(expected) == 19
+
+
 def test_balanced_custom_dedupe_balances_the_unique_rows(source_rows, source_path):
     unique = {json.dumps(row): row["label"] for row in source_rows}  # same bytes as the source lines
     smaller = min(sum(unique.values()), len(unique) - sum(unique.values()))
@@ -122,6 +133,23 @@ def test_context_missing_fields_become_null(write_source):
     dataset = cs.load("balanced_custom", split="train", source=path, order="source")
     assert dataset[0]["context"]["sessionId"] == "s0" and dataset[0]["context"]["subgoal"] is None
     assert dataset[1]["context"] is None
+
+
+def test_rows_equal_what_datasets_own_encoding_makes_of_them(write_source, source_rows):
+    # The builder skips datasets' per-value encoding of rows it has checked; the Arrow data must not differ.
+    rows = source_rows[:60] + [make_row(i, i % 2 == 0, context=i % 3 == 0) for i in range(30)]
+    path = write_source(rows)
+    desirable = sum(row["label"] for row in rows)
+    built = cs.load("balanced_custom", split="train", source=path, order="source",
+                    desirable=desirable, undesirable=len(rows) - desirable)
+    reference = datasets.Dataset.from_list(
+        [{"prompt": row["conversations"][:-1], "completion": row["conversations"][-1:], "label": row["label"],
+          "context": row.get("context")} for row in rows],
+        features=cs.FEATURES,
+    )
+    assert type(built.features) is datasets.Features and built.features == reference.features
+    assert built.data.table.schema.types == reference.data.table.schema.types
+    assert built.to_list() == reference.to_list()
 
 
 @pytest.mark.parametrize("name", ["full", "balanced_254", "balanced_custom"])

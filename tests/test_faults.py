@@ -74,7 +74,7 @@ MUTATIONS = st.one_of(
     st.tuples(st.just("insert"), st.integers(0, 2000), st.binary(min_size=1, max_size=3)),
     st.tuples(st.just("label"), st.sampled_from(["true", "false", '"true"', "1", "0", "null", "[]", "{}"])),
     st.tuples(st.just("drop_key"), st.sampled_from(["conversations", "label", "context"])),
-    st.tuples(st.just("whitespace"), st.sampled_from([" ", "\t", "\r"])),
+    st.tuples(st.just("whitespace"), st.sampled_from([" ", "\t", "\r", "\x0b", "\x0c"])),
 )
 
 
