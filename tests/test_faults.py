@@ -139,4 +139,21 @@ def test_benchmark_smoke_at_10k_rows(tmp_path):
     report = json.loads(out.read_text())
     assert report["rows_scale"] == 10_000 and len(report["ratios"]) == 6
     assert all(row["ratio"] > 0 for row in report["ratios"])
-    assert set(report["results"]) >= {"small_fresh_builder", "small_fresh_json", "scale_fresh_naive"}
+    assert set(report["runs"]) >= {"small_fresh_builder", "small_fresh_json", "scale_fresh_naive"}
+    assert all(len(run["wall_s"]) == 1 for run in report["runs"].values())
+
+
+@pytest.mark.slow
+def test_phase_profile_smoke_at_10k_rows(tmp_path):
+    out = tmp_path / "phases.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "phases.py"), "--rows", "10000", "--repeats", "1",
+         "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    median = json.loads(out.read_text())["median_s"]
+    phases = ("builder init (sha256 cache key)", "scan: check every line", "selected lines: read+decode",
+              "datasets writer")
+    assert median["rows"] % 2 == 0 and 0 < median["rows"] < 10_000  # a balanced subset of the source
+    assert 0 < sum(median[phase] for phase in phases) <= median["total load()"] + 0.01

@@ -6,6 +6,7 @@ import math
 import os
 
 import pytest
+from conftest import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -172,3 +173,37 @@ def test_kto_trainer_trains_on_the_dataset(source_path, tmp_path, name, options)
     assert result.global_step == 3 and math.isfinite(result.training_loss)
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert logged and all(math.isfinite(entry["loss"]) for entry in logged)
+
+
+def _readme_block(marker: str) -> str:
+    """The README's python code block that contains `marker`, so the documented recipe is what runs."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
+    (block,) = [block for block in blocks if marker in block]
+    return block
+
+
+@pytest.mark.kto
+def test_readme_random_order_recipe_trains_on_mixed_batches(source_path, tmp_path):
+    _need_trl()
+    import torch
+    import trl
+
+    torch.manual_seed(0)
+    namespace = {"cs": cs}
+    exec(_readme_block("class MixedKTOTrainer"), namespace)  # noqa: S102 - the README's own recipe
+    dataset = cs.load("full", split="train", source=source_path)  # 746 / 254: batches of 4 can all be mixed
+    model, tokenizer = _tiny_model_and_tokenizer()
+    args = trl.KTOConfig(
+        output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=3, max_length=128,
+        learning_rate=1e-3, report_to=[], save_strategy="no", use_cpu=True, dataloader_num_workers=0,
+        loss_type="apo_zero_unpaired", train_sampling_strategy="random", **kto_weights(dataset),
+    )
+    trainer = namespace["MixedKTOTrainer"](
+        model=model, ref_model=copy.deepcopy(model), args=args, train_dataset=dataset, processing_class=tokenizer
+    )
+    batches = list(trainer.get_train_dataloader())
+    assert len(batches) == math.ceil(len(dataset) / 4)
+    assert all(0 < int(batch["label"].sum()) < len(batch["label"]) for batch in batches)  # both labels, every batch
+    result = trainer.train()
+    assert result.global_step == 3 and math.isfinite(result.training_loss)

@@ -1,0 +1,116 @@
+"""Where a 100k-row `balanced_custom` build spends its time, phase by phase, next to the json loader's engine.
+
+One process, `--repeats` fresh caches, medians in seconds. The builder's phases are timed by wrapping
+its methods (nothing else changes): the source hash that keys the cache, the strict scan of every
+line, reading and decoding the selected lines, and `datasets`' writer (the rest of `_prepare_split`).
+The floors are the same work without the builder: `json` decoding of every line, and pyarrow's
+multithreaded JSON reader, which `load_dataset("json")` uses.
+
+    python benchmarks/phases.py                 # 100,000 rows, 3 repeats -> benchmarks/phases.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+import datasets  # noqa: E402
+import pyarrow.json  # noqa: E402
+
+import claudesidian_synthetic as cs  # noqa: E402
+from benchmarks.benchmark import generate_source  # noqa: E402
+
+
+def timed_build(source: str, cache: str) -> dict:
+    """Seconds per phase of one `load("balanced_custom")` into an empty cache."""
+    phases = ("builder init (sha256 cache key)", "scan: check every line", "selected lines: read+decode",
+              "datasets writer")
+    spent = dict.fromkeys(phases, 0.0)
+    builder_class = cs.ClaudesidianSynthetic
+    originals = {name: getattr(builder_class, name) for name in ("__init__", "_split_generators", "_prepare_split",
+                                                                   "_generate_examples")}
+
+    def wrap(name, phase):
+        def timed(self, *args, **kwargs):
+            start = time.perf_counter()
+            result = originals[name](self, *args, **kwargs)
+            spent[phase] += time.perf_counter() - start
+            return result
+        return timed
+
+    def timed_generation(self, **kwargs):
+        rows = originals["_generate_examples"](self, **kwargs)
+        while True:
+            start = time.perf_counter()
+            try:
+                row = next(rows)
+            except StopIteration:
+                break
+            finally:
+                spent["selected lines: read+decode"] += time.perf_counter() - start
+            yield row
+
+    patches = {"__init__": wrap("__init__", "builder init (sha256 cache key)"),
+               "_split_generators": wrap("_split_generators", "scan: check every line"),
+               "_prepare_split": wrap("_prepare_split", "datasets writer"),
+               "_generate_examples": timed_generation}
+    with contextlib.ExitStack() as stack:
+        for name, patch in patches.items():
+            setattr(builder_class, name, patch)
+            stack.callback(setattr, builder_class, name, originals[name])
+        start = time.perf_counter()
+        rows = len(cs.load("balanced_custom", split="train", source=source, cache_dir=cache))
+        spent["total load()"] = time.perf_counter() - start
+    spent["datasets writer"] -= spent["selected lines: read+decode"]
+    spent["rows"] = rows
+    return spent
+
+
+def floors(source: str) -> dict:
+    """The same file without the builder: Python's json on every line, and pyarrow's reader."""
+    start = time.perf_counter()
+    with open(source, "rb") as file:
+        for line in file:
+            json.loads(line)
+    decoded = time.perf_counter() - start
+    start = time.perf_counter()
+    pyarrow.json.read_json(source)
+    return {"json.loads of every line": decoded, "pyarrow.json.read_json (threads)": time.perf_counter() - start}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "phases.json"))
+    args = parser.parse_args()
+    runs = []
+    with tempfile.TemporaryDirectory() as temp:
+        source = os.path.join(temp, "scale.jsonl")
+        generate_source(pathlib.Path(source), args.rows)
+        for repeat in range(args.repeats):
+            runs.append({**timed_build(source, os.path.join(temp, f"cache-{repeat}")), **floors(source)})
+    report = {
+        "rows_source": args.rows,
+        "cpus": os.cpu_count(),
+        "datasets": datasets.__version__,
+        "median_s": {key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]},
+    }
+    pathlib.Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    for key, value in report["median_s"].items():
+        print(f"{key:<36} {value:>8}")
+
+
+if __name__ == "__main__":
+    main()
