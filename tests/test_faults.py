@@ -157,3 +157,35 @@ def test_phase_profile_smoke_at_10k_rows(tmp_path):
               "datasets writer")
     assert median["rows"] % 2 == 0 and 0 < median["rows"] < 10_000  # a balanced subset of the source
     assert 0 < sum(median[phase] for phase in phases) <= median["total load()"] + 0.01
+
+
+def _source_with_text_of(path, extra_bytes: int, rows: int = 2000) -> int:
+    """`rows` rows, 3 desirable per undesirable, each reply padded with `extra_bytes` of text; returns
+    the number of desirable rows."""
+    with open(path, "w", encoding="utf-8") as file:
+        for index in range(rows):
+            reply = f"answer {index} " + "tool_call " * (extra_bytes // 10)
+            row = {"conversations": [{"role": "user", "content": f"question {index}"},
+                                     {"role": "assistant", "content": reply}], "label": index % 4 != 0}
+            file.write(json.dumps(row) + "\n")
+    return sum(index % 4 != 0 for index in range(rows))
+
+
+@pytest.mark.slow
+def test_memory_follows_selected_rows_not_the_text_of_the_others(tmp_path):
+    # The same 2,000 rows twice; in `long` every reply carries 25 KB more text, about 50 MB in all.
+    paths = {name: tmp_path / f"{name}.jsonl" for name in ("short", "long")}
+    desirable = {name: _source_with_text_of(path, 25_000 if name == "long" else 0) for name, path in paths.items()}
+    assert paths["long"].stat().st_size > 50_000_000
+    few = "desirable=20, undesirable=20"
+    peaks = {}
+    for name, path in paths.items():
+        every_row_streamed = f"desirable={desirable[name]}, undesirable={2000 - desirable[name]}, order='source'"
+        built = f"d = cs.load('balanced_custom', split='train', source={str(path)!r}, {few})\nassert len(d) == 40"
+        streamed = (f"d = cs.load('balanced_custom', split='train', source={str(path)!r}, {every_row_streamed}, "
+                    f"streaming=True)\nassert sum(1 for _ in d) == 2000")
+        for case, code in (("40 of 2000 rows", built), ("all 2000 rows streamed", streamed)):
+            _, peaks[case, name] = benchmark.measure(f"import claudesidian_synthetic as cs\n{code}", tmp_path / name)
+    for case in ("40 of 2000 rows", "all 2000 rows streamed"):
+        grew = peaks[case, "long"] - peaks[case, "short"]
+        assert grew < 15, f"{case}: peak RSS grew {grew:.1f} MiB with 50 MB more unselected/streamed text"
