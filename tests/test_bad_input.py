@@ -108,3 +108,20 @@ def test_bad_options(source_path, name, options, message):
     with pytest.raises(cs.OptionError) as caught:
         cs.load(name, source=source_path, **options)
     assert message in str(caught.value)
+
+
+def test_source_rewritten_during_the_build_is_one_clear_error(write_source, monkeypatch):
+    path = write_source(GOOD)
+    scan = cs.scan_source
+
+    def scan_then_rewrite(source):
+        result = scan(source)
+        with open(source, "r+b") as file:  # another job overwrites the file between scan and generation
+            text = file.read()
+            file.seek(0)
+            file.write(text.replace(b"{", b"#"))
+        return result
+
+    monkeypatch.setattr(cs, "scan_source", scan_then_rewrite)
+    with pytest.raises(cs.SourceError, match=r"changed while it was being read .* Load again"):
+        cs.load("balanced_custom", source=path)
