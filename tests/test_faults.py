@@ -127,16 +127,20 @@ def test_fuzzed_rows_are_the_source_rows(tmp_path, source_path):
     assert all(row["conversations"] in [o["conversations"] for o in originals] for row in rows)
 
 
-@pytest.mark.slow
-def test_benchmark_smoke_at_10k_rows(tmp_path):
-    out = tmp_path / "smoke.json"
+def _run_at_10k_rows(script: str, tmp_path) -> dict:
+    """Run one benchmarks/ script once on a 10k-row source and return the JSON it writes."""
+    out = tmp_path / "out.json"
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "benchmark.py"), "--rows", "10000", "--repeats", "1",
-         "--out", str(out)],
+        [sys.executable, str(REPO / "benchmarks" / script), "--rows", "10000", "--repeats", "1", "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr
-    report = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_benchmark_smoke_at_10k_rows(tmp_path):
+    report = _run_at_10k_rows("benchmark.py", tmp_path)
     assert report["rows_scale"] == 10_000 and len(report["ratios"]) == 6
     assert all(row["ratio"] > 0 for row in report["ratios"])
     assert set(report["runs"]) >= {"small_fresh_builder", "small_fresh_json", "scale_fresh_naive"}
@@ -145,14 +149,7 @@ def test_benchmark_smoke_at_10k_rows(tmp_path):
 
 @pytest.mark.slow
 def test_phase_profile_smoke_at_10k_rows(tmp_path):
-    out = tmp_path / "phases.json"
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "phases.py"), "--rows", "10000", "--repeats", "1",
-         "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    median = json.loads(out.read_text())["median_s"]
+    median = _run_at_10k_rows("phases.py", tmp_path)["median_s"]
     phases = ("builder init (sha256 cache key)", "scan: check every line", "selected lines: read+decode",
               "datasets writer")
     assert median["rows"] % 2 == 0 and 0 < median["rows"] < 10_000  # a balanced subset of the source
