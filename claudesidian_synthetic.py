@@ -45,6 +45,11 @@ CONTEXT_FIELDS = (
 )
 ROW_KEYS = ("conversations", "label", "context")
 ORDERS = ("source", "shuffle", "mixed")
+# How lines are read: a UTF-8 byte-order mark and JSON whitespace around a row change nothing
+# (bytes.strip() would also take \x0b and \x0c, which JSON refuses).
+_BOM = b"\xef\xbb\xbf"
+_JSON_SPACE = b" \t\r\n"
+_DECODER = json.JSONDecoder()
 
 _MESSAGE = {"role": datasets.Value("string"), "content": datasets.Value("string")}
 # A Python list of a struct means "list of struct" on every `datasets` from 3.x to 5.x.
@@ -202,6 +207,13 @@ OPTION_DEFAULTS = {
 # --- the builder ------------------------------------------------------------------------------
 
 
+class _CheckedRowFeatures(datasets.Features):
+    """FEATURES for rows that already fit them exactly: encoding is the identity."""
+
+    def encode_example(self, example: dict) -> dict:
+        return example
+
+
 class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
     """Rebuilds `full`, `balanced_254` and `balanced_custom` from the source JSONL on the fly."""
 
@@ -282,13 +294,6 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
                         "Load again once nothing is writing to the file",
                     ) from None
                 yield position, to_example(row)
-
-
-class _CheckedRowFeatures(datasets.Features):
-    """FEATURES for rows that already fit them exactly: encoding is the identity."""
-
-    def encode_example(self, example: dict) -> dict:
-        return example
 
 
 def _is_url(source: str) -> bool:
@@ -388,11 +393,6 @@ class SourceScan:
     offsets: np.ndarray
     lengths: np.ndarray
     duplicate: np.ndarray
-
-
-_BOM = b"\xef\xbb\xbf"
-_DECODER = json.JSONDecoder()
-_JSON_SPACE = b" \t\r\n"  # the whitespace JSON allows around a value (bytes.strip() would take more)
 
 
 def scan_source(path: str) -> SourceScan:
