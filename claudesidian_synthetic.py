@@ -16,7 +16,9 @@ import logging
 import math
 import os
 import random
-from typing import Any, Optional, Sequence
+from typing import Any
+from typing import Optional
+from typing import Sequence
 
 import datasets
 import numpy as np

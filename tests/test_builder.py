@@ -169,3 +169,17 @@ def test_relative_source_is_resolved(source_path, tmp_path, monkeypatch):
     monkeypatch.chdir(os.path.dirname(source_path))
     dataset = cs.load("balanced_254", split="train", source=os.path.basename(source_path))
     assert len(dataset) == 508
+
+
+def test_the_loading_script_imports_one_name_per_line_and_only_datasets_numpy_stdlib():
+    # datasets<4 reads a script's imports line by line and misreads `from a import b, c`; the Hub
+    # script must also stand alone.
+    import ast
+    import sys
+
+    tree = ast.parse(open(cs.__file__, encoding="utf-8").read())
+    imports = [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert imports and all(len(node.names) == 1 for node in imports)
+    modules = {(node.module if isinstance(node, ast.ImportFrom) else node.names[0].name).split(".")[0]
+               for node in imports}
+    assert modules - set(sys.stdlib_module_names) == {"datasets", "numpy"}
