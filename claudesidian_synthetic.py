@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import random
+import re
 from typing import Any
 from typing import Optional
 from typing import Sequence
@@ -52,6 +53,8 @@ ORDERS = ("source", "shuffle", "mixed")
 _BOM = b"\xef\xbb\xbf"
 _JSON_SPACE = b" \t\r\n"
 _DECODER = json.JSONDecoder()
+# Only a \uD800-\uDFFF escape can put half a character into a row; lines without one skip that check.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD]")
 
 _MESSAGE = {"role": datasets.Value("string"), "content": datasets.Value("string")}
 # A Python list of a struct means "list of struct" on every `datasets` from 3.x to 5.x.
@@ -285,10 +288,11 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
 
     def _generate_examples(self, path, offsets, lengths):
         with open(path, "rb") as file:  # `open` reads URLs too when datasets streams this module
+            unbuffered = getattr(file, "raw", file)  # rows are read out of order: a buffer only costs a copy
             for position, (offset, length) in enumerate(zip(offsets.tolist(), lengths.tolist())):
-                file.seek(offset)
+                unbuffered.seek(offset)
                 try:
-                    row = _DECODER.raw_decode(file.read(length).strip(_JSON_SPACE).decode("utf-8"))[0]
+                    row = _DECODER.raw_decode(unbuffered.read(length).strip(_JSON_SPACE).decode("utf-8"))[0]
                 except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
                     raise SourceError(
                         path,
@@ -456,7 +460,7 @@ def parse_line(line: bytes, path: str, number: int) -> dict:
         raise SourceError(path, f"is not valid UTF-8 (byte {error.start + 1} of the line)", _FIX_ROW, number) from None
     except json.JSONDecodeError as error:
         raise SourceError(path, f"is not valid JSON ({error.msg}, column {error.colno})", _FIX_ROW, number) from None
-    problem = row_problem(row) or ("\\u" in text and _lone_surrogate_problem(row))
+    problem = row_problem(row) or (_SURROGATE_ESCAPE.search(line) and _lone_surrogate_problem(row))
     if problem:
         raise SourceError(path, problem, _FIX_ROW, number)
     return row

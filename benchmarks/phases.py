@@ -3,8 +3,9 @@
 One process, `--repeats` fresh caches, medians in seconds. The builder's phases are timed by wrapping
 its methods (nothing else changes): the source hash that keys the cache, the strict scan of every
 line, reading and decoding the selected lines, and `datasets`' writer (the rest of `_prepare_split`).
-The floors are the same work without the builder: `json` decoding of every line, and pyarrow's
-multithreaded JSON reader, which `load_dataset("json")` uses.
+Python's garbage-collector pauses are counted too (they happen inside those phases, mostly while
+examples wait in the writer's batch). The floors are the same work without the builder: `json`
+decoding of every line, and pyarrow's multithreaded JSON reader, which `load_dataset("json")` uses.
 
     python benchmarks/phases.py                 # 100,000 rows, 3 repeats -> benchmarks/phases.json
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import pathlib
@@ -65,7 +67,18 @@ def timed_build(source: str, cache: str) -> dict:
                "_split_generators": wrap("_split_generators", "scan: check every line"),
                "_prepare_split": wrap("_prepare_split", "datasets writer"),
                "_generate_examples": timed_generation}
+    pause_started = []
+
+    def count_gc(phase, info):
+        if phase == "start":
+            pause_started.append(time.perf_counter())
+        else:
+            spent["python gc pauses (within the above)"] += time.perf_counter() - pause_started.pop()
+
+    spent["python gc pauses (within the above)"] = 0.0
     with contextlib.ExitStack() as stack:
+        gc.callbacks.append(count_gc)
+        stack.callback(gc.callbacks.remove, count_gc)
         for name, patch in patches.items():
             setattr(builder_class, name, patch)
             stack.callback(setattr, builder_class, name, originals[name])

@@ -34,6 +34,8 @@ def _with_bad_line(bad, at=3):
         (json.dumps({**GOOD[0], "extra": 1}), "unexpected key(s) 'extra'"),
         ('{"conversations": [{"role": "user", "content": "a \\ud800 b"}, {"role": "assistant", "content": "x"}],'
          ' "label": true}', "holds the escape \\ud800, half of a surrogate pair"),
+        (json.dumps({**GOOD[0], "context": {"sessionId": "s"}}).replace('"s"', '"s\\uDFFF"'),
+         "holds the escape \\udfff, half of a surrogate pair"),  # upper-case hex, in context
         (json.dumps(GOOD[0]) + " " + json.dumps(GOOD[1]), "not valid JSON (Extra data"),
         ("\x0c" + json.dumps(GOOD[0]), "not valid JSON (Expecting value, column 1)"),  # not JSON whitespace
     ],
@@ -82,6 +84,14 @@ def test_escaped_surrogate_pairs_are_characters(write_source):
     assert "\\ud83d\\ude00" in line  # json.dumps escapes it as a surrogate pair
     dataset = cs.load("balanced_custom", split="train", source=write_source([line] + GOOD[1:]), order="source")
     assert dataset[0]["prompt"][0]["content"] == "smile \U0001F600"
+
+
+def test_an_escaped_backslash_before_ud800_is_text(write_source):
+    line = json.dumps({**GOOD[0], "conversations": [{"role": "user", "content": "path C:\\ud800"},
+                                                    GOOD[0]["conversations"][1]]})
+    assert "C:\\\\ud800" in line  # a backslash, then the letters u d 8 0 0: no escape at all
+    dataset = cs.load("balanced_custom", split="train", source=write_source([line] + GOOD[1:]), order="source")
+    assert dataset[0]["prompt"][0]["content"] == "path C:\\ud800"
 
 
 @pytest.mark.parametrize(

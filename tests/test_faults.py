@@ -154,6 +154,7 @@ def test_phase_profile_smoke_at_10k_rows(tmp_path):
               "datasets writer")
     assert median["rows"] % 2 == 0 and 0 < median["rows"] < 10_000  # a balanced subset of the source
     assert 0 < sum(median[phase] for phase in phases) <= median["total load()"] + 0.01
+    assert 0 <= median["python gc pauses (within the above)"] < median["total load()"]
 
 
 def _source_with_text_of(path, extra_bytes: int, rows: int = 2000) -> int:
