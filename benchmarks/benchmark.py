@@ -1,10 +1,12 @@
 """Benchmark `claudesidian_synthetic.load` against `datasets.load_dataset("json")` and a naive recipe.
 
 Every measurement is a fresh Python process (whole-process wall time and peak RSS, imports included),
-the cases take turns in each of `--repeats` rounds, and every figure is the median over rounds of a
-ratio against a baseline measured in the same round, because the machine is shared and noisy.
+the cases take turns in each of `--repeats` rounds (three times as many for the 1k-row cases: they
+take 2 s, most of it `import datasets`, so the machine's noise weighs more), and every figure is the
+median over rounds of a ratio against a baseline measured in the same round, because the machine is
+shared and noisy.
 
-    python benchmarks/benchmark.py                       # 7 rounds: 1k-row and 100k-row sources
+    python benchmarks/benchmark.py                       # 21 + 7 rounds: 1k-row and 100k-row sources
     python benchmarks/benchmark.py --rows 10000 --repeats 1 --out /tmp/smoke.json   # CI smoke
 """
 
@@ -100,7 +102,7 @@ def paired_ratio(runs: dict, name: str, baseline: str, key: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000, help="rows of the generated scale source")
-    parser.add_argument("--repeats", type=int, default=7, help="rounds; every case runs once per round")
+    parser.add_argument("--repeats", type=int, default=7, help="rounds at 100k rows (x3 at 1k rows)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results.json"), help="results file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
@@ -113,7 +115,7 @@ def main() -> None:
         for warm in (False, True):
             label = "warm" if warm else "fresh"
             codes = {f"small_{label}_{case}": CASES[case].format(**small) for case in ("builder", "json")}
-            runs.update(run_cases(codes, args.repeats, warm, workdir))
+            runs.update(run_cases(codes, 3 * args.repeats, warm, workdir))
         codes = {f"scale_fresh_{case}": CASES[case].format(**scale) for case in ("builder", "json", "naive")}
         runs.update(run_cases(codes, args.repeats, False, workdir))
     comparisons = [

@@ -4,8 +4,9 @@ One process, `--repeats` fresh caches, medians in seconds. The builder's phases 
 its methods (nothing else changes): the source hash that keys the cache, the strict scan of every
 line, reading and decoding the selected lines, and `datasets`' writer (the rest of `_prepare_split`).
 Python's garbage-collector pauses are counted too (they happen inside those phases, mostly while
-examples wait in the writer's batch). The floors are the same work without the builder: `json`
-decoding of every line, and pyarrow's multithreaded JSON reader, which `load_dataset("json")` uses.
+examples wait in the writer's batch). The same build with the per-line checks skipped shows what the
+strictness costs. The floors are the same work without the builder: `json` decoding of every line,
+and pyarrow's multithreaded JSON reader, which `load_dataset("json")` uses.
 
     python benchmarks/phases.py                 # 100,000 rows, 3 repeats -> benchmarks/phases.json
 """
@@ -90,6 +91,19 @@ def timed_build(source: str, cache: str) -> dict:
     return spent
 
 
+def unchecked_build(source: str, cache: str) -> float:
+    """Seconds of the same `load()` with the per-line schema checks skipped (each line only decoded):
+    what the strictness costs."""
+    parse_line = cs.parse_line
+    cs.parse_line = lambda line, path, number: cs._DECODER.raw_decode(line.decode("utf-8"))[0]
+    try:
+        start = time.perf_counter()
+        cs.load("balanced_custom", split="train", source=source, cache_dir=cache)
+        return time.perf_counter() - start
+    finally:
+        cs.parse_line = parse_line
+
+
 def floors(source: str) -> dict:
     """The same file without the builder: Python's json on every line, and pyarrow's reader."""
     start = time.perf_counter()
@@ -113,7 +127,11 @@ def main() -> None:
         source = os.path.join(temp, "scale.jsonl")
         generate_source(pathlib.Path(source), args.rows)
         for repeat in range(args.repeats):
-            runs.append({**timed_build(source, os.path.join(temp, f"cache-{repeat}")), **floors(source)})
+            runs.append({
+                **timed_build(source, os.path.join(temp, f"cache-{repeat}")),
+                "total load(), line checks skipped": unchecked_build(source, os.path.join(temp, f"unchecked-{repeat}")),
+                **floors(source),
+            })
     report = {
         "rows_source": args.rows,
         "cpus": os.cpu_count(),
