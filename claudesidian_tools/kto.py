@@ -24,9 +24,9 @@ def _labels_of(dataset_or_labels) -> list[bool]:
     column_names = getattr(dataset_or_labels, "column_names", None)
     labels = dataset_or_labels["label"] if column_names is not None else dataset_or_labels
     labels = list(labels)
-    if not all(isinstance(label, bool) for label in labels):
-        bad = next(label for label in labels if not isinstance(label, bool))
-        raise cs.OptionError(f"labels must be booleans (True = desirable), found {bad!r}")
+    for label in labels:
+        if not isinstance(label, bool):
+            raise cs.OptionError(f"labels must be booleans (True = desirable), found {label!r}")
     return labels
 
 
