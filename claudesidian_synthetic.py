@@ -10,7 +10,6 @@ functions (which rows, in which order) that the builder calls and the tests chec
 
 import dataclasses
 import hashlib
-import importlib
 import json
 import logging
 import math
@@ -22,15 +21,15 @@ from typing import Optional
 from typing import Sequence
 
 import datasets
+import huggingface_hub
 import numpy as np
+
+__version__ = "1.0.0"
 
 # --- source pin and schema -------------------------------------------------------------------
 
 SOURCE_FILENAME = "syngen_toolset_v1.0.0_claude.jsonl"
-SOURCE_URL = (
-    "https://huggingface.co/datasets/professorsynapse/claudesidian-synthetic-dataset/resolve/{revision}/"
-    + SOURCE_FILENAME
-)
+SOURCE_REPO_ID = "professorsynapse/claudesidian-synthetic-dataset"
 # `full` and `balanced_254` promise these exact bytes (the v1.0.0 file, 1000 rows, 746 / 254).
 SOURCE_SHA256 = "861a7d7d575f2f1f6108b846d4e54ca6a70b2a4316e56ffef7eaeda61a5426a4"
 SOURCE_NUM_BYTES = 1_627_040
@@ -48,6 +47,7 @@ CONTEXT_FIELDS = (
 )
 ROW_KEYS = ("conversations", "label", "context")
 ORDERS = ("source", "shuffle", "mixed")
+LAYOUTS = ("kto", "conversations")
 # How lines are read: a UTF-8 byte-order mark and JSON whitespace around a row change nothing
 # (bytes.strip() would also take \x0b and \x0c, which JSON refuses).
 _BOM = b"\xef\xbb\xbf"
@@ -57,15 +57,16 @@ _DECODER = json.JSONDecoder()
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD]")
 
 _MESSAGE = {"role": datasets.Value("string"), "content": datasets.Value("string")}
+_CONTEXT = {name: datasets.Value("string") for name in CONTEXT_FIELDS}
 # A Python list of a struct means "list of struct" on every `datasets` from 3.x to 5.x.
 FEATURES = datasets.Features(
-    {
-        "prompt": [_MESSAGE],
-        "completion": [_MESSAGE],
-        "label": datasets.Value("bool"),
-        "context": {name: datasets.Value("string") for name in CONTEXT_FIELDS},
-    }
+    {"prompt": [_MESSAGE], "completion": [_MESSAGE], "label": datasets.Value("bool"), "context": _CONTEXT}
 )
+# The published file's own columns, for pipelines that read `example["conversations"]`.
+CONVERSATIONS_FEATURES = datasets.Features(
+    {"conversations": [_MESSAGE], "label": datasets.Value("bool"), "context": _CONTEXT}
+)
+FEATURES_BY_LAYOUT = {"kto": FEATURES, "conversations": CONVERSATIONS_FEATURES}
 
 DESCRIPTION = """\
 Synthetic tool-calling conversations for the Claudesidian Obsidian agent, each labelled desirable
@@ -128,7 +129,11 @@ _SELECTION_OPTIONS = ("desirable", "undesirable", "ratio", "replacement")
 # Options a config does not take: they would change which rows it promises.
 _FIXED_OPTIONS = {
     "full": _SELECTION_OPTIONS,
-    "balanced_254": _SELECTION_OPTIONS + ("seed", "dedupe", "order", "batch_size"),
+    "balanced_254": _SELECTION_OPTIONS + ("seed", "dedupe", "order", "batch_size", "test_size"),
+}
+_WHY_FIXED = {
+    "test_size": "it is the published file, every row of it in training; for a held-out test split use "
+    "name='balanced_custom' (the same recipe on the rows left for training) or name='full', with test_size",
 }
 
 
@@ -140,7 +145,10 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
     `desirable` / `undesirable`: row counts; or `ratio`: desirable rows per undesirable row, the
     minority kept whole. `replacement`: draw with replacement (oversample past a class's size).
     `dedupe`: drop exact duplicate lines first. `order`: "source", "shuffle" or "mixed" (every
-    `batch_size` consecutive rows hold both labels).
+    `batch_size` consecutive rows hold both labels). `seed`: 42 (the published one) unless given.
+    `test_size`: hold out a prompt-disjoint, stratified `test` split (a fraction, or a row count)
+    before the selection. `layout`: "kto" (prompt, completion, label, context) or "conversations"
+    (the published file's columns); it changes columns, never rows.
     """
 
     source: Optional[str] = None
@@ -148,11 +156,13 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
     desirable: Optional[int] = None
     undesirable: Optional[int] = None
     ratio: Optional[float] = None
-    seed: int = PUBLISHED_SEED
+    seed: Optional[int] = None
     replacement: bool = False
     dedupe: bool = False
     order: Optional[str] = None
     batch_size: Optional[int] = None
+    test_size: Optional[float] = None
+    layout: str = "kto"
 
     def __post_init__(self):
         super().__post_init__()
@@ -163,9 +173,10 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
         fixed = _FIXED_OPTIONS.get(self.name, ())
         for option in fixed:
             if getattr(self, option) != OPTION_DEFAULTS[option]:
+                why = _WHY_FIXED.get(option, f"use name='balanced_custom' to choose {option}")
                 raise OptionError(
                     f"{option}={getattr(self, option)!r} is not an option of the {self.name!r} config "
-                    f"({CONFIG_PURPOSE[self.name]}); use name='balanced_custom' to choose {option}"
+                    f"({CONFIG_PURPOSE[self.name]}); {why}"
                 )
         for option in ("desirable", "undesirable", "batch_size"):
             value = getattr(self, option)
@@ -181,10 +192,25 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
                     f"ratio={self.ratio!r} with desirable={self.desirable!r}, undesirable={self.undesirable!r}: "
                     "give either counts or a ratio, not both"
                 )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise OptionError(f"seed={self.seed!r}: must be a whole number")
         if self.order is not None and self.order not in ORDERS:
             raise OptionError(f"order={self.order!r}: must be one of {', '.join(ORDERS)}")
+        if self.layout not in LAYOUTS:
+            raise OptionError(f"layout={self.layout!r}: must be one of {', '.join(LAYOUTS)}")
+        if self.test_size is not None:
+            size = self.test_size
+            is_count = isinstance(size, int) and not isinstance(size, bool)
+            if not (is_count and size >= 1) and not (isinstance(size, float) and 0 < size < 1):
+                raise OptionError(
+                    f"test_size={size!r}: give a fraction of the source between 0 and 1 (e.g. 0.1) "
+                    "or a whole number of rows (at least 1)"
+                )
+        if self.name == "full" and self.seed is not None and self.resolved_order == "source" and self.test_size is None:
+            raise OptionError(
+                f"seed={self.seed!r} has no effect on 'full' in source order: pass order='shuffle' or "
+                "order='mixed' (or test_size) for the seed to choose something, or leave seed out"
+            )
         if (self.order == "mixed") != (self.batch_size is not None):
             raise OptionError(
                 f"order={self.order!r}, batch_size={self.batch_size!r}: order='mixed' needs batch_size "
@@ -199,6 +225,10 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
     @property
     def resolved_order(self) -> str:
         return self.order or ("source" if self.name == "full" else "shuffle")
+
+    @property
+    def resolved_seed(self) -> int:
+        return PUBLISHED_SEED if self.seed is None else self.seed
 
 
 # The options a user passes (the config's own fields, not datasets.BuilderConfig's), with their defaults.
@@ -234,6 +264,10 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
         source = kwargs.get("source")
         if source is not None and not _is_url(source):
             source = os.path.abspath(os.path.expanduser(str(source)))
+            if os.path.isdir(source):
+                raise SourceError(
+                    source, "is a folder, not a file", f"Pass source= the path of {SOURCE_FILENAME} itself"
+                )
             if not os.path.isfile(source):
                 raise SourceError(
                     source, "no such file", f"Pass source= an existing copy of {SOURCE_FILENAME}, or omit it"
@@ -250,14 +284,14 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
     def get_exported_dataset_info(self) -> datasets.DatasetInfo:
         # `datasets<4` checks split sizes against dataset_infos.json; those hold for the pinned configs only.
         info = super().get_exported_dataset_info()
-        if self.config.name not in PINNED_CONFIGS or self.config.dedupe:
+        if self.config.name not in PINNED_CONFIGS or self.config.dedupe or self.config.test_size is not None:
             info.splits = None
         return info
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
             description=DESCRIPTION,
-            features=FEATURES,
+            features=FEATURES_BY_LAYOUT.get(self.config.layout, FEATURES),  # a bad layout is refused just after
             homepage=_HOMEPAGE,
             license=_LICENSE,
             citation=_CITATION,
@@ -268,12 +302,17 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
         if self.config.name in PINNED_CONFIGS:
             _verify_pinned_source(path, self._source_sha256 if path == self.config.source else None)
         scan = scan_source(path)
+        prompt_keys = read_prompt_keys(path, scan) if self.config.test_size is not None else None
         try:
-            rows = plan_rows(scan, self.config)
+            splits = plan_splits(scan, self.config, prompt_keys)
         except OptionError as error:
             raise OptionError(f"{path}: {error}") from None
-        gen_kwargs = {"path": path, "offsets": scan.offsets[rows], "lengths": scan.lengths[rows]}
-        return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs=gen_kwargs)]
+        return [
+            datasets.SplitGenerator(
+                name=split, gen_kwargs={"path": path, "offsets": scan.offsets[rows], "lengths": scan.lengths[rows]}
+            )
+            for split, rows in splits.items()
+        ]
 
     def _prepare_split(self, *args, **kwargs):
         # Every row was checked by `scan_source` and shaped by `to_example`, so `datasets`' per-value
@@ -299,7 +338,7 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
                         f"changed while it was being read (the row at byte {offset} no longer parses)",
                         "Load again once nothing is writing to the file",
                     ) from None
-                yield position, to_example(row)
+                yield position, to_example(row, self.config.layout)
 
 
 def _is_url(source: str) -> bool:
@@ -314,23 +353,41 @@ def _sha256_of_file(path: str) -> str:
     return digest.hexdigest()
 
 
+def source_url(revision: str = "main") -> str:
+    """The Hub URL of the source at `revision`, on the endpoint `datasets` and `huggingface_hub` use
+    (`HF_ENDPOINT`, so a mirror serves it too)."""
+    return datasets.config.HUB_DATASETS_URL.format(repo_id=SOURCE_REPO_ID, revision=revision, path=SOURCE_FILENAME)
+
+
 def _fetch_source(dl_manager, config: ClaudesidianSyntheticConfig) -> str:
-    """Return a local path of the source, downloading (and caching) it where it is a URL."""
+    """Return a local path of the source: the file itself, a download of a URL, or the Hub file from
+    `huggingface_hub`'s cache (fetched there when online)."""
     if config.source is not None and not _is_url(config.source):
         return config.source
-    url = config.source or SOURCE_URL.format(revision=config.revision)
+    url = config.source or source_url(config.revision)
+    # `datasets` 5 reads HF_DATASETS_OFFLINE but hands Hub URLs to `huggingface_hub`, which does not,
+    # so the Hub file is fetched here, offline whenever `datasets` is.
+    offline = datasets.config.HF_HUB_OFFLINE
     try:
+        if config.source is None:
+            return huggingface_hub.hf_hub_download(
+                SOURCE_REPO_ID, SOURCE_FILENAME, repo_type="dataset", revision=config.revision, local_files_only=offline
+            )
         path = dl_manager.download(url)
         if not os.path.isfile(path):  # a streaming download manager hands back the URL itself
             path = datasets.DownloadManager(download_config=dl_manager.download_config).download(url)
-    except OSError as error:  # ConnectionError, offline mode, HTTP 404 and friends are all OSErrors
+        return path
+    except Exception as error:  # noqa: BLE001 - every HTTP client's and the Hub's errors, on every version
+        message = " ".join(str(error).split())[:300]
+        problem = "is not in the local cache and downloads are off (offline mode)" if offline else (
+            f"could not be downloaded ({type(error).__name__}: {message})"
+        )
         raise SourceError(
             url,
-            f"could not download the source ({type(error).__name__}: {error})",
-            f"Without network, pass source= a local copy of {SOURCE_FILENAME} (or load once online, "
-            "then HF_DATASETS_OFFLINE=1 serves the cache); check revision= if the file is missing there",
+            problem,
+            f"Without network, pass source= a local copy of {SOURCE_FILENAME} (CLI: --source), or load once "
+            "online so that offline mode serves the cache; check revision= if the file is missing there",
         ) from None
-    return path
 
 
 def _verify_pinned_source(path: str, known_sha256: Optional[str] = None) -> None:
@@ -377,14 +434,6 @@ def load(
             raise error.__cause__ from None
         raise
     return builder.as_dataset(split=split)
-
-
-def __getattr__(name: str):
-    # The KTO helpers live in claudesidian_tools.kto; they are re-exported here lazily so that this
-    # file stays a self-contained loading script.
-    if name in ("kto_weights", "MixedLabelBatchSampler"):
-        return getattr(importlib.import_module("claudesidian_tools.kto"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- reading the source -----------------------------------------------------------------------
@@ -519,30 +568,56 @@ def _lone_surrogate_problem(row: dict) -> Optional[str]:
     return None
 
 
-def to_example(row: dict) -> dict:
-    """Split a checked source row into TRL's unpaired-preference columns (prompt + completion ==
-    conversations), in exactly the shape FEATURES encodes to: every context field present."""
+def to_example(row: dict, layout: str = "kto") -> dict:
+    """A checked source row in the layout's columns, in exactly the shape its features encode to
+    (every context field present): TRL's prompt + completion (== conversations), or the source's own."""
     messages = row["conversations"]
     context = row.get("context")
     if context is not None:
         context = {name: context.get(name) for name in CONTEXT_FIELDS}
+    if layout == "conversations":
+        return {"conversations": messages, "label": row["label"], "context": context}
     return {"prompt": messages[:-1], "completion": messages[-1:], "label": row["label"], "context": context}
+
+
+def read_prompt_keys(path: str, scan: SourceScan) -> list:
+    """A digest of each row's prompt (every message but the last): rows that share one must stay on
+    the same side of a train/test split. Identical lines share one too."""
+    keys = []
+    with open(path, "rb") as file:
+        for offset, length in zip(scan.offsets.tolist(), scan.lengths.tolist()):
+            file.seek(offset)
+            messages = json.loads(file.read(length))["conversations"]
+            prompt = json.dumps(messages[:-1], ensure_ascii=False, sort_keys=True).encode()
+            keys.append(hashlib.blake2b(prompt, digest_size=16).digest())
+    return keys
 
 
 # --- selection: which rows, in which order ----------------------------------------------------
 
 
-def plan_rows(scan: SourceScan, config: ClaudesidianSyntheticConfig) -> np.ndarray:
-    """Source row indices of the config's dataset, in output order."""
+def plan_splits(scan: SourceScan, config: ClaudesidianSyntheticConfig, prompt_keys: Optional[list] = None) -> dict:
+    """Source row indices of each split, in output order: `test` (when `test_size` holds one out of the
+    source first, keeping its label mix) and `train` (the config's selection from the rest)."""
     candidates = np.arange(len(scan.labels))
+    splits = {}
+    if config.test_size is not None:
+        test = np.array(held_out_rows(scan.labels.tolist(), prompt_keys, config.test_size, config.resolved_seed))
+        candidates = np.setdiff1d(candidates, test)
+        rng = random.Random(f"{config.resolved_seed}:test")
+        test_labels = scan.labels[test].tolist()
+        try:
+            order = arrange(list(range(len(test))), test_labels, config.resolved_order, rng, config.batch_size)
+        except OptionError as error:
+            raise OptionError(f"the test split: {error}; pick a larger test_size or a larger batch_size") from None
+        splits["test"] = test[np.array(order, dtype=np.int64)]
     if config.dedupe:
-        candidates = candidates[~scan.duplicate]
-        logger.warning(
-            "dedupe: dropped %d exact duplicate line(s) of %d", len(scan.labels) - len(candidates), len(scan.labels)
-        )
+        kept = candidates[~scan.duplicate[candidates]]
+        logger.warning("dedupe: dropped %d exact duplicate line(s) of %d", len(candidates) - len(kept), len(candidates))
+        candidates = kept
     labels = scan.labels[candidates].tolist()
     if config.name == "full":
-        rng = random.Random(config.seed)
+        rng = random.Random(config.resolved_seed)
         picked = arrange(list(range(len(labels))), labels, config.resolved_order, rng, config.batch_size)
     else:
         picked = balanced_indices(
@@ -550,12 +625,70 @@ def plan_rows(scan: SourceScan, config: ClaudesidianSyntheticConfig) -> np.ndarr
             desirable=config.desirable,
             undesirable=config.undesirable,
             ratio=config.ratio,
-            seed=config.seed,
+            seed=config.resolved_seed,
             replacement=config.replacement,
             order=config.resolved_order,
             batch_size=config.batch_size,
         )
-    return candidates[np.array(picked, dtype=np.int64)]
+    return {"train": candidates[np.array(picked, dtype=np.int64)], **splits}
+
+
+def held_out_rows(labels: Sequence[bool], prompt_keys: Sequence, test_size: float, seed: int) -> list:
+    """Sorted source rows of a test split that shares no prompt with the rest, sized and stratified:
+    its row count and its desirable count each lie within the largest prompt group of the exact figures.
+
+    Prompt groups are shuffled by a generator of their own (seeded from `seed`), then taken while they
+    fit under both labels' exact counts; a second pass fills up to the row count."""
+    n = len(labels)
+    target = test_size if isinstance(test_size, int) else round(test_size * n)
+    if not 1 <= target < n:
+        raise OptionError(
+            f"test_size={test_size!r} asks for {target} of the {n} source rows: it must leave at least one row "
+            "on each side; give a fraction between 0 and 1 or a count below the row count"
+        )
+    groups = {}
+    for row, key in enumerate(prompt_keys):
+        groups.setdefault(key, []).append(row)
+    groups = list(groups.values())
+    largest = max(map(len, groups))
+    random.Random(f"test_size:{seed}").shuffle(groups)
+    exact_desirable = target * sum(labels) / n
+    exact_undesirable = target - exact_desirable
+    taken, desirable, undesirable = [], 0, 0
+    caps = [(math.ceil(exact_desirable), target - math.ceil(exact_desirable), target),
+            (exact_desirable + largest, exact_undesirable + largest, target)]
+    for cap_desirable, cap_undesirable, cap_rows in caps:
+        rest = []
+        for group in groups:
+            group_desirable = sum(labels[row] for row in group)
+            group_undesirable = len(group) - group_desirable
+            if (
+                desirable + group_desirable <= cap_desirable
+                and undesirable + group_undesirable <= cap_undesirable
+                and desirable + undesirable + len(group) <= cap_rows
+            ):
+                taken += group
+                desirable, undesirable = desirable + group_desirable, undesirable + group_undesirable
+            else:
+                rest.append(group)
+        groups = rest
+    rows_off = abs(desirable + undesirable - target)
+    if rows_off > largest or abs(desirable - exact_desirable) > largest:
+        raise OptionError(
+            f"test_size={test_size!r}: no prompt-disjoint split of {target} rows with about "
+            f"{exact_desirable:.0f} desirable was found (best: {desirable + undesirable} rows, {desirable} desirable; "
+            f"the largest group of rows sharing a prompt has {largest}); try another test_size or seed"
+        )
+    if desirable == 0 or undesirable == 0:
+        raise OptionError(
+            f"test_size={test_size!r} leaves the test split with one label ({desirable} desirable, {undesirable} "
+            "undesirable rows), where KTO's batches need both; give a larger test_size"
+        )
+    if sum(labels) - desirable == 0 or n - sum(labels) - undesirable == 0:
+        raise OptionError(
+            f"test_size={test_size!r} leaves the train split with one label; give a smaller test_size"
+        )
+    return sorted(taken)
 
 
 def class_counts(

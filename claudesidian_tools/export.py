@@ -1,7 +1,8 @@
-"""Materialize configs into a Hub-ready dataset folder (Parquet, dataset card, infos, script) and push it.
+"""Materialize configs into a Hub-ready dataset folder (Parquet, dataset card, TRL recipes, infos,
+script) and push it.
 
 Everything in the folder is produced by the builder through `claudesidian_synthetic.load`, so the
-card, the data files and the script cannot disagree.
+card, the recipes, the data files and the script cannot disagree.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,11 +23,13 @@ import yaml
 from datasets.info import DatasetInfosDict
 
 import claudesidian_synthetic as cs
-from claudesidian_tools.kto import dataset_stats
+from claudesidian_tools.kto import dataset_stats, kto_weights, shared_prompts
 
-DEFAULT_EXPORTS = ("balanced_254", "full")
+# The published file, every row, and every row with a held-out test split in mixed batches of 4.
+DEFAULT_EXPORTS = ("balanced_254", "full", "full_eval=full:test_size=0.1,order=mixed,batch_size=4")
 INFOS_FILENAME = "dataset_infos.json"
-_REPO_ID_PLACEHOLDER = "professorsynapse/claudesidian-synthetic-dataset"
+# The model that the card's and README's examples name; tests put a tiny local model in its place.
+EXAMPLE_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 
 
 class PushError(cs.ClaudesidianError):
@@ -68,33 +73,40 @@ def parse_config_spec(spec: str) -> ConfigSpec:
 
 
 def build_infos(source: str | None = None, revision: str | None = None) -> DatasetInfosDict:
-    """DatasetInfo of every builder config with its defaults, as `dataset_infos.json` records them."""
+    """DatasetInfo of every builder config with its defaults, as the loading script's
+    `dataset_infos.json` records them: what the script downloads is the source."""
     infos = DatasetInfosDict()
     for name in cs.ClaudesidianSynthetic.builder_configs:
-        dataset = cs.load(name, split="train", source=source, revision=revision)
-        infos[name] = _info_of(dataset, name)
+        dataset_dict = cs.load(name, source=source, revision=revision)
+        info = _info_of(dataset_dict, name, download_size=cs.SOURCE_NUM_BYTES)
+        checksum = {"num_bytes": cs.SOURCE_NUM_BYTES, "checksum": cs.SOURCE_SHA256}
+        info.download_checksums = {cs.source_url("main"): checksum}
+        infos[name] = info
     return infos
 
 
-def _info_of(dataset: datasets.Dataset, export_name: str) -> datasets.DatasetInfo:
-    """Features, split size and the pinned download checksum, without fields that vary per machine."""
-    split = datasets.SplitInfo(name="train", num_bytes=dataset.data.nbytes, num_examples=len(dataset))
+def _info_of(dataset_dict: datasets.DatasetDict, export_name: str, download_size: int) -> datasets.DatasetInfo:
+    """Features and split sizes, without fields that vary per machine."""
+    splits = datasets.SplitDict(
+        {
+            name: datasets.SplitInfo(name=name, num_bytes=split.data.nbytes, num_examples=len(split))
+            for name, split in dataset_dict.items()
+        }
+    )
+    first = next(iter(dataset_dict.values()))
     return datasets.DatasetInfo(
-        description=dataset.info.description,
-        citation=dataset.info.citation,
-        homepage=dataset.info.homepage,
-        license=dataset.info.license,
-        features=cs.FEATURES,
+        description=first.info.description,
+        citation=first.info.citation,
+        homepage=first.info.homepage,
+        license=first.info.license,
+        features=first.features,
         builder_name="claudesidian_synthetic",
         dataset_name="claudesidian_synthetic",
         config_name=export_name,
         version=cs.ClaudesidianSynthetic.VERSION,
-        splits=datasets.SplitDict({"train": split}),
-        download_checksums={
-            cs.SOURCE_URL.format(revision="main"): {"num_bytes": cs.SOURCE_NUM_BYTES, "checksum": cs.SOURCE_SHA256}
-        },
-        download_size=cs.SOURCE_NUM_BYTES,
-        dataset_size=dataset.data.nbytes,
+        splits=splits,
+        download_size=download_size,
+        dataset_size=sum(split.data.nbytes for split in dataset_dict.values()),
     )
 
 
@@ -123,9 +135,16 @@ def write_infos(infos: DatasetInfosDict, folder: str) -> str:
 @dataclasses.dataclass
 class ExportedConfig:
     spec: ConfigSpec
-    data_path: str  # relative to the folder
+    config: cs.ClaudesidianSyntheticConfig  # the builder config, every option resolved
+    data_files: dict[str, str]  # split -> path relative to the folder
     info: datasets.DatasetInfo
-    stats: dict
+    stats: dict[str, dict]  # split -> dataset_stats
+    shared_prompts: int  # prompts found in more than one split
+
+    @property
+    def recipe_path(self) -> str | None:
+        """Where its TRL recipe lies (relative to the folder); None for a layout TRL does not read."""
+        return f"recipes/kto_{self.spec.export_name}.yaml" if self.config.layout == "kto" else None
 
 
 def export(
@@ -135,27 +154,100 @@ def export(
     source: str | None = None,
     revision: str | None = None,
 ) -> list[ExportedConfig]:
-    """Write every config of `specs` (plus `full` and `balanced_254`) into `folder`, ready to upload."""
-    wanted = [parse_config_spec(name) for name in DEFAULT_EXPORTS] + list(specs)
-    unique = {spec.export_name: spec for spec in wanted}
-    os.makedirs(folder, exist_ok=True)
-    exported = []
-    for spec in unique.values():
-        dataset = cs.load(spec.config_name, split="train", source=source, revision=revision, **spec.options)
-        data_path = f"data/{spec.export_name}/train-00000-of-00001.parquet"
-        os.makedirs(os.path.dirname(os.path.join(folder, data_path)), exist_ok=True)
+    """Write every config of `specs` (plus the DEFAULT_EXPORTS) into `folder`, ready to upload.
+
+    Every config is built (and so checked) before anything is written; the folder is then written
+    beside its place and swapped in whole, so a failed export leaves the old folder as it was."""
+    wanted = {spec.export_name: spec for spec in [*map(parse_config_spec, DEFAULT_EXPORTS), *specs]}
+    built = []
+    for spec in wanted.values():
+        options = {"source": source, "revision": revision, **spec.options}
+        dataset_dict = cs.load(spec.config_name, **options)
+        config = cs.ClaudesidianSyntheticConfig(name=spec.config_name, **{**cs.OPTION_DEFAULTS, **spec.options})
+        built.append((spec, config, dataset_dict))
+    target = os.path.abspath(folder)
+    _check_replaceable(target)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    staging = tempfile.mkdtemp(dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.")
+    try:
+        os.chmod(staging, 0o777 & ~_umask())
+        exported = [_write_config(staging, *item) for item in built]
+        infos = DatasetInfosDict({item.spec.export_name: item.info for item in exported})
+        write_infos(infos, staging)
+        shutil.copyfile(cs.__file__, os.path.join(staging, "claudesidian_synthetic.py"))
+        card = render_card(exported, infos, location=target, source=source, revision=revision)
+        _write_text(staging, "README.md", card)
+        for item in exported:
+            if item.recipe_path:
+                _write_text(staging, item.recipe_path, render_recipe(item, location=target))
+        _swap_in(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return exported
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _check_replaceable(target: str) -> None:
+    """Only an export (or an empty folder) is replaced: never a folder of other files."""
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise cs.OptionError(f"{target} is a file; export writes a folder: choose a new folder name")
+    if os.path.isdir(target) and os.listdir(target):
+        if not os.path.isfile(os.path.join(target, INFOS_FILENAME)) or not os.path.isdir(os.path.join(target, "data")):
+            raise cs.OptionError(
+                f"{target} holds files that export did not write ({', '.join(sorted(os.listdir(target))[:5])}); "
+                "export replaces its folder whole, so choose a new or empty folder"
+            )
+
+
+def _swap_in(staging: str, target: str) -> None:
+    """Put the staged folder in `target`'s place; an old export there is removed only once it is."""
+    if not os.path.exists(target):
+        os.rename(staging, target)
+        return
+    old = tempfile.mkdtemp(dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.old.")
+    os.rmdir(old)
+    os.rename(target, old)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_text(folder: str, relative: str, text: str) -> None:
+    path = os.path.join(folder, relative)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
+def _write_config(folder: str, spec: ConfigSpec, config, dataset_dict: datasets.DatasetDict) -> ExportedConfig:
+    data_files = {}
+    for split, dataset in dataset_dict.items():
+        data_files[split] = f"data/{spec.export_name}/{split}-00000-of-00001.parquet"
+        path = os.path.join(folder, data_files[split])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         # The Arrow schema is the builder's explicit one, so no reader infers types from rows. The
         # `datasets` feature metadata is left out: `datasets<4` cannot read 5.x's `List` type, and the
         # card's `dataset_info:` carries the features for every version.
         table = dataset.flatten_indices().data.table.replace_schema_metadata(None)
-        pyarrow.parquet.write_table(table, os.path.join(folder, data_path))
-        exported.append(ExportedConfig(spec, data_path, _info_of(dataset, spec.export_name), dataset_stats(dataset)))
-    infos = DatasetInfosDict({item.spec.export_name: item.info for item in exported})
-    write_infos(infos, folder)
-    shutil.copyfile(cs.__file__, os.path.join(folder, "claudesidian_synthetic.py"))
-    with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as file:
-        file.write(render_card(exported, infos, source=source, revision=revision))
-    return exported
+        pyarrow.parquet.write_table(table, path)
+    download_size = sum(os.path.getsize(os.path.join(folder, path)) for path in data_files.values())
+    return ExportedConfig(
+        spec,
+        config,
+        data_files,
+        _info_of(dataset_dict, spec.export_name, download_size=download_size),
+        {split: dataset_stats(dataset) for split, dataset in dataset_dict.items()},
+        shared_prompts(dataset_dict),
+    )
 
 
 def _size_category(rows: int) -> str:
@@ -178,20 +270,34 @@ _SELECTIONS = {
 }
 
 
-def _recipe(spec: ConfigSpec) -> str:
-    """One sentence on how a config's rows are chosen and ordered, from its options."""
-    config = cs.ClaudesidianSyntheticConfig(name=spec.config_name, **{**cs.OPTION_DEFAULTS, **spec.options})
+def _recipe(item: ExportedConfig) -> str:
+    """How a config's rows are chosen, split and ordered, from its options."""
+    spec, config = item.spec, item.config
     chosen = ", ".join(f"{key}={value!r}" for key, value in spec.options.items())
     order = {
         "source": "in source order",
-        "shuffle": f"shuffled with the same generator (seed {config.seed})",
-        "mixed": f"in mixed order: every {config.batch_size} consecutive rows hold both labels (seed {config.seed})",
+        "shuffle": f"shuffled with the same generator (seed {config.resolved_seed})",
+        "mixed": f"in mixed order: every {config.batch_size} consecutive rows hold both labels "
+        f"(seed {config.resolved_seed})",
     }[config.resolved_order]
     dedupe = "; exact duplicate lines dropped first" if config.dedupe else ""
     origin = ""
     if spec.export_name != spec.config_name:
-        origin = f"`{spec.config_name}`" + (f" ({chosen})" if chosen else "") + ": "
-    return f"{origin}{_SELECTIONS[spec.config_name]}, {order}{dedupe}"
+        origin = "`" + spec.config_name + "`" + (f" ({chosen})" if chosen else "") + ": "
+    selection = _SELECTIONS[spec.config_name]
+    if "test" in item.stats:
+        selection = selection.replace("every source row", "every row not held out for `test`")
+    text = f"{origin}{selection}, {order}{dedupe}"
+    if "test" in item.stats:
+        text += (
+            f". The `test` split ({item.stats['test']['rows']} rows) was held out of the source before that "
+            f"selection: prompt-disjoint (rows that share a prompt stay together; {item.shared_prompts} prompts "
+            f"shared with `train`), stratified by label (it keeps the source's label mix), "
+            f"seed {config.resolved_seed}, in the same order rule"
+        )
+    if config.layout == "conversations":
+        text += ". Columns: the published file's `conversations`, `label`, `context`"
+    return text
 
 
 def card_metadata(exported: Sequence[ExportedConfig], infos: DatasetInfosDict) -> dict:
@@ -201,14 +307,14 @@ def card_metadata(exported: Sequence[ExportedConfig], infos: DatasetInfosDict) -
         pretty_name="Claudesidian synthetic tool-calling (KTO-ready)",
         task_categories=["text-generation"],
         tags=["kto", "preference", "tool-calling", "synthetic", "trl", "obsidian"],
-        size_categories=[_size_category(max(item.stats["rows"] for item in exported))],
+        size_categories=[_size_category(max(stats["rows"] for item in exported for stats in item.stats.values()))],
         language=["en"],
     )
     configs = []
     for item in exported:
         entry = {
             "config_name": item.spec.export_name,
-            "data_files": [{"split": "train", "path": item.data_path}],
+            "data_files": [{"split": split, "path": path} for split, path in item.data_files.items()],
         }
         if item.spec.export_name == cs.ClaudesidianSynthetic.DEFAULT_CONFIG_NAME:
             entry["default"] = True
@@ -218,33 +324,77 @@ def card_metadata(exported: Sequence[ExportedConfig], infos: DatasetInfosDict) -
     return card_data.to_dict()
 
 
+def _is_repo_id(location: str) -> bool:
+    return not os.path.isabs(location)
+
+
 def render_card(
     exported: Sequence[ExportedConfig],
     infos: DatasetInfosDict,
     *,
+    location: str,
     source: str | None = None,
     revision: str | None = None,
-    repo_id: str = _REPO_ID_PLACEHOLDER,
 ) -> str:
-    """The dataset card: YAML metadata, then what the data is, how each subset is made, and how to load it."""
+    """The dataset card: YAML metadata, then what each exported config holds, how it is made, and how
+    to load it and train on it. `location` is the folder, or the repository id once pushed."""
     header = yaml.safe_dump(card_metadata(exported, infos), sort_keys=False, allow_unicode=True)
-    source_text = source and os.path.basename(source) or cs.SOURCE_URL.format(revision=revision or "main")
+    source_text = source and os.path.basename(source) or cs.source_url(revision or "main")
+    names = ", ".join(f"`{item.spec.export_name}`" for item in exported)
     rows = "\n".join(
-        f"| `{item.spec.export_name}` | {item.stats['rows']} | {item.stats['desirable']} | "
-        f"{item.stats['undesirable']} | {item.stats['ratio']:.2f} | "
-        f"{item.stats['kto_weights']['desirable_weight']} | {item.stats['kto_weights']['undesirable_weight']} |"
+        f"| `{item.spec.export_name}` | `{split}` | {stats['rows']} | {stats['desirable']} | {stats['undesirable']} | "
+        f"{stats['first_50']['desirable']} / {stats['first_50']['undesirable']} | "
+        f"{stats['homogeneous_batches']['4']} of {stats['rows'] // 4} | "
+        f"{stats['kto_weights']['desirable_weight']}, {stats['kto_weights']['undesirable_weight']} |"
         for item in exported
+        for split, stats in item.stats.items()
     )
-    recipes = "\n".join(f"- `{item.spec.export_name}`: {_recipe(item.spec)}." for item in exported)
+    recipes = "\n".join(f"- `{item.spec.export_name}`: {_recipe(item)}." for item in exported)
     default = cs.ClaudesidianSynthetic.DEFAULT_CONFIG_NAME
+    evaluated = next((item for item in exported if "test" in item.stats and item.recipe_path), None)
+    trained = evaluated or next(item for item in exported if item.recipe_path)
+    if _is_repo_id(location):
+        recipe_file = trained.recipe_path
+        fetch_recipe = f"hf download {location} {recipe_file} --repo-type dataset --local-dir .\n"
+        offline = (
+            "Offline: download the repository once (`hf download "
+            f"{location} --repo-type dataset --local-dir DIR`), then `load_dataset(DIR, name=...)`."
+        )
+        script_line = f'script = hf_hub_download("{location}", "claudesidian_synthetic.py", repo_type="dataset")'
+    else:
+        recipe_file = f"{location}/{trained.recipe_path}"
+        fetch_recipe = ""
+        offline = "This folder needs no network: every config above loads from its Parquet files."
+        script_line = f'script = "{location}/claudesidian_synthetic.py"'
     return f"""---
 {header}---
 
 # Claudesidian synthetic tool-calling dataset, KTO-ready
 
-{cs.DESCRIPTION.strip()}
+Synthetic tool-calling conversations for the Claudesidian Obsidian agent, each labelled desirable
+(`true`) or undesirable (`false`): unpaired preference data for TRL's `KTOTrainer`. This repository
+holds the configs {names}, each rebuilt exactly from the source file by the loading script
+`claudesidian_synthetic.py` beside this card.
 
-Columns, ready for TRL's `KTOTrainer` (unpaired preference, conversational format):
+## Configs
+
+| config | split | rows | desirable | undesirable | first 50 rows (desirable / undesirable) \
+| single-label batches of 4 | KTO weights (desirable, undesirable) |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+{rows}
+
+The weights keep `desirable_weight * n_desirable / (undesirable_weight * n_undesirable)` inside
+[1, 4/3] (KTO paper, Eq. 8), the range TRL's KTOTrainer checks. TRL forms the KL pairs of each batch
+from consecutive rows, so pick a config in mixed order and set `per_device_train_batch_size` (and
+`per_device_eval_batch_size`) to its batch size; the recipes below do.
+
+## How each config is made
+
+Source: `{source_text}`, {cs.SOURCE_NUM_BYTES:,} bytes, sha256 `{cs.SOURCE_SHA256}` (v1.0.0).
+
+{recipes}
+
+Columns of the `kto` layout (TRL's unpaired preference format, conversational):
 
 | column | type | meaning |
 | --- | --- | --- |
@@ -255,48 +405,107 @@ Columns, ready for TRL's `KTOTrainer` (unpaired preference, conversational forma
 
 `prompt + completion` is the source row's `conversations`, unchanged.
 
-## Configs
-
-| config | rows | desirable | undesirable | ratio | `desirable_weight` | `undesirable_weight` |
-| --- | --- | --- | --- | --- | --- | --- |
-{rows}
-
-The weights keep `desirable_weight * n_desirable / (undesirable_weight * n_undesirable)` inside
-[1, 4/3] (KTO paper, Eq. 8), the range TRL's KTOTrainer checks.
-
-## How each subset is made
-
-Source: `{source_text}`, {cs.SOURCE_NUM_BYTES:,} bytes, sha256 `{cs.SOURCE_SHA256}` (v1.0.0).
-Every subset is rebuilt from it by the loading script `claudesidian_synthetic.py` in this repository.
-
-{recipes}
-
 ## Load it
 
-`datasets` 4.0 and later (5.x included), no remote code; pin the commit you trained on:
+`datasets` 4.0 and later (5.x included), no remote code:
 
 ```python
 from datasets import load_dataset
-ds = load_dataset("{repo_id}", name="{default}", split="train", revision="<commit sha>")
+ds = load_dataset("{location}", name="{default}", split="train")
 ```
 
-`datasets` below 4.0, with the loading script (it rebuilds any config, custom options included):
+Pin what you trained on with `revision="<commit sha>"` once the data is on the Hub. {offline}
+
+## Train with TRL's command line
+
+Every config in the `kto` layout has a TRL recipe in `recipes/` (dataset, config, splits, batch size
+and KTO weights); `{trained.recipe_path}` also evaluates on the held-out `test` split:
+
+```bash
+{fetch_recipe}trl kto --config {recipe_file} --model_name_or_path {EXAMPLE_MODEL} --output_dir kto-out
+```
+
+Flags given on the command line override the recipe's values.
+
+## With `datasets` below 4.0 and the loading script
+
+It rebuilds any config, custom options included:
 
 ```python
 from datasets import load_dataset
 from huggingface_hub import hf_hub_download
-script = hf_hub_download("{repo_id}", "claudesidian_synthetic.py", repo_type="dataset")
+{script_line}
 ds = load_dataset(script, name="balanced_custom", desirable=300, undesirable=200, seed=7, trust_remote_code=True)
 ```
-
-Offline: download this folder once (`huggingface-cli download {repo_id} --repo-type dataset --local-dir DIR`),
-then `load_dataset(DIR, name="{default}")`; or, with the `claudesidian-synthetic` package,
-`claudesidian_synthetic.load("{default}", source="path/to/{cs.SOURCE_FILENAME}")`.
 
 ## Licence
 
 MIT, copyright 2025 ProfSynapse.
 """
+
+
+def render_recipe(item: ExportedConfig, *, location: str) -> str:
+    """A config file that `trl kto --config FILE` reads unchanged: dataset, splits, batch size, weights."""
+    train = item.stats["train"]
+    recipe = {
+        "dataset_name": location,
+        "dataset_config": item.spec.export_name,
+        "dataset_train_split": "train",
+        **kto_weights([True] * train["desirable"] + [False] * train["undesirable"]),
+    }
+    if item.config.batch_size is not None:
+        recipe["per_device_train_batch_size"] = item.config.batch_size
+        recipe["per_device_eval_batch_size"] = item.config.batch_size
+    if "test" in item.stats:
+        recipe.update({"dataset_test_split": "test", "eval_strategy": "steps", "eval_steps": 50})
+    else:
+        recipe["eval_strategy"] = "no"
+    comment = (
+        f"# TRL recipe for the `{item.spec.export_name}` config ({_recipe(item)}).\n"
+        f"# trl kto --config THIS_FILE --model_name_or_path MODEL --output_dir OUT\n"
+    )
+    return comment + yaml.safe_dump(recipe, sort_keys=False)
+
+
+_LOCATION = re.compile(r'load_dataset\("([^"]+)", name=')
+
+
+def _relocate(folder: str, repo_id: str) -> None:
+    """Point the card and the recipes of an exported folder at `repo_id`."""
+    card_path = os.path.join(folder, "README.md")
+    with open(card_path, encoding="utf-8") as file:
+        card = file.read()
+    match = _LOCATION.search(card)
+    if match is None:
+        raise cs.OptionError(f"{card_path}: not a card written by export; run `claudesidian-synthetic export` again")
+    old = match.group(1)
+    if old == repo_id:
+        return
+    if os.path.isabs(old):  # a folder's card: the repository's card says how to fetch what it names
+        card = card.replace(f"trl kto --config {old}/", f"hf download {repo_id} RECIPE --repo-type dataset "
+                            "--local-dir .\ntrl kto --config ", 1)
+        recipe = re.search(r"trl kto --config (recipes/\S+)", card).group(1)
+        card = card.replace(" RECIPE ", f" {recipe} ", 1)
+        card = card.replace(
+            "This folder needs no network: every config above loads from its Parquet files.",
+            f"Offline: download the repository once (`hf download {repo_id} --repo-type dataset --local-dir DIR`), "
+            "then `load_dataset(DIR, name=...)`.",
+        )
+        card = card.replace(f'script = "{old}/claudesidian_synthetic.py"',
+                            f'script = hf_hub_download("{repo_id}", "claudesidian_synthetic.py", repo_type="dataset")')
+    card = card.replace(f'"{old}"', f'"{repo_id}"')
+    with open(card_path, "w", encoding="utf-8") as file:
+        file.write(card)
+    recipes = os.path.join(folder, "recipes")
+    for name in sorted(os.listdir(recipes)) if os.path.isdir(recipes) else []:
+        path = os.path.join(recipes, name)
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+        recipe = yaml.safe_load(text)
+        text = text.replace(f"dataset_name: {yaml.safe_dump(recipe['dataset_name']).splitlines()[0]}",
+                            f"dataset_name: {repo_id}", 1)
+        with open(path, "w", encoding="utf-8") as file:
+            file.write(text)
 
 
 def push(
@@ -307,24 +516,30 @@ def push(
     commit_message: str = "Upload Claudesidian synthetic dataset",
     api: huggingface_hub.HfApi | None = None,
 ) -> str:
-    """Upload `folder` to the dataset repository `repo_id` in one commit; return the commit sha."""
+    """Upload `folder` to the dataset repository `repo_id` in one commit; return the commit sha. The
+    card and recipes uploaded (and, once the upload succeeded, the folder's own) name `repo_id`."""
     if not os.path.isfile(os.path.join(folder, "README.md")):
         raise cs.OptionError(f"{folder}: no README.md; run `claudesidian-synthetic export {folder}` first")
     api = api or huggingface_hub.HfApi()
-    try:
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        commit = api.upload_folder(
-            folder_path=folder, repo_id=repo_id, repo_type="dataset", commit_message=commit_message
-        )
-    except Exception as error:  # any HTTP client's connection, auth or server error: one clear line
-        message = " ".join(str(error).split())
-        token = huggingface_hub.get_token()
-        if token:
-            message = message.replace(token, "***")
-        raise PushError(
-            f"could not push {folder} to the dataset repository {repo_id} ({type(error).__name__}: {message}). "
-            "Check the network, and that your token (HF_TOKEN or `hf auth login`) may write to that repository"
-        ) from None
+    with tempfile.TemporaryDirectory() as scratch:
+        staged = os.path.join(scratch, "repo")
+        shutil.copytree(folder, staged)
+        _relocate(staged, repo_id)
+        try:
+            api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+            commit = api.upload_folder(
+                folder_path=staged, repo_id=repo_id, repo_type="dataset", commit_message=commit_message
+            )
+        except Exception as error:  # any HTTP client's connection, auth or server error: one clear line
+            message = " ".join(str(error).split())
+            token = huggingface_hub.get_token()
+            if token:
+                message = message.replace(token, "***")
+            raise PushError(
+                f"could not push {folder} to the dataset repository {repo_id} ({type(error).__name__}: {message}). "
+                "Check the network, and that your token (HF_TOKEN or `hf auth login`) may write to that repository"
+            ) from None
+    _relocate(folder, repo_id)
     return commit.oid
 
 

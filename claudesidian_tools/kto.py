@@ -7,10 +7,11 @@ lists of indices, ``__len__`` counts them, ``set_epoch`` reseeds) and plugs into
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import claudesidian_synthetic as cs
 
@@ -127,3 +128,19 @@ def dataset_stats(dataset, batch_sizes: Iterable[int] = DEFAULT_STATS_BATCH_SIZE
         "homogeneous_batches": {str(size): homogeneous_batches(labels, size) for size in sorted(set(batch_sizes))},
         "kto_weights": kto_weights(labels),
     }
+
+
+def prompts_of(dataset) -> set[str]:
+    """Each row's prompt (every message but the last) as canonical JSON, in either layout."""
+    column = "prompt" if "prompt" in dataset.column_names else "conversations"
+    prompts = set()
+    for batch in dataset.iter(batch_size=1000):
+        for messages in batch[column]:
+            prompts.add(json.dumps(messages if column == "prompt" else messages[:-1], sort_keys=True))
+    return prompts
+
+
+def shared_prompts(dataset_dict: Mapping) -> int:
+    """How many prompts occur in more than one split (0 for a leak-free train/test split)."""
+    counts = collections.Counter(prompt for split in dataset_dict.values() for prompt in prompts_of(split))
+    return sum(count > 1 for count in counts.values())

@@ -171,10 +171,12 @@ def test_relative_source_is_resolved(source_path, tmp_path, monkeypatch):
     assert len(dataset) == 508
 
 
-def test_the_loading_script_imports_one_name_per_line_and_only_datasets_numpy_stdlib():
+def test_the_loading_script_imports_one_name_per_line_and_only_what_datasets_installs():
     # datasets<4 reads a script's imports line by line and misreads `from a import b, c`; the Hub
-    # script must also stand alone.
+    # script must also stand alone: the standard library, `datasets` and what `datasets` requires.
     import ast
+    import importlib.metadata
+    import re
     import sys
 
     tree = ast.parse(open(cs.__file__, encoding="utf-8").read())
@@ -182,4 +184,7 @@ def test_the_loading_script_imports_one_name_per_line_and_only_datasets_numpy_st
     assert imports and all(len(node.names) == 1 for node in imports)
     modules = {(node.module if isinstance(node, ast.ImportFrom) else node.names[0].name).split(".")[0]
                for node in imports}
-    assert modules - set(sys.stdlib_module_names) == {"datasets", "numpy"}
+    required = {re.split(r"[^A-Za-z0-9_-]", line)[0].replace("-", "_").lower()
+                for line in importlib.metadata.requires("datasets") if "extra ==" not in line}
+    third_party = modules - set(sys.stdlib_module_names)
+    assert "datasets" in third_party and third_party - {"datasets"} <= required, third_party - required

@@ -1,8 +1,10 @@
-"""The download path, for real, against a local HTTP server: default URL, URL source, checksum, offline."""
+"""The download paths, for real. The default source goes through `huggingface_hub` to `HF_ENDPOINT`,
+here a local fake Hub (tests/fake_hub.py), in fresh processes as users run them; a URL source goes
+through the `datasets` download manager to a local HTTP server."""
 
 import functools
+import hashlib
 import http.server
-import json
 import os
 import shutil
 import subprocess
@@ -10,93 +12,149 @@ import sys
 import threading
 
 import pytest
-from conftest import REPO, as_source_rows
+from conftest import PUBLISHED_SHA256, REPO, as_source_rows
+from fake_hub import FakeHub
 
 import claudesidian_synthetic as cs
+
+RESOLVE = f"/datasets/{cs.SOURCE_REPO_ID}/resolve/main/{cs.SOURCE_FILENAME}"
 
 
 @pytest.fixture
 def hub(tmp_path, source_path):
-    """A local stand-in for huggingface.co: /<revision>/<file name> served over HTTP."""
-    root = tmp_path / "hub"
-    (root / "v1").mkdir(parents=True)
-    shutil.copyfile(source_path, root / "v1" / cs.SOURCE_FILENAME)
-    (root / "changed").mkdir()
+    """The source repository on a fake Hub: `main` holds v1.0.0, `changed` a file without its first row."""
+    fake = FakeHub()
+    (tmp_path / "main").mkdir()
+    shutil.copyfile(source_path, tmp_path / "main" / cs.SOURCE_FILENAME)
+    (tmp_path / "changed").mkdir()
     with open(source_path, encoding="utf-8") as file:
-        lines = file.readlines()
-    (root / "changed" / cs.SOURCE_FILENAME).write_text("".join(lines[1:]), encoding="utf-8")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+        (tmp_path / "changed" / cs.SOURCE_FILENAME).write_text("".join(file.readlines()[1:]), encoding="utf-8")
+    fake.add(cs.SOURCE_REPO_ID, "main", str(tmp_path / "main"))
+    fake.add(cs.SOURCE_REPO_ID, "changed", str(tmp_path / "changed"))
+    yield fake
+    fake.close()
+
+
+def cli(*args, endpoint, home, offline=None, wait=True):
+    """The installed command in a fresh process: no --source, the Hub at `endpoint`, caches under `home`."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update({"HF_ENDPOINT": endpoint, "HF_HOME": str(home)})
+    if offline:
+        env[offline] = "1"
+    process = subprocess.Popen([sys.executable, "-m", "claudesidian_tools.cli", *args], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return process.communicate(timeout=300) + (process.returncode,) if wait else process
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def test_default_source_comes_from_the_hub_endpoint_then_from_the_cache(hub, tmp_path):
+    out = tmp_path / "b.jsonl"
+    _, err, code = cli("build", "balanced_254", "--format", "raw", "--out", str(out), endpoint=hub.endpoint,
+                       home=tmp_path / "home")
+    assert code == 0, err
+    assert sha256(out) == PUBLISHED_SHA256
+    assert ("GET", RESOLVE) in hub.requests
+    # A second process with a cold Arrow cache rebuilds from huggingface_hub's cache: no second download.
+    shutil.rmtree(tmp_path / "home" / "datasets")
+    downloads = hub.requests.count(("GET", RESOLVE))
+    _, err, code = cli("build", "full", "--out", str(out), endpoint=hub.endpoint, home=tmp_path / "home")
+    assert code == 0, err
+    assert hub.requests.count(("GET", RESOLVE)) == downloads
+
+
+def test_a_revision_is_fetched_and_checked(hub, tmp_path):
+    _, err, code = cli("stats", "full", "--revision", "changed", endpoint=hub.endpoint, home=tmp_path / "home")
+    assert code == 2 and "is not the v1.0.0 source" in err.strip().splitlines()[-1]
+    out, err, code = cli("stats", "balanced_custom", "--revision", "changed", "--json", endpoint=hub.endpoint,
+                         home=tmp_path / "home")
+    assert code == 0 and '"rows": 508' in out, err
+
+
+def test_a_revision_that_does_not_exist_is_one_line(hub, tmp_path):
+    _, err, code = cli("build", "full", "--revision", "no-such-revision", endpoint=hub.endpoint, home=tmp_path / "h")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "RevisionNotFoundError" in err and "check revision=" in err
+
+
+def test_no_network_is_one_line_and_exit_2_for_build_stats_and_export(tmp_path):
+    """Nothing listens at the endpoint (as with no network); huggingface_hub retries, then one line."""
+    down = "http://127.0.0.1:9"
+    processes = [
+        cli(*args, endpoint=down, home=tmp_path / str(number), wait=False)
+        for number, args in enumerate([["build", "balanced_254"], ["stats", "full"], ["export", str(tmp_path / "x")]])
+    ]
+    for process in processes:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 2, err
+        assert len(err.strip().splitlines()) == 1, err
+        assert err.startswith("claudesidian-synthetic: error: ") and "pass source=" in err and "--source" in err
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("offline", ["HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"])
+def test_offline_serves_a_warm_cache_and_refuses_a_cold_one_in_one_line(hub, tmp_path, offline):
+    out = tmp_path / "b.jsonl"
+    _, err, code = cli("build", "balanced_254", "--out", str(out), endpoint=hub.endpoint, home=tmp_path / "warm")
+    assert code == 0, err
+    shutil.rmtree(tmp_path / "warm" / "datasets")  # only huggingface_hub's cache of the source stays
+    before = len(hub.requests)
+    _, err, code = cli("build", "balanced_254", "--format", "raw", "--out", str(out), endpoint=hub.endpoint,
+                       home=tmp_path / "warm", offline=offline)
+    assert code == 0, err
+    assert sha256(out) == PUBLISHED_SHA256
+    assert [request for request in hub.requests[before:] if "resolve" in request[1]] == []  # nothing was asked
+    _, err, code = cli("build", "balanced_254", endpoint=hub.endpoint, home=tmp_path / "cold", offline=offline)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "offline mode" in err and "pass source=" in err
+
+
+def test_the_python_api_raises_source_error(tmp_path):
+    code = (
+        "import claudesidian_synthetic as cs\n"
+        "try:\n    cs.load('full')\nexcept cs.SourceError as error:\n    print('SourceError', error)"
+    )
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.stdout.startswith("SourceError http://127.0.0.1:9/datasets/"), result.stderr
+
+
+# --- a URL source, through the `datasets` download manager --------------------------------------
+
+
+@pytest.fixture
+def web(tmp_path, source_path):
+    """A plain HTTP server with the source at /v1/<file name>."""
+    (tmp_path / "web" / "v1").mkdir(parents=True)
+    shutil.copyfile(source_path, tmp_path / "web" / "v1" / cs.SOURCE_FILENAME)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "web"))
     handler.log_message = lambda *args: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
 
 
-def test_default_source_is_downloaded_at_the_revision(hub, monkeypatch, published_rows):
-    monkeypatch.setattr(cs, "SOURCE_URL", hub + "/{revision}/" + cs.SOURCE_FILENAME)
-    dataset = cs.load("balanced_254", split="train", revision="v1")
+def test_url_source(web, published_rows):
+    dataset = cs.load("balanced_254", split="train", source=f"{web}/v1/{cs.SOURCE_FILENAME}")
     assert as_source_rows(dataset) == published_rows
 
 
-def test_url_source(hub, published_rows):
-    dataset = cs.load("balanced_254", split="train", source=f"{hub}/v1/{cs.SOURCE_FILENAME}")
-    assert as_source_rows(dataset) == published_rows
-
-
-def test_streaming_a_url_source(hub):
-    url = f"{hub}/v1/{cs.SOURCE_FILENAME}"
+def test_streaming_a_url_source(web):
+    url = f"{web}/v1/{cs.SOURCE_FILENAME}"
     streamed = cs.load("full", split="train", source=url, streaming=True)
     assert [row["label"] for row in streamed] == cs.load("full", split="train", source=url)["label"]
 
 
-def test_downloaded_file_with_other_bytes_is_refused(hub, monkeypatch):
-    monkeypatch.setattr(cs, "SOURCE_URL", hub + "/{revision}/" + cs.SOURCE_FILENAME)
-    with pytest.raises(cs.SourceError, match=r"is not the v1.0.0 source .* revision="):
-        cs.load("full", revision="changed")
-    assert len(cs.load("balanced_custom", split="train", revision="changed")) == 508
-
-
-def test_missing_revision_is_one_clear_error(hub, monkeypatch):
-    monkeypatch.setattr(cs, "SOURCE_URL", hub + "/{revision}/" + cs.SOURCE_FILENAME)
-    with pytest.raises(cs.SourceError, match="could not download the source.*check revision="):
-        cs.load("full", revision="no-such-revision")
+def test_missing_url_is_one_clear_error(web):
+    with pytest.raises(cs.SourceError, match="could not be downloaded.*check revision="):
+        cs.load("full", source=f"{web}/v2/{cs.SOURCE_FILENAME}")
 
 
 def test_unreachable_host_says_to_pass_source():
     with pytest.raises(cs.SourceError, match="Without network, pass source="):
         cs.load("full", source="http://127.0.0.1:9/" + cs.SOURCE_FILENAME)
-
-
-def _run_offline(code: str, cache: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "HF_HOME": cache}
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-
-
-def test_offline_cold_cache_without_source_is_one_clear_error(tmp_path):
-    code = (
-        "import claudesidian_synthetic as cs\n"
-        "try:\n    cs.load('full')\nexcept cs.SourceError as e:\n    print('ERR', e)"
-    )
-    result = _run_offline(code, str(tmp_path / "cold"))
-    assert "ERR" in result.stdout and "Without network, pass source=" in result.stdout, result.stderr
-
-
-def test_offline_warm_cache_serves_the_dataset(hub, tmp_path):
-    url = f"{hub}/v1/{cs.SOURCE_FILENAME}"
-    code = (
-        "import sys, claudesidian_synthetic as cs\n"
-        f"d = cs.load('balanced_254', split='train', source={url!r})\n"
-        "print('ROWS', len(d), sum(d['label']))"
-    )
-    env_cache = str(tmp_path / "warm")
-    online = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env={**os.environ, "HF_HOME": env_cache},
-        capture_output=True, text=True, timeout=300,
-    )
-    assert "ROWS 508 254" in online.stdout, online.stderr
-    offline = _run_offline(code, env_cache)
-    assert "ROWS 508 254" in offline.stdout, offline.stderr
-    assert json.dumps(offline.returncode) == "0"

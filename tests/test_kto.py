@@ -1,14 +1,13 @@
 """KTO helpers (weights, sampler, stats) and an end-to-end KTOTrainer run on the CPU."""
 
 import copy
-import importlib.util
 import math
-import os
 
 import pytest
 from conftest import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tiny_model import need_trl, tiny_model_and_tokenizer
 
 import claudesidian_synthetic as cs
 from claudesidian_tools.kto import (
@@ -22,8 +21,10 @@ from claudesidian_tools.kto import (
 labels_strategy = st.lists(st.booleans(), min_size=2, max_size=300).filter(lambda labels: 0 < sum(labels) < len(labels))
 
 
-def test_weights_are_reexported_by_the_module():
-    assert cs.kto_weights is kto_weights and cs.MixedLabelBatchSampler is MixedLabelBatchSampler
+def test_the_builder_does_not_import_the_tools():
+    """Imports point one way, tools to builder: the loading script stands alone."""
+    with open(cs.__file__, encoding="utf-8") as file:
+        assert "claudesidian_tools" not in file.read()
 
 
 def test_weights_of_full_and_balanced(source_path):
@@ -110,55 +111,20 @@ def test_stats_of_full(source_path):
     assert (stats["rows"], stats["desirable"], stats["undesirable"], stats["duplicates"]) == (1000, 746, 254, 19)
 
 
-def _tiny_model_and_tokenizer():
-    """A randomly initialised 2-layer Llama and a word-level tokenizer built here: no downloads."""
-    import tokenizers
-    import transformers
-
-    vocab = {"<pad>": 0, "<eos>": 1, "<unk>": 2}
-    model = tokenizers.models.WordLevel(vocab=vocab, unk_token="<unk>")
-    backend = tokenizers.Tokenizer(model)
-    backend.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
-    trainer = tokenizers.trainers.WordLevelTrainer(vocab_size=2000, special_tokens=list(vocab))
-    backend.train_from_iterator(["user assistant system tool_call arguments result the a of"], trainer=trainer)
-    tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
-    )
-    tokenizer.chat_template = (
-        "{% for message in messages %}{{ message['role'] }} : {{ message['content'] }} <eos> {% endfor %}"
-        "{% if add_generation_prompt %}assistant : {% endif %}"
-    )
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-        pad_token_id=0, eos_token_id=1, bos_token_id=1,
-    )
-    return transformers.LlamaForCausalLM(config), tokenizer
-
-
-def _need_trl():
-    missing = [name for name in ("torch", "trl", "transformers") if importlib.util.find_spec(name) is None]
-    if missing:
-        message = f"end-to-end KTO needs the [kto] extra; missing: {', '.join(missing)}"
-        if os.environ.get("CI"):
-            pytest.fail(message)  # CI installs [kto]: a skip there would hide a broken install
-        pytest.skip(message)
-
-
 @pytest.mark.kto
 @pytest.mark.parametrize(
     ("name", "options"),
     [("balanced_254", {}), ("full", {"order": "mixed", "batch_size": 4})],
 )
 def test_kto_trainer_trains_on_the_dataset(source_path, tmp_path, name, options):
-    _need_trl()
+    need_trl()
     import torch
     import trl
 
     torch.manual_seed(0)
     dataset = cs.load(name, split="train", source=source_path, **options).select(range(64))
     weights = kto_weights(cs.load(name, split="train", source=source_path, **options))
-    model, tokenizer = _tiny_model_and_tokenizer()
+    model, tokenizer = tiny_model_and_tokenizer()
     args = trl.KTOConfig(
         output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=3, max_length=128,
         learning_rate=1e-3, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True,
@@ -185,7 +151,7 @@ def _readme_block(marker: str) -> str:
 
 @pytest.mark.kto
 def test_readme_random_order_recipe_trains_on_mixed_batches(source_path, tmp_path):
-    _need_trl()
+    need_trl()
     import torch
     import trl
 
@@ -193,7 +159,7 @@ def test_readme_random_order_recipe_trains_on_mixed_batches(source_path, tmp_pat
     namespace = {"cs": cs}
     exec(_readme_block("class MixedKTOTrainer"), namespace)  # noqa: S102 - the README's own recipe
     dataset = cs.load("full", split="train", source=source_path)  # 746 / 254: batches of 4 can all be mixed
-    model, tokenizer = _tiny_model_and_tokenizer()
+    model, tokenizer = tiny_model_and_tokenizer()
     args = trl.KTOConfig(
         output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=3, max_length=128,
         learning_rate=1e-3, report_to=[], save_strategy="no", use_cpu=True, dataloader_num_workers=0,

@@ -58,3 +58,28 @@ def test_exported_folder(export_dir, published_rows):
     dataset = datasets.load_dataset(export_dir, name="balanced_254", split="train")
     assert as_source_rows(dataset) == published_rows
     assert len(datasets.load_dataset(export_dir, name="full", split="train")) == 1000
+
+
+@pytest.mark.skipif(VERSION >= Version("4.0"), reason="the card's loading-script block is for datasets<4")
+def test_card_loading_script_block(export_dir, source_path, tmp_path):
+    """The card's `datasets<4` block, as written, with the source on a fake Hub at HF_ENDPOINT."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    from fake_hub import FakeHub
+
+    card = open(os.path.join(export_dir, "README.md"), encoding="utf-8").read()
+    (block,) = [code for code in re.findall(r"```python\n(.*?)```", card, flags=re.S) if "trust_remote_code" in code]
+    (tmp_path / "main").mkdir()
+    shutil.copyfile(source_path, tmp_path / "main" / cs.SOURCE_FILENAME)
+    hub = FakeHub()
+    hub.add(cs.SOURCE_REPO_ID, "main", str(tmp_path / "main"))
+    try:
+        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "home")}
+        result = subprocess.run([sys.executable, "-c", block + "\nprint('ROWS', len(ds['train']))"], cwd=tmp_path,
+                                env=env, capture_output=True, text=True, timeout=600)
+    finally:
+        hub.close()
+    assert "ROWS 500" in result.stdout, result.stderr[-3000:]

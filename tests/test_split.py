@@ -1,0 +1,104 @@
+"""The held-out test split (`test_size`) and the published layout (`layout="conversations"`)."""
+
+import json
+
+import datasets
+import pytest
+
+import claudesidian_synthetic as cs
+from claudesidian_tools.kto import homogeneous_batches, prompts_of
+
+
+def prompt_groups(source_rows) -> dict:
+    groups = {}
+    for row in source_rows:
+        groups.setdefault(json.dumps(row["conversations"][:-1], sort_keys=True), []).append(row["label"])
+    return groups
+
+
+@pytest.mark.parametrize(("test_size", "seed"), [(0.1, 42), (0.1, 7), (0.2, 0), (0.05, 123), (150, 42), (0.5, 3)])
+def test_split_is_prompt_disjoint_sized_and_stratified(source_path, source_rows, test_size, seed):
+    order = {} if seed == 42 else {"order": "shuffle", "seed": seed}
+    splits = cs.load("full", source=source_path, test_size=test_size, **order)
+    train, test = splits["train"], splits["test"]
+    assert len(train) + len(test) == len(source_rows)
+    assert not prompts_of(train) & prompts_of(test)
+    largest = max(len(labels) for labels in prompt_groups(source_rows).values())
+    assert largest == 14  # the data README: one row occurs 14 times
+    exact_rows = test_size if isinstance(test_size, int) else test_size * len(source_rows)
+    desirable_share = sum(row["label"] for row in source_rows) / len(source_rows)
+    assert abs(len(test) - exact_rows) <= largest
+    assert abs(sum(test["label"]) - exact_rows * desirable_share) <= largest
+
+
+def test_full_with_a_tenth_held_out(source_path):
+    splits = cs.load("full", source=source_path, test_size=0.1)
+    figures = {name: (len(split), sum(split["label"])) for name, split in splits.items()}
+    assert figures == {"train": (900, 671), "test": (100, 75)}
+
+
+def test_the_split_depends_on_the_seed_only(source_path):
+    first = cs.load("full", source=source_path, test_size=0.1, order="shuffle", seed=5)
+    again = cs.load("full", source=source_path, test_size=0.1, order="shuffle", seed=5)
+    other = cs.load("full", source=source_path, test_size=0.1, order="shuffle", seed=6)
+    assert list(first["test"]) == list(again["test"])
+    assert prompts_of(first["test"]) != prompts_of(other["test"])
+
+
+def test_selection_shapes_train_and_the_test_split_keeps_the_source_mix(source_path):
+    splits = cs.load("balanced_custom", source=source_path, test_size=0.1, dedupe=True)
+    assert sum(splits["train"]["label"]) * 2 == len(splits["train"])  # balanced
+    assert (len(splits["test"]), sum(splits["test"]["label"])) == (100, 75)  # the source's 3 : 1
+    assert not prompts_of(splits["train"]) & prompts_of(splits["test"])
+
+
+def test_mixed_order_applies_to_both_splits(source_path):
+    splits = cs.load("full", source=source_path, test_size=0.1, order="mixed", batch_size=4)
+    for split in splits.values():
+        labels = split["label"]
+        assert all(len(set(labels[i : i + 4])) == 2 for i in range(len(labels) - 3))  # every window
+        assert homogeneous_batches(labels, 4) == 0
+
+
+def test_split_test_and_streaming(source_path):
+    test = cs.load("full", split="test", source=source_path, test_size=0.1)
+    assert isinstance(test, datasets.Dataset) and len(test) == 100
+    streamed = cs.load("full", split="test", source=source_path, test_size=0.1, streaming=True)
+    assert [row["label"] for row in streamed] == test["label"]
+
+
+def test_a_test_split_with_one_label_is_refused(source_path):
+    with pytest.raises(cs.OptionError, match="leaves the test split with one label"):
+        cs.load("full", source=source_path, test_size=2)
+
+
+def test_a_mixed_test_split_too_small_for_the_batch_size_is_refused(source_path):
+    with pytest.raises(cs.OptionError, match="the test split: batch_size=2 cannot give every batch both labels"):
+        cs.load("full", source=source_path, test_size=0.1, order="mixed", batch_size=2)
+
+
+@pytest.mark.parametrize("value", [0, 1.0, -0.1, 1.5, True, "0.1"])
+def test_bad_test_size_values(source_path, value):
+    with pytest.raises(cs.OptionError, match=r"test_size=.*: give a fraction"):
+        cs.load("full", source=source_path, test_size=value)
+
+
+def test_balanced_254_refuses_a_test_size_and_says_what_to_use(source_path):
+    with pytest.raises(cs.OptionError, match="it is the published file.*name='balanced_custom'"):
+        cs.load("balanced_254", source=source_path, test_size=0.1)
+
+
+def test_conversations_layout_of_balanced_254_is_the_published_file(source_path, published_path):
+    ours = cs.load("balanced_254", split="train", source=source_path, layout="conversations")
+    published = datasets.load_dataset("json", data_files=published_path, split="train")
+    assert ours.column_names == published.column_names == ["conversations", "label", "context"]
+    assert ours.features == published.features
+    assert list(ours) == list(published)
+
+
+def test_layout_changes_columns_never_rows(source_path):
+    kto = cs.load("full", split="train", source=source_path, order="shuffle", seed=3)
+    conversations = cs.load("full", split="train", source=source_path, order="shuffle", seed=3, layout="conversations")
+    assert [row["prompt"] + row["completion"] for row in kto] == conversations["conversations"]
+    with pytest.raises(cs.OptionError, match="layout='chatml': must be one of kto, conversations"):
+        cs.load("full", source=source_path, layout="chatml")
