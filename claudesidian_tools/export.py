@@ -493,7 +493,7 @@ def _relocate(folder: str, repo_id: str) -> None:
         )
         card = card.replace(f'script = "{old}/claudesidian_synthetic.py"',
                             f'script = hf_hub_download("{repo_id}", "claudesidian_synthetic.py", repo_type="dataset")')
-    card = card.replace(f'"{old}"', f'"{repo_id}"')
+    card = card.replace(f'"{old}"', f'"{repo_id}"').replace(f"hf download {old} ", f"hf download {repo_id} ")
     with open(card_path, "w", encoding="utf-8") as file:
         file.write(card)
     recipes = os.path.join(folder, "recipes")

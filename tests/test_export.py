@@ -207,6 +207,18 @@ def test_push_uploads_the_folder_in_one_commit_naming_the_repository(exported, t
                                                              "conv"]
 
 
+def test_pushing_a_pushed_folder_elsewhere_names_only_the_new_repository(exported, tmp_path):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(exported, folder)
+    exporter.push(str(folder), "me/first", api=FakeHfApi())
+    api = FakeHfApi()
+    exporter.push(str(folder), "team/second", api=api)
+    card, recipe = api.calls[1][3]["README.md"], api.calls[1][3]["recipes/kto_full_eval.yaml"]
+    assert "me/first" not in card + recipe and card.count("team/second") >= 4
+
+
 def test_push_of_a_folder_without_card_is_refused(tmp_path):
     with pytest.raises(cs.OptionError, match="run `claudesidian-synthetic export"):
         exporter.push(str(tmp_path), "me/x", api=FakeHfApi())
