@@ -45,21 +45,16 @@ def test_version():
     assert result.returncode == 0 and result.stdout.strip() == f"claudesidian-synthetic {cs.__version__}"
 
 
-def test_build_raw_balanced_254_is_byte_identical_to_the_published_file(source_path, tmp_path):
+@pytest.mark.parametrize("layout", [["--format", "raw"], ["--layout", "conversations"]])
+def test_build_balanced_254_in_the_published_layout_is_byte_identical_to_the_published_file(
+    source_path, tmp_path, layout
+):
     out = tmp_path / "balanced.jsonl"
-    result = run_cli("build", "balanced_254", "--source", source_path, "--format", "raw", "--out", str(out),
+    result = run_cli("build", "balanced_254", "--source", source_path, *layout, "--out", str(out),
                      cache=tmp_path / "hf")
     assert result.returncode == 0, result.stderr
     assert hashlib.sha256(out.read_bytes()).hexdigest() == PUBLISHED_SHA256
     assert "wrote 508 train rows (254 desirable, 254 undesirable)" in result.stderr
-
-
-def test_layout_conversations_is_the_same_path_as_format_raw(source_path, tmp_path):
-    out = tmp_path / "balanced.jsonl"
-    result = run_cli("build", "balanced_254", "--source", source_path, "--layout", "conversations", "--out", str(out),
-                     cache=tmp_path / "hf")
-    assert result.returncode == 0, result.stderr
-    assert hashlib.sha256(out.read_bytes()).hexdigest() == PUBLISHED_SHA256
 
 
 def test_out_file_mode_follows_the_umask(source_path, tmp_path):
