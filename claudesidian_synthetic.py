@@ -34,6 +34,9 @@ SOURCE_REPO_ID = "professorsynapse/claudesidian-synthetic-dataset"
 SOURCE_SHA256 = "861a7d7d575f2f1f6108b846d4e54ca6a70b2a4316e56ffef7eaeda61a5426a4"
 SOURCE_NUM_BYTES = 1_627_040
 PUBLISHED_SEED = 42
+# Rows per generation shard: a larger split is built by `num_proc` processes in parallel and streams
+# as several shards.
+ROWS_PER_SHARD = 16_384
 
 # The seven string fields of `context`, in the order the source writes them (the raw export keeps it).
 CONTEXT_FIELDS = (
@@ -307,11 +310,21 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
             splits = plan_splits(scan, self.config, prompt_keys)
         except OptionError as error:
             raise OptionError(f"{path}: {error}") from None
+        # Contiguous shards of the planned order (a list in gen_kwargs), so `num_proc` builds them in
+        # parallel and streaming ranks can take whole shards; rows and order do not depend on either.
         return [
             datasets.SplitGenerator(
-                name=split, gen_kwargs={"path": path, "offsets": scan.offsets[rows], "lengths": scan.lengths[rows]}
+                name=split,
+                gen_kwargs={
+                    "path": path,
+                    "shards": [
+                        (start, scan.offsets[rows[start:stop]], scan.lengths[rows[start:stop]])
+                        for start, stop in zip(bounds, bounds[1:])
+                    ],
+                },
             )
             for split, rows in splits.items()
+            for bounds in [list(range(0, len(rows), ROWS_PER_SHARD)) + [len(rows)]]
         ]
 
     def _prepare_split(self, *args, **kwargs):
@@ -325,20 +338,21 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
         finally:
             self.info.features = features
 
-    def _generate_examples(self, path, offsets, lengths):
+    def _generate_examples(self, path, shards):
         with open(path, "rb") as file:  # `open` reads URLs too when datasets streams this module
             unbuffered = getattr(file, "raw", file)  # rows are read out of order: a buffer only costs a copy
-            for position, (offset, length) in enumerate(zip(offsets.tolist(), lengths.tolist())):
-                unbuffered.seek(offset)
-                try:
-                    row = _DECODER.raw_decode(unbuffered.read(length).strip(_JSON_SPACE).decode("utf-8"))[0]
-                except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-                    raise SourceError(
-                        path,
-                        f"changed while it was being read (the row at byte {offset} no longer parses)",
-                        "Load again once nothing is writing to the file",
-                    ) from None
-                yield position, to_example(row, self.config.layout)
+            for start, offsets, lengths in shards:
+                for position, (offset, length) in enumerate(zip(offsets.tolist(), lengths.tolist()), start):
+                    unbuffered.seek(offset)
+                    try:
+                        row = _DECODER.raw_decode(unbuffered.read(length).strip(_JSON_SPACE).decode("utf-8"))[0]
+                    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+                        raise SourceError(
+                            path,
+                            f"changed while it was being read (the row at byte {offset} no longer parses)",
+                            "Load again once nothing is writing to the file",
+                        ) from None
+                    yield position, to_example(row, self.config.layout)
 
 
 def _is_url(source: str) -> bool:
@@ -411,11 +425,13 @@ def load(
     revision: Optional[str] = None,
     cache_dir: Optional[str] = None,
     streaming: bool = False,
+    num_proc: Optional[int] = None,
     **config_kwargs: Any,
 ):
     """Build (or read from the Arrow cache) one config, like `datasets.load_dataset` did for scripts.
 
     Returns a DatasetDict (or the Dataset of `split`); an IterableDataset(Dict) with `streaming=True`.
+    `num_proc` builds a split's shards (ROWS_PER_SHARD rows each) in parallel; the rows are the same.
     """
     if name not in CONFIG_PURPOSE:
         raise OptionError(f"name={name!r}: unknown config; choose one of {', '.join(CONFIG_PURPOSE)}")
@@ -426,9 +442,11 @@ def load(
     options = {key: value for key, value in options.items() if value is not None}
     builder = ClaudesidianSynthetic(config_name=name, cache_dir=cache_dir, **options)
     if streaming:
+        if num_proc is not None:
+            raise OptionError("num_proc builds the Arrow cache in parallel; streaming builds nothing: pass one of them")
         return builder.as_streaming_dataset(split=split)
     try:
-        builder.download_and_prepare()
+        builder.download_and_prepare(num_proc=num_proc)
     except datasets.exceptions.DatasetGenerationError as error:
         if isinstance(error.__cause__, ClaudesidianError):
             raise error.__cause__ from None

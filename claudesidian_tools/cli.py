@@ -182,10 +182,14 @@ def command_export(args: argparse.Namespace) -> None:
     from claudesidian_tools.export import export, parse_config_spec
 
     specs = [parse_config_spec(spec) for spec in args.config or []]
-    exported = export(args.folder, specs, source=args.source, revision=args.revision)
+    exported = export(args.folder, specs, source=args.source, revision=args.revision, num_shards=args.num_shards,
+                      max_shard_size=args.max_shard_size)
     for item in exported:
-        rows = ", ".join(f"{split} {stats['rows']}" for split, stats in item.stats.items())
-        print(f"{item.spec.export_name}: {rows} rows -> data/{item.spec.export_name}/", file=sys.stderr)
+        rows = ", ".join(
+            f"{split} {stats['rows']} rows in {len(item.data_files[split])} shard(s)"
+            for split, stats in item.stats.items()
+        )
+        print(f"{item.spec.export_name}: {rows} -> data/{item.spec.export_name}/", file=sys.stderr)
     print(f"exported {len(exported)} configs to {args.folder}", file=sys.stderr)
 
 
@@ -237,6 +241,11 @@ def make_parser() -> argparse.ArgumentParser:
     export.add_argument("--config", action="append", metavar="[NAME=]CONFIG[:OPTION=VALUE,...]",
                         help="a further config, e.g. mixed8=full:order=mixed,batch_size=8 (repeatable; "
                         "default: balanced_254, full, full_eval)")
+    export.add_argument("--num-shards", type=int, action=_Once,
+                        help="Parquet files per split; a multiple of your world size gives every rank whole shards "
+                        "(default: as many as --max-shard-size needs)")
+    export.add_argument("--max-shard-size", action=_Once,
+                        help=f"largest shard, e.g. 500MB (default: {datasets.config.MAX_SHARD_SIZE}, as push_to_hub)")
 
     infos = command("infos", "regenerate dataset_infos.json from the builder", command_infos)
     infos.add_argument("--folder", default=".", help="where to write dataset_infos.json")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import shutil
@@ -136,7 +137,7 @@ def write_infos(infos: DatasetInfosDict, folder: str) -> str:
 class ExportedConfig:
     spec: ConfigSpec
     config: cs.ClaudesidianSyntheticConfig  # the builder config, every option resolved
-    data_files: dict[str, str]  # split -> path relative to the folder
+    data_files: dict[str, list[str]]  # split -> its shards' paths, relative to the folder
     info: datasets.DatasetInfo
     stats: dict[str, dict]  # split -> dataset_stats
     shared_prompts: int  # prompts found in more than one split
@@ -153,18 +154,28 @@ def export(
     *,
     source: str | None = None,
     revision: str | None = None,
+    num_shards: int | None = None,
+    max_shard_size: int | str | None = None,
 ) -> list[ExportedConfig]:
     """Write every config of `specs` (plus the DEFAULT_EXPORTS) into `folder`, ready to upload.
 
-    Every config is built (and so checked) before anything is written; the folder is then written
-    beside its place and swapped in whole, so a failed export leaves the old folder as it was."""
+    Each split is written as `num_shards` Parquet files, or as many as keep each under `max_shard_size`
+    (default: `datasets`' own for `push_to_hub`); a mixed config's shards hold whole batches. Every
+    config is built (and so checked) before anything is written; the folder is then written beside its
+    place and swapped in whole, so a failed export leaves the old folder as it was."""
+    max_bytes = _shard_limit(num_shards, max_shard_size)
     wanted = {spec.export_name: spec for spec in [*map(parse_config_spec, DEFAULT_EXPORTS), *specs]}
     built = []
     for spec in wanted.values():
         options = {"source": source, "revision": revision, **spec.options}
         dataset_dict = cs.load(spec.config_name, **options)
         config = cs.ClaudesidianSyntheticConfig(name=spec.config_name, **{**cs.OPTION_DEFAULTS, **spec.options})
-        built.append((spec, config, dataset_dict))
+        shards = {
+            split: shard_bounds(len(dataset), num_shards or math.ceil(dataset.data.nbytes / max_bytes),
+                                config.batch_size, f"{spec.export_name}/{split}")
+            for split, dataset in dataset_dict.items()
+        }
+        built.append((spec, config, dataset_dict, shards))
     target = os.path.abspath(folder)
     _check_replaceable(target)
     os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -185,6 +196,44 @@ def export(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return exported
+
+
+def _shard_limit(num_shards: int | None, max_shard_size: int | str | None) -> int:
+    """Check the sharding options; return the byte limit per shard (used when `num_shards` is None)."""
+    if num_shards is not None and max_shard_size is not None:
+        raise cs.OptionError(
+            f"num_shards={num_shards!r} and max_shard_size={max_shard_size!r}: give one (a count, or a size per shard)"
+        )
+    if num_shards is not None and (isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1):
+        raise cs.OptionError(f"num_shards={num_shards!r}: must be a positive whole number")
+    try:
+        limit = datasets.utils.py_utils.convert_file_size_to_int(max_shard_size or datasets.config.MAX_SHARD_SIZE)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise cs.OptionError(f"max_shard_size={max_shard_size!r}: give a size such as 500MB or 1GB")
+    return limit
+
+
+def shard_bounds(rows: int, num_shards: int, batch_size: int | None = None, where: str = "") -> list[int]:
+    """Row boundaries of `num_shards` contiguous shards as equal as possible; with a mixed order's
+    `batch_size`, every boundary falls between batches, so no aligned batch spans two shards.
+
+    >>> shard_bounds(10, 3)
+    [0, 3, 6, 10]
+    >>> shard_bounds(10, 2, batch_size=4)
+    [0, 4, 10]
+    """
+    unit = batch_size or 1
+    units = math.ceil(rows / unit)
+    num_shards = max(1, num_shards)
+    if num_shards > units:
+        what = f"batches of {unit}" if batch_size else "rows"
+        raise cs.OptionError(
+            f"{where}: {num_shards} shards asked for, but it has only {units} {what}; every shard needs one: "
+            f"ask for at most {units} shards"
+        )
+    return [min(rows, units * index // num_shards * unit) for index in range(num_shards + 1)]
 
 
 def _umask() -> int:
@@ -228,18 +277,24 @@ def _write_text(folder: str, relative: str, text: str) -> None:
         file.write(text)
 
 
-def _write_config(folder: str, spec: ConfigSpec, config, dataset_dict: datasets.DatasetDict) -> ExportedConfig:
+def _write_config(
+    folder: str, spec: ConfigSpec, config, dataset_dict: datasets.DatasetDict, shards: dict[str, list[int]]
+) -> ExportedConfig:
     data_files = {}
+    os.makedirs(os.path.join(folder, "data", spec.export_name), exist_ok=True)
     for split, dataset in dataset_dict.items():
-        data_files[split] = f"data/{spec.export_name}/{split}-00000-of-00001.parquet"
-        path = os.path.join(folder, data_files[split])
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         # The Arrow schema is the builder's explicit one, so no reader infers types from rows. The
         # `datasets` feature metadata is left out: `datasets<4` cannot read 5.x's `List` type, and the
         # card's `dataset_info:` carries the features for every version.
         table = dataset.flatten_indices().data.table.replace_schema_metadata(None)
-        pyarrow.parquet.write_table(table, path)
-    download_size = sum(os.path.getsize(os.path.join(folder, path)) for path in data_files.values())
+        bounds = shards[split]
+        data_files[split] = [
+            f"data/{spec.export_name}/{split}-{index:05d}-of-{len(bounds) - 1:05d}.parquet"
+            for index in range(len(bounds) - 1)
+        ]
+        for path, start, stop in zip(data_files[split], bounds, bounds[1:]):
+            pyarrow.parquet.write_table(table.slice(start, stop - start), os.path.join(folder, path))
+    download_size = sum(os.path.getsize(os.path.join(folder, path)) for paths in data_files.values() for path in paths)
     return ExportedConfig(
         spec,
         config,
@@ -314,7 +369,7 @@ def card_metadata(exported: Sequence[ExportedConfig], infos: DatasetInfosDict) -
     for item in exported:
         entry = {
             "config_name": item.spec.export_name,
-            "data_files": [{"split": split, "path": path} for split, path in item.data_files.items()],
+            "data_files": [{"split": split, "path": paths} for split, paths in item.data_files.items()],
         }
         if item.spec.export_name == cs.ClaudesidianSynthetic.DEFAULT_CONFIG_NAME:
             entry["default"] = True
@@ -350,6 +405,11 @@ def render_card(
         for split, stats in item.stats.items()
     )
     recipes = "\n".join(f"- `{item.spec.export_name}`: {_recipe(item)}." for item in exported)
+    shard_counts = "; ".join(
+        f"`{item.spec.export_name}` "
+        + ", ".join(f"{split} {len(paths)}" for split, paths in item.data_files.items())
+        for item in exported
+    )
     default = cs.ClaudesidianSynthetic.DEFAULT_CONFIG_NAME
     evaluated = next((item for item in exported if "test" in item.stats and item.recipe_path), None)
     trained = evaluated or next(item for item in exported if item.recipe_path)
@@ -426,6 +486,19 @@ and KTO weights); `{trained.recipe_path}` also evaluates on the held-out `test` 
 ```
 
 Flags given on the command line override the recipe's values.
+
+## Several GPUs and streaming
+
+Each split is stored as Parquet shards (the files are listed in `configs:` above), per split: {shard_counts}.
+In a config in mixed order every shard holds whole batches, so no aligned batch spans two shards.
+
+- accelerate with `split_batches=False` (TRL's default) hands each process whole batches of consecutive
+  rows: every batch stays mixed. With `split_batches=True` each process gets a slice of
+  `per_device_train_batch_size / processes` rows: use a config whose mixed batch size is that slice.
+- `split_dataset_by_node(load_dataset(..., streaming=True)["train"], rank, world_size)` gives each rank
+  whole shards when the split's shard count is a multiple of the world size, and then every batch on
+  every rank is mixed. Otherwise `datasets` deals every world-size-th row to each rank, and some batches
+  hold one label: export again with `--num-shards` a multiple of your world size.
 
 ## With `datasets` below 4.0 and the loading script
 
