@@ -8,6 +8,7 @@ Layout: source pin and schema, errors, the config, the builder, `load()`, then t
 functions (which rows, in which order) that the builder calls and the tests check without `datasets`.
 """
 
+import array
 import dataclasses
 import hashlib
 import json
@@ -469,9 +470,9 @@ class SourceScan:
 
 
 def scan_source(path: str) -> SourceScan:
-    """Read and check every line of the source strictly; raise SourceError naming the first bad one."""
-    labels, offsets, lengths = [], [], []
-    first_row_of_hash, rows_sharing_a_hash = {}, {}
+    """Read and check every line of the source strictly; raise SourceError naming the first bad one.
+    Per row it keeps a label byte and three 8-byte integers (no Python object), so memory grows slowly."""
+    labels, offsets, lengths, hashes = bytearray(), array.array("q"), array.array("q"), array.array("q")
     progress = datasets.utils.tqdm(
         total=os.path.getsize(path), unit="B", unit_scale=True, desc="Checking source", leave=False
     )
@@ -489,28 +490,29 @@ def scan_source(path: str) -> SourceScan:
             labels.append(parse_line(row, path, number)["label"])
             offsets.append(start)
             lengths.append(offset - start)
-            index = len(labels) - 1
-            first = first_row_of_hash.setdefault(hash(row), index)
-            if first != index:
-                rows_sharing_a_hash.setdefault(first, [first]).append(index)
+            hashes.append(hash(row))
         progress.update(offset - progress.n)
         if not labels:
             raise SourceError(path, "the file holds no rows", f"Point source= at a non-empty copy of {SOURCE_FILENAME}")
-        duplicate = _exact_duplicates(file, offsets, lengths, rows_sharing_a_hash.values())
-    return SourceScan(
-        np.array(labels, dtype=bool), np.array(offsets, dtype=np.int64), np.array(lengths, dtype=np.int64), duplicate
-    )
+        offsets, lengths = np.frombuffer(offsets, dtype=np.int64), np.frombuffer(lengths, dtype=np.int64)
+        duplicate = _exact_duplicates(file, offsets, lengths, np.frombuffer(hashes, dtype=np.int64))
+    return SourceScan(np.frombuffer(labels, dtype=bool), offsets, lengths, duplicate)
 
 
-def _exact_duplicates(file, offsets: list, lengths: list, groups) -> np.ndarray:
-    """Flag each row whose line equals an earlier line. `groups` hold rows of equal hash(); only
-    they are read back, and their bytes decide, so a hash collision never drops a row."""
+def _exact_duplicates(file, offsets: np.ndarray, lengths: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """Flag each row whose line equals an earlier line. Rows of equal hash() are read back and their
+    bytes decide, so a hash collision never drops a row."""
+    order = np.argsort(hashes, kind="stable")
+    ordered = hashes[order]
+    groups = {}
+    for position in np.flatnonzero(ordered[1:] == ordered[:-1]).tolist():
+        groups.setdefault(int(ordered[position]), [int(order[position])]).append(int(order[position + 1]))
     duplicate = np.zeros(len(offsets), dtype=bool)
-    for rows in groups:
+    for rows in groups.values():
         seen = set()
         for row in rows:
-            file.seek(offsets[row])
-            line = file.read(lengths[row]).strip(_JSON_SPACE)
+            file.seek(int(offsets[row]))
+            line = file.read(int(lengths[row])).strip(_JSON_SPACE)
             duplicate[row] = line in seen
             seen.add(line)
     return duplicate

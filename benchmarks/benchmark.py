@@ -8,6 +8,12 @@ shared and noisy.
 
     python benchmarks/benchmark.py                       # 21 + 7 rounds: 1k-row and 100k-row sources
     python benchmarks/benchmark.py --rows 10000 --repeats 1 --out /tmp/smoke.json   # CI smoke
+    python benchmarks/benchmark.py --million     # adds the 1M-row figures (minutes, 1.6 GB of disk)
+
+The 1M-row case compares fresh processes at 100k and at 1M rows: a `balanced_custom` build (peak
+RSS, target at most 1.5x the 100k build's), a sharded export of every row in mixed order, and
+streaming every row. `full` promises the v1.0.0 bytes, so on a generated source "every row" is
+`balanced_custom` with both classes kept whole.
 """
 
 from __future__ import annotations
@@ -94,6 +100,46 @@ def run_cases(codes: dict, repeats: int, warm: bool, workdir: pathlib.Path) -> d
     return runs
 
 
+MILLION_CASES = {
+    "build": "import claudesidian_synthetic as cs\nd = cs.load('balanced_custom', split='train', source={source!r})",
+    "export": (
+        "from claudesidian_tools import export as e\n"
+        "e.DEFAULT_EXPORTS = ()  # those need the v1.0.0 source\n"
+        "e.export({folder!r}, [e.parse_config_spec('every_row=balanced_custom:desirable={desirable},"
+        "undesirable={undesirable},order=mixed,batch_size=8')], source={source!r}, num_shards=8)"
+    ),
+    "stream": (
+        "import claudesidian_synthetic as cs\n"
+        "n = sum(1 for _ in cs.load('balanced_custom', split='train', source={source!r}, streaming=True,"
+        " desirable={desirable}, undesirable={undesirable}))\nassert n == {desirable} + {undesirable}"
+    ),
+}
+
+
+def million_case(workdir: pathlib.Path, repeats: int) -> dict:
+    """Wall time and peak RSS at 100k and at 1M rows, and the 1M / 100k ratios."""
+    runs = {}
+    for rows in (100_000, 1_000_000):
+        source = workdir / f"rows{rows}.jsonl"
+        generate_source(source, rows)
+        desirable = source.read_bytes().count(b'"label": true')
+        fields = {"source": str(source), "desirable": desirable, "undesirable": rows - desirable,
+                  "folder": str(workdir / f"export{rows}")}
+        codes = {f"{name}_{rows}": code.format(**fields) for name, code in MILLION_CASES.items()}
+        runs.update(run_cases(codes, repeats, False, workdir))
+        shutil.rmtree(fields["folder"], ignore_errors=True)
+        source.unlink()
+    medians = {name: {key: round(statistics.median(values), 3) for key, values in measured.items()}
+               for name, measured in runs.items()}
+    ratios = {
+        f"{name}: 1M / 100k {key}": round(medians[f"{name}_1000000"][key] / medians[f"{name}_100000"][key], 3)
+        for name in MILLION_CASES for key in ("wall_s", "peak_rss_mib")
+    }
+    build_rss = ratios["build: 1M / 100k peak_rss_mib"]
+    return {"medians": medians, "ratios": ratios,
+            "target": {"build peak RSS 1M / 100k at most": 1.5, "met": build_rss <= 1.5}}
+
+
 def paired_ratio(runs: dict, name: str, baseline: str, key: str) -> float:
     """Median over rounds of case / baseline within the round: pairing cancels the machine's drift."""
     return round(statistics.median(a / b for a, b in zip(runs[name][key], runs[baseline][key])), 3)
@@ -104,6 +150,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000, help="rows of the generated scale source")
     parser.add_argument("--repeats", type=int, default=7, help="rounds at 100k rows (x3 at 1k rows)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results.json"), help="results file")
+    parser.add_argument("--million", action="store_true", help="also run the 1M-row case (not run in CI)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
         workdir = pathlib.Path(temp)
@@ -118,6 +165,7 @@ def main() -> None:
             runs.update(run_cases(codes, 3 * args.repeats, warm, workdir))
         codes = {f"scale_fresh_{case}": CASES[case].format(**scale) for case in ("builder", "json", "naive")}
         runs.update(run_cases(codes, args.repeats, False, workdir))
+        million = million_case(workdir, repeats=2) if args.million else None
     comparisons = [
         ("1. balanced_254 vs json loader, fresh cache: wall", "small_fresh_builder", "small_fresh_json", "wall_s",
          1.10),
@@ -145,10 +193,14 @@ def main() -> None:
         },
         "runs": runs,
     }
+    if million:
+        report["million_rows"] = million
     pathlib.Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     for row in report["ratios"]:
         print(f"{row['what']:<58} {row['ratio']:>7.3f}x  (target <= {row['target_at_most']})  "
               f"{'met' if row['met'] else 'MISSED'}")
+    for what, ratio in (million or {}).get("ratios", {}).items():
+        print(f"{what:<58} {ratio:>7.3f}x")
 
 
 if __name__ == "__main__":
