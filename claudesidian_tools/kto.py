@@ -8,6 +8,7 @@ lists of indices, ``__len__`` counts them, ``set_epoch`` reseeds) and plugs into
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import math
 import random
@@ -101,12 +102,17 @@ def homogeneous_batches(labels: Sequence[bool], batch_size: int) -> int:
     return sum(len(set(labels[start : start + batch_size])) == 1 for start in range(0, complete, batch_size))
 
 
+def _digest(value) -> bytes:
+    """16 bytes that stand for a JSON value, so sets of rows or prompts do not hold their text."""
+    return hashlib.blake2b(json.dumps(value, sort_keys=True).encode(), digest_size=16).digest()
+
+
 def count_duplicates(dataset) -> int:
     """Rows identical (every column) to an earlier row of the same dataset."""
     seen, duplicates = set(), 0
     for batch in dataset.iter(batch_size=1000):
         for row in zip(*batch.values()):
-            key = json.dumps(row, sort_keys=True)
+            key = _digest(row)
             duplicates += key in seen
             seen.add(key)
     return duplicates
@@ -130,13 +136,13 @@ def dataset_stats(dataset, batch_sizes: Iterable[int] = DEFAULT_STATS_BATCH_SIZE
     }
 
 
-def prompts_of(dataset) -> set[str]:
-    """Each row's prompt (every message but the last) as canonical JSON, in either layout."""
+def prompts_of(dataset) -> set[bytes]:
+    """A digest of each row's prompt (every message but the last), in either layout."""
     column = "prompt" if "prompt" in dataset.column_names else "conversations"
     prompts = set()
     for batch in dataset.iter(batch_size=1000):
         for messages in batch[column]:
-            prompts.add(json.dumps(messages if column == "prompt" else messages[:-1], sort_keys=True))
+            prompts.add(_digest(messages if column == "prompt" else messages[:-1]))
     return prompts
 
 
