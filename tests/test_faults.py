@@ -157,6 +157,21 @@ def test_readme_quotes_the_committed_benchmark_results():
     assert quoted == [(row["ratio"], row["met"]) for row in committed["ratios"]]
 
 
+def test_readme_quotes_the_committed_million_row_results():
+    """The README's 1M-row table is the committed results file, figure for figure."""
+    million = json.loads((REPO / "benchmarks" / "results.json").read_text(encoding="utf-8"))["million_rows"]
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| 1M-row case |") :].split("\n\n")[0].splitlines()[2:]
+    assert len(table) == 3
+    for line, case in zip(table, ("build", "export", "stream")):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        small, large = million["medians"][f"{case}_100000"], million["medians"][f"{case}_1000000"]
+        assert cells[1:5] == [f"{small['wall_s']:.1f} s", f"{small['peak_rss_mib']:.0f} MiB",
+                              f"{large['wall_s']:.1f} s", f"{large['peak_rss_mib']:.0f} MiB"]
+        assert cells[5].startswith(f"{million['ratios'][f'{case}: 1M / 100k peak_rss_mib']:.3f}x")
+    assert (", met)" in table[0]) == million["target"]["met"]
+
+
 @pytest.mark.slow
 def test_phase_profile_smoke_at_10k_rows(tmp_path):
     median = _run_at_10k_rows("phases.py", tmp_path)["median_s"]
