@@ -485,7 +485,8 @@ and KTO weights); `{trained.recipe_path}` also evaluates on the held-out `test` 
 {fetch_recipe}trl kto --config {recipe_file} --model_name_or_path {EXAMPLE_MODEL} --output_dir kto-out
 ```
 
-Flags given on the command line override the recipe's values.
+Flags given on the command line override the recipe's values; on a machine without a GPU add
+`--use_cpu true` (TRL trains in bf16 otherwise).
 
 ## Several GPUs and streaming
 

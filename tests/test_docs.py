@@ -25,8 +25,9 @@ from claudesidian_tools.kto import dataset_stats
 README = (REPO / "README.md").read_text(encoding="utf-8")
 README_SOURCE = "../shared/data/syngen_toolset_v1.0.0_claude.jsonl"
 BIN = os.path.dirname(sys.executable)
-TRAIN_LIMIT = ["--max_steps", "2", "--eval_steps", "1", "--use_cpu", "true", "--report_to", "none",
-               "--save_strategy", "no", "--max_length", "128"]
+TRAIN_LIMIT = ["--max_steps", "2", "--eval_steps", "1", "--report_to", "none", "--save_strategy", "no",
+               "--max_length", "128"]
+CPU = ["--use_cpu", "true"]  # the card's block is for a GPU and says to add this without one
 
 
 def blocks(text: str, language: str) -> list[str]:
@@ -71,6 +72,7 @@ def test_readme_quickstart_commands_run(model, source_path, tmp_path):
             continue
         line = marked(line, model, source_path).replace(".venv/bin/", BIN + "/")
         if "trl kto" in line:
+            assert line.endswith("--use_cpu true")  # as written, it runs on a machine without a GPU
             line += " " + " ".join(TRAIN_LIMIT)
         output = run(["bash", "-c", line], cwd=tmp_path)
         if "trl kto" in line:
@@ -162,7 +164,8 @@ def test_card_python_blocks_run(card_folder, tmp_path):
 def test_card_trl_block_runs(card_folder, model, tmp_path):
     card = (card_folder / "README.md").read_text(encoding="utf-8")
     (command,) = blocks(card, "bash")
-    command = marked(command.strip(), model, "") + " " + " ".join(TRAIN_LIMIT)
+    assert "add\n`--use_cpu true`" in card or "add `--use_cpu true`" in card
+    command = marked(command.strip(), model, "") + " " + " ".join(TRAIN_LIMIT + CPU)
     output = run(["bash", "-c", command.replace("trl kto", f"{BIN}/trl kto")], cwd=tmp_path)
     assert "Training completed" in output and "'eval_loss'" in output
 
