@@ -104,7 +104,6 @@ MILLION_CASES = {
     "build": "import claudesidian_synthetic as cs\nd = cs.load('balanced_custom', split='train', source={source!r})",
     "export": (
         "from claudesidian_tools import export as e\n"
-        "e.DEFAULT_EXPORTS = ()  # those need the v1.0.0 source\n"
         "e.export({folder!r}, [e.parse_config_spec('every_row=balanced_custom:desirable={desirable},"
         "undesirable={undesirable},order=mixed,batch_size=8')], source={source!r}, num_shards=8)"
     ),

@@ -239,7 +239,7 @@ def make_parser() -> argparse.ArgumentParser:
     export.add_argument("folder", help="output folder (replaced whole)")
     _add_source_options(export)
     export.add_argument("--config", action="append", metavar="[NAME=]CONFIG[:OPTION=VALUE,...]",
-                        help="a further config, e.g. mixed8=full:order=mixed,batch_size=8 (repeatable; "
+                        help="a config to export, e.g. mixed8=full:order=mixed,batch_size=8 (repeatable; "
                         "default: balanced_254, full, full_eval)")
     export.add_argument("--num-shards", type=int, action=_Once,
                         help="Parquet files per split; a multiple of your world size gives every rank whole shards "

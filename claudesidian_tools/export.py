@@ -157,14 +157,14 @@ def export(
     num_shards: int | None = None,
     max_shard_size: int | str | None = None,
 ) -> list[ExportedConfig]:
-    """Write every config of `specs` (plus the DEFAULT_EXPORTS) into `folder`, ready to upload.
+    """Write every config of `specs` (the DEFAULT_EXPORTS when there are none) into `folder`, ready to upload.
 
     Each split is written as `num_shards` Parquet files, or as many as keep each under `max_shard_size`
     (default: `datasets`' own for `push_to_hub`); a mixed config's shards hold whole batches. Every
     config is built (and so checked) before anything is written; the folder is then written beside its
     place and swapped in whole, so a failed export leaves the old folder as it was."""
     max_bytes = _shard_limit(num_shards, max_shard_size)
-    wanted = {spec.export_name: spec for spec in [*map(parse_config_spec, DEFAULT_EXPORTS), *specs]}
+    wanted = {spec.export_name: spec for spec in (specs or map(parse_config_spec, DEFAULT_EXPORTS))}
     built = []
     for spec in wanted.values():
         options = {"source": source, "revision": revision, **spec.options}
@@ -412,20 +412,17 @@ def render_card(
     )
     default = cs.ClaudesidianSynthetic.DEFAULT_CONFIG_NAME
     evaluated = next((item for item in exported if "test" in item.stats and item.recipe_path), None)
-    trained = evaluated or next(item for item in exported if item.recipe_path)
+    trained = evaluated or next((item for item in exported if item.recipe_path), None)
     if _is_repo_id(location):
-        recipe_file = trained.recipe_path
-        fetch_recipe = f"hf download {location} {recipe_file} --repo-type dataset --local-dir .\n"
         offline = (
             "Offline: download the repository once (`hf download "
             f"{location} --repo-type dataset --local-dir DIR`), then `load_dataset(DIR, name=...)`."
         )
         script_line = f'script = hf_hub_download("{location}", "claudesidian_synthetic.py", repo_type="dataset")'
     else:
-        recipe_file = f"{location}/{trained.recipe_path}"
-        fetch_recipe = ""
         offline = "This folder needs no network: every config above loads from its Parquet files."
         script_line = f'script = "{location}/claudesidian_synthetic.py"'
+    training = _training_section(trained, location) if trained else ""
     return f"""---
 {header}---
 
@@ -476,19 +473,7 @@ ds = load_dataset("{location}", name="{default}", split="train")
 
 Pin what you trained on with `revision="<commit sha>"` once the data is on the Hub. {offline}
 
-## Train with TRL's command line
-
-Every config in the `kto` layout has a TRL recipe in `recipes/` (dataset, config, splits, batch size
-and KTO weights); `{trained.recipe_path}` also evaluates on the held-out `test` split:
-
-```bash
-{fetch_recipe}trl kto --config {recipe_file} --model_name_or_path {EXAMPLE_MODEL} --output_dir kto-out
-```
-
-Flags given on the command line override the recipe's values; on a machine without a GPU add
-`--use_cpu true` (TRL trains in bf16 otherwise).
-
-## Several GPUs and streaming
+{training}## Several GPUs and streaming
 
 Each split is stored as Parquet shards (the files are listed in `configs:` above), per split: {shard_counts}.
 In a config in mixed order every shard holds whole batches, so no aligned batch spans two shards.
@@ -515,6 +500,29 @@ ds = load_dataset(script, name="balanced_custom", desirable=300, undesirable=200
 ## Licence
 
 MIT, copyright 2025 ProfSynapse.
+"""
+
+
+def _training_section(trained: ExportedConfig, location: str) -> str:
+    """The card's `trl kto` section, for the config whose recipe it shows."""
+    if _is_repo_id(location):
+        recipe_file = trained.recipe_path
+        fetch_recipe = f"hf download {location} {recipe_file} --repo-type dataset --local-dir .\n"
+    else:
+        recipe_file, fetch_recipe = f"{location}/{trained.recipe_path}", ""
+    evaluation = " also evaluates on the held-out `test` split" if "test" in trained.stats else " is one of them"
+    return f"""## Train with TRL's command line
+
+Every config in the `kto` layout has a TRL recipe in `recipes/` (dataset, config, splits, batch size
+and KTO weights); `{trained.recipe_path}`{evaluation}:
+
+```bash
+{fetch_recipe}trl kto --config {recipe_file} --model_name_or_path {EXAMPLE_MODEL} --output_dir kto-out
+```
+
+Flags given on the command line override the recipe's values; on a machine without a GPU add
+`--use_cpu true` (TRL trains in bf16 otherwise).
+
 """
 
 

@@ -16,8 +16,8 @@ import claudesidian_synthetic as cs
 from claudesidian_tools import export as exporter
 from claudesidian_tools.kto import dataset_stats
 
-EXTRA = ["mixed8=full:order=mixed,batch_size=8", "balanced_custom:desirable=300,undesirable=200,seed=7",
-         "conv=balanced_254:layout=conversations"]
+EXTRA = [*exporter.DEFAULT_EXPORTS, "mixed8=full:order=mixed,batch_size=8",
+         "balanced_custom:desirable=300,undesirable=200,seed=7", "conv=balanced_254:layout=conversations"]
 CUSTOM = "balanced_custom_desirable300_seed7_undesirable200"
 
 
@@ -148,6 +148,28 @@ def test_a_bad_option_writes_nothing_and_a_re_export_replaces_the_folder_whole(s
     assert sorted(os.listdir(folder / "data")) == ["balanced_254", "full", "full_eval"]  # mixed4 is gone
     assert not (folder / "recipes" / "kto_mixed4.yaml").exists()
     assert sorted(os.listdir(tmp_path)) == ["hf-cache", "out"]  # no staging folder left
+
+
+def test_another_version_of_the_source_exports_its_balanced_custom_configs(source_path, tmp_path):
+    """`full` and `balanced_254` promise the v1.0.0 bytes; --config names exactly what to export."""
+    with open(source_path, encoding="utf-8") as file:
+        (tmp_path / "v2.jsonl").write_text("".join(file.readlines()[5:]), encoding="utf-8")
+    args = ["export", str(tmp_path / "out"), "--source", str(tmp_path / "v2.jsonl")]
+    refused = run_cli(*args, cache=tmp_path / "hf")
+    assert refused.returncode == 2 and "use name='balanced_custom'" in refused.stderr
+    result = run_cli(*args, "--config", "mine=balanced_custom:test_size=0.1", cache=tmp_path / "hf")
+    assert result.returncode == 0, result.stderr
+    assert os.listdir(tmp_path / "out" / "data") == ["mine"]
+    assert datasets.get_dataset_config_names(str(tmp_path / "out")) == ["mine"]
+
+
+def test_a_card_without_a_recipe_has_no_trl_section(source_path, tmp_path):
+    result = run_cli("export", str(tmp_path / "out"), "--source", source_path, "--config",
+                     "conv=balanced_254:layout=conversations", cache=tmp_path / "hf")
+    assert result.returncode == 0, result.stderr
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert "trl kto" not in card and "## Several GPUs and streaming" in card
+    assert not (tmp_path / "out" / "recipes").exists()
 
 
 def test_export_refuses_a_folder_it_did_not_write(source_path, tmp_path):
