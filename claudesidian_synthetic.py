@@ -314,21 +314,9 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
             splits = plan_splits(scan, self.config, prompt_keys)
         except OptionError as error:
             raise OptionError(f"{path}: {error}") from None
-        # Contiguous shards of the planned order (a list in gen_kwargs), so `num_proc` builds them in
-        # parallel and streaming ranks can take whole shards; rows and order do not depend on either.
         return [
-            datasets.SplitGenerator(
-                name=split,
-                gen_kwargs={
-                    "path": path,
-                    "shards": [
-                        (start, scan.offsets[rows[start:stop]], scan.lengths[rows[start:stop]])
-                        for start, stop in zip(bounds, bounds[1:])
-                    ],
-                },
-            )
+            datasets.SplitGenerator(name=split, gen_kwargs={"path": path, "shards": _shards(scan, rows)})
             for split, rows in splits.items()
-            for bounds in [list(range(0, len(rows), ROWS_PER_SHARD)) + [len(rows)]]
         ]
 
     def _prepare_split(self, *args, **kwargs):
@@ -358,6 +346,17 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
                             "Load again once nothing is writing to the file",
                         ) from None
                     yield position, to_example(row, self.config.layout)
+
+
+def _shards(scan: "SourceScan", rows: np.ndarray) -> list:
+    """Contiguous shards of a split's planned order, (first position, offsets, lengths) each: a list in
+    gen_kwargs, so `num_proc` builds them in parallel and a streaming rank can take whole shards. The
+    rows and their order do not depend on either."""
+    shards = []
+    for start in range(0, len(rows), ROWS_PER_SHARD):
+        shard = rows[start : start + ROWS_PER_SHARD]
+        shards.append((start, scan.offsets[shard], scan.lengths[shard]))
+    return shards
 
 
 @contextlib.contextmanager
@@ -623,10 +622,13 @@ def read_prompt_keys(path: str, scan: SourceScan) -> list:
     with open(path, "rb") as file:
         for offset, length in zip(scan.offsets.tolist(), scan.lengths.tolist()):
             file.seek(offset)
-            messages = json.loads(file.read(length))["conversations"]
-            prompt = json.dumps(messages[:-1], ensure_ascii=False, sort_keys=True).encode()
-            keys.append(hashlib.blake2b(prompt, digest_size=16).digest())
+            keys.append(json_digest(json.loads(file.read(length))["conversations"][:-1]))
     return keys
+
+
+def json_digest(value: Any) -> bytes:
+    """16 bytes that stand for a JSON value (keys sorted): sets of prompts or rows without their text."""
+    return hashlib.blake2b(json.dumps(value, ensure_ascii=False, sort_keys=True).encode(), digest_size=16).digest()
 
 
 # --- selection: which rows, in which order ----------------------------------------------------

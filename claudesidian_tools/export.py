@@ -413,16 +413,8 @@ def render_card(
     default = cs.ClaudesidianSynthetic.DEFAULT_CONFIG_NAME
     evaluated = next((item for item in exported if "test" in item.stats and item.recipe_path), None)
     trained = evaluated or next((item for item in exported if item.recipe_path), None)
-    if _is_repo_id(location):
-        offline = (
-            "Offline: download the repository once (`hf download "
-            f"{location} --repo-type dataset --local-dir DIR`), then `load_dataset(DIR, name=...)`."
-        )
-        script_line = f'script = hf_hub_download("{location}", "claudesidian_synthetic.py", repo_type="dataset")'
-    else:
-        offline = "This folder needs no network: every config above loads from its Parquet files."
-        script_line = f'script = "{location}/claudesidian_synthetic.py"'
-    training = _training_section(trained, location) if trained else ""
+    where = _location_text(location, trained.recipe_path if trained else None)
+    training = _training_section(trained, where["train"]) if trained else ""
     return f"""---
 {header}---
 
@@ -468,10 +460,10 @@ Columns of the `kto` layout (TRL's unpaired preference format, conversational):
 
 ```python
 from datasets import load_dataset
-ds = load_dataset("{location}", name="{default}", split="train")
+ds = {where["load"]}, name="{default}", split="train")
 ```
 
-Pin what you trained on with `revision="<commit sha>"` once the data is on the Hub. {offline}
+Pin what you trained on with `revision="<commit sha>"` once the data is on the Hub. {where["offline"]}
 
 {training}## Several GPUs and streaming
 
@@ -493,7 +485,7 @@ It rebuilds any config, custom options included:
 ```python
 from datasets import load_dataset
 from huggingface_hub import hf_hub_download
-{script_line}
+{where["script"]}
 ds = load_dataset(script, name="balanced_custom", desirable=300, undesirable=200, seed=7, trust_remote_code=True)
 ```
 
@@ -503,13 +495,28 @@ MIT, copyright 2025 ProfSynapse.
 """
 
 
-def _training_section(trained: ExportedConfig, location: str) -> str:
+def _location_text(location: str, recipe_path: str | None) -> dict[str, str]:
+    """The card's words that depend on where the data is: a folder (absolute path) or a repository id.
+    `push` swaps each for the repository's, so the two cannot drift apart."""
+    if not _is_repo_id(location):
+        return {
+            "load": f'load_dataset("{location}"',
+            "offline": "This folder needs no network: every config above loads from its Parquet files.",
+            "script": f'script = "{location}/claudesidian_synthetic.py"',
+            "train": f"trl kto --config {location}/{recipe_path}",
+        }
+    return {
+        "load": f'load_dataset("{location}"',
+        "offline": f"Offline: download the repository once (`hf download {location} --repo-type dataset "
+        "--local-dir DIR`), then `load_dataset(DIR, name=...)`.",
+        "script": f'script = hf_hub_download("{location}", "claudesidian_synthetic.py", repo_type="dataset")',
+        "train": f"hf download {location} {recipe_path} --repo-type dataset --local-dir .\n"
+        f"trl kto --config {recipe_path}",
+    }
+
+
+def _training_section(trained: ExportedConfig, train_command: str) -> str:
     """The card's `trl kto` section, for the config whose recipe it shows."""
-    if _is_repo_id(location):
-        recipe_file = trained.recipe_path
-        fetch_recipe = f"hf download {location} {recipe_file} --repo-type dataset --local-dir .\n"
-    else:
-        recipe_file, fetch_recipe = f"{location}/{trained.recipe_path}", ""
     evaluation = " also evaluates on the held-out `test` split" if "test" in trained.stats else " is one of them"
     return f"""## Train with TRL's command line
 
@@ -517,7 +524,7 @@ Every config in the `kto` layout has a TRL recipe in `recipes/` (dataset, config
 and KTO weights); `{trained.recipe_path}`{evaluation}:
 
 ```bash
-{fetch_recipe}trl kto --config {recipe_file} --model_name_or_path {EXAMPLE_MODEL} --output_dir kto-out
+{train_command} --model_name_or_path {EXAMPLE_MODEL} --output_dir kto-out
 ```
 
 Flags given on the command line override the recipe's values; on a machine without a GPU add
@@ -550,6 +557,7 @@ def render_recipe(item: ExportedConfig, *, location: str) -> str:
 
 
 _LOCATION = re.compile(r'load_dataset\("([^"]+)", name=')
+_RECIPE = re.compile(r"recipes/kto_\w+\.yaml")
 
 
 def _relocate(folder: str, repo_id: str) -> None:
@@ -560,22 +568,11 @@ def _relocate(folder: str, repo_id: str) -> None:
     match = _LOCATION.search(card)
     if match is None:
         raise cs.OptionError(f"{card_path}: not a card written by export; run `claudesidian-synthetic export` again")
-    old = match.group(1)
-    if old == repo_id:
-        return
-    if os.path.isabs(old):  # a folder's card: the repository's card says how to fetch what it names
-        card = card.replace(f"trl kto --config {old}/", f"hf download {repo_id} RECIPE --repo-type dataset "
-                            "--local-dir .\ntrl kto --config ", 1)
-        recipe = re.search(r"trl kto --config (recipes/\S+)", card).group(1)
-        card = card.replace(" RECIPE ", f" {recipe} ", 1)
-        card = card.replace(
-            "This folder needs no network: every config above loads from its Parquet files.",
-            f"Offline: download the repository once (`hf download {repo_id} --repo-type dataset --local-dir DIR`), "
-            "then `load_dataset(DIR, name=...)`.",
-        )
-        card = card.replace(f'script = "{old}/claudesidian_synthetic.py"',
-                            f'script = hf_hub_download("{repo_id}", "claudesidian_synthetic.py", repo_type="dataset")')
-    card = card.replace(f'"{old}"', f'"{repo_id}"').replace(f"hf download {old} ", f"hf download {repo_id} ")
+    recipe = _RECIPE.search(card)
+    recipe_path = recipe.group(0) if recipe else None
+    new = _location_text(repo_id, recipe_path)
+    for key, old_text in _location_text(match.group(1), recipe_path).items():
+        card = card.replace(old_text, new[key])
     with open(card_path, "w", encoding="utf-8") as file:
         file.write(card)
     recipes = os.path.join(folder, "recipes")

@@ -8,8 +8,6 @@ lists of indices, ``__len__`` counts them, ``set_epoch`` reseeds) and plugs into
 from __future__ import annotations
 
 import collections
-import hashlib
-import json
 import math
 import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -102,17 +100,12 @@ def homogeneous_batches(labels: Sequence[bool], batch_size: int) -> int:
     return sum(len(set(labels[start : start + batch_size])) == 1 for start in range(0, complete, batch_size))
 
 
-def _digest(value) -> bytes:
-    """16 bytes that stand for a JSON value, so sets of rows or prompts do not hold their text."""
-    return hashlib.blake2b(json.dumps(value, sort_keys=True).encode(), digest_size=16).digest()
-
-
 def count_duplicates(dataset) -> int:
     """Rows identical (every column) to an earlier row of the same dataset."""
     seen, duplicates = set(), 0
     for batch in dataset.iter(batch_size=1000):
         for row in zip(*batch.values()):
-            key = _digest(row)
+            key = cs.json_digest(row)
             duplicates += key in seen
             seen.add(key)
     return duplicates
@@ -142,7 +135,7 @@ def prompts_of(dataset) -> set[bytes]:
     prompts = set()
     for batch in dataset.iter(batch_size=1000):
         for messages in batch[column]:
-            prompts.add(_digest(messages if column == "prompt" else messages[:-1]))
+            prompts.add(cs.json_digest(messages if column == "prompt" else messages[:-1]))
     return prompts
 
 
