@@ -1,11 +1,12 @@
-"""Claudesidian synthetic tool-calling dataset, rebuilt into exact, KTO-ready subsets.
+"""Claudesidian synthetic tool-calling dataset, rebuilt into exact, training-ready subsets.
 
 This file is both the library module (`import claudesidian_synthetic as cs; cs.load(...)`) and the
 Hub loading script for `datasets<4`, so it imports only `datasets`, `numpy` and the standard library,
 one import per line (the `datasets<4` script loader misreads `import a, b`).
 
-Layout: source pin and schema, errors, the config, the builder, `load()`, then the pure selection
-functions (which rows, in which order) that the builder calls and the tests check without `datasets`.
+Layout: source pin and schema; errors; the options, each declared once; the table of configs; the
+builder and `load()`; reading the source; then the pure selection functions (which rows, in which
+order) that the builder calls and the tests check without `datasets`.
 """
 
 import array
@@ -20,20 +21,22 @@ import os
 import random
 import re
 from typing import Any
+from typing import Callable
 from typing import Optional
 from typing import Sequence
+from typing import Union
 
 import datasets
 import huggingface_hub
 import numpy as np
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 # --- source pin and schema -------------------------------------------------------------------
 
 SOURCE_FILENAME = "syngen_toolset_v1.0.0_claude.jsonl"
 SOURCE_REPO_ID = "professorsynapse/claudesidian-synthetic-dataset"
-# `full` and `balanced_254` promise these exact bytes (the v1.0.0 file, 1000 rows, 746 / 254).
+# Pinned configs promise these exact bytes (the v1.0.0 file, 1000 rows, 746 / 254).
 SOURCE_SHA256 = "861a7d7d575f2f1f6108b846d4e54ca6a70b2a4316e56ffef7eaeda61a5426a4"
 SOURCE_NUM_BYTES = 1_627_040
 PUBLISHED_SEED = 42
@@ -53,7 +56,6 @@ CONTEXT_FIELDS = (
 )
 ROW_KEYS = ("conversations", "label", "context")
 ORDERS = ("source", "shuffle", "mixed")
-LAYOUTS = ("kto", "conversations")
 # How lines are read: a UTF-8 byte-order mark and JSON whitespace around a row change nothing
 # (bytes.strip() would also take \x0b and \x0c, which JSON refuses).
 _BOM = b"\xef\xbb\xbf"
@@ -64,22 +66,30 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD]")
 
 _MESSAGE = {"role": datasets.Value("string"), "content": datasets.Value("string")}
 _CONTEXT = {name: datasets.Value("string") for name in CONTEXT_FIELDS}
-# A Python list of a struct means "list of struct" on every `datasets` from 3.x to 5.x.
-FEATURES = datasets.Features(
-    {"prompt": [_MESSAGE], "completion": [_MESSAGE], "label": datasets.Value("bool"), "context": _CONTEXT}
-)
-# The published file's own columns, for pipelines that read `example["conversations"]`.
-CONVERSATIONS_FEATURES = datasets.Features(
-    {"conversations": [_MESSAGE], "label": datasets.Value("bool"), "context": _CONTEXT}
-)
-FEATURES_BY_LAYOUT = {"kto": FEATURES, "conversations": CONVERSATIONS_FEATURES}
+# The columns of each layout. A Python list of a struct means "list of struct" on every `datasets`
+# from 3.x to 5.x.
+FEATURES_BY_LAYOUT = {
+    # TRL's unpaired preference format (KTO), conversational.
+    "kto": datasets.Features(
+        {"prompt": [_MESSAGE], "completion": [_MESSAGE], "label": datasets.Value("bool"), "context": _CONTEXT}
+    ),
+    # The published file's own columns, for pipelines that read `example["conversations"]`.
+    "conversations": datasets.Features(
+        {"conversations": [_MESSAGE], "label": datasets.Value("bool"), "context": _CONTEXT}
+    ),
+    # TRL's conversational language-modeling format (SFT): the whole conversation.
+    "messages": datasets.Features({"messages": [_MESSAGE]}),
+    # TRL's conversational preference format (DPO, ORPO): one prompt, a chosen and a rejected reply.
+    "preference": datasets.Features({"prompt": [_MESSAGE], "chosen": [_MESSAGE], "rejected": [_MESSAGE]}),
+}
+FEATURES = FEATURES_BY_LAYOUT["kto"]
+LAYOUTS = tuple(FEATURES_BY_LAYOUT)
 
 DESCRIPTION = """\
 Synthetic tool-calling conversations for the Claudesidian Obsidian agent, each labelled desirable
-(true) or undesirable (false), as unpaired preference data for TRL's KTOTrainer. Columns: prompt
-(every message but the last), completion (the assistant's reply), label, context (session metadata
-or null). Configs: full (every row), balanced_254 (the published 254 + 254 file, exactly) and
-balanced_custom (your own counts, ratio, seed and order).
+(true) or undesirable (false), rebuilt exactly into training-ready subsets: unpaired preference data
+for TRL's KTOTrainer (prompt, completion, label, context), the desirable conversations for SFT
+(messages) and the prompts with both labels as preference pairs for DPO (prompt, chosen, rejected).
 """
 _HOMEPAGE = "https://huggingface.co/datasets/professorsynapse/claudesidian-synthetic-dataset"
 _LICENSE = "mit"
@@ -98,21 +108,81 @@ logger = logging.getLogger("claudesidian_synthetic")
 # --- errors -----------------------------------------------------------------------------------
 
 
+def _escaped(text: str) -> str:
+    return str(text).replace("{", "{{").replace("}", "}}")
+
+
 class ClaudesidianError(ValueError):
-    """Base of this package's errors: a ValueError whose message says what, where and what to do."""
+    """Base of this package's errors: a ValueError whose message says what, where and what to do, in
+    the caller's words: `str(error)` speaks Python keywords, `error.render("cli")` command-line flags.
+
+    The message is a template whose fields are `Mention`s of options (plain text has no fields)."""
+
+    voice: Optional[str] = None  # set where the message must keep one voice (an export's `--config` spec)
+
+    def __init__(self, template: str, **mentions: Any):
+        self.template, self.mentions = (template if mentions else _escaped(template)), mentions
+        super().__init__(self.render("python"))
+
+    def render(self, voice: str = "python") -> str:
+        voice = self.voice or voice
+        words = {key: value.render(voice) if hasattr(value, "render") else value for key, value in self.mentions.items()}
+        return self.template.format(**words)
 
 
 class SourceError(ClaudesidianError):
     """The source file is unreadable, malformed or not the promised bytes."""
 
-    def __init__(self, path: str, problem: str, fix: str, line: Optional[int] = None):
+    def __init__(self, path: str, problem: str, fix: str, line: Optional[int] = None, **mentions: Any):
         self.path, self.line = path, line
         where = f"{path}, line {line}" if line is not None else str(path)
-        super().__init__(f"{where}: {problem}. {fix}")
+        super().__init__(_escaped(f"{where}: {problem}. ") + (fix if mentions else _escaped(fix)), **mentions)
 
 
 class OptionError(ClaudesidianError):
     """An option has a value that cannot work; the message names the option and the fix."""
+
+    def about(self, prefix: str, suffix: str = "", **mentions: Any) -> "OptionError":
+        """The same error, said about something (a file, a split): `prefix` + message + `suffix`."""
+        return OptionError(_escaped(prefix) + self.template + suffix, **{**self.mentions, **mentions})
+
+
+class _Placeholder(str):
+    """A value to fill in, shown as it is (`source=PATH`, `--source PATH`)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+_NOTHING = object()
+
+
+class Mention:
+    """An option as its caller writes it: `batch_size=4` in Python, `--batch-size 4` on the command
+    line, `batch_size=4` in an export's `--config` spec; a config as `name='full'` or `the config full`."""
+
+    def __init__(self, option: str, value: Any = _NOTHING):
+        self.option, self.value = option, value
+
+    def render(self, voice: str = "python") -> str:
+        if self.option == "name":
+            return {"python": f"name={self.value!r}", "cli": f"the config {self.value}"}.get(voice, str(self.value))
+        if voice == "cli":
+            flag = "--" + self.option.replace("_", "-")
+            return flag if self.value is _NOTHING or self.value is True else f"{flag} {self.value}"
+        if self.value is _NOTHING:
+            return self.option
+        return f"{self.option}={self.value!r}" if voice == "python" else f"{self.option}={self.value}"
+
+
+class _Mentions:
+    """Several options, joined: `desirable=300, undesirable=200` or `--desirable 300 --undesirable 200`."""
+
+    def __init__(self, mentions: list):
+        self.mentions = mentions
+
+    def render(self, voice: str = "python") -> str:
+        return (" " if voice == "cli" else ", ").join(mention.render(voice) for mention in self.mentions)
 
 
 _FIX_ROW = (
@@ -122,162 +192,323 @@ _FIX_ROW = (
 )
 
 
-# --- the config -------------------------------------------------------------------------------
+# --- options: each declared once, with its rule, default and help ----------------------------
 
-CONFIG_PURPOSE = {
-    "full": "every source row",
-    "balanced_254": "exactly the published 254 + 254 file, seed 42, in its order",
-    "balanced_custom": "your own balanced subset",
-}
-# Configs that promise the v1.0.0 bytes and therefore verify the source's sha256.
-PINNED_CONFIGS = ("full", "balanced_254")
-_SELECTION_OPTIONS = ("desirable", "undesirable", "ratio", "replacement")
-# Options a config does not take: they would change which rows it promises.
-_FIXED_OPTIONS = {
-    "full": _SELECTION_OPTIONS,
-    "balanced_254": _SELECTION_OPTIONS + ("seed", "dedupe", "order", "batch_size", "test_size"),
-}
-_WHY_FIXED = {
-    "test_size": "it is the published file, every row of it in training; for a held-out test split use "
-    "name='balanced_custom' (the same recipe on the rows left for training) or name='full', with test_size",
-}
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """The values an option takes (imbalanced-learn's `_parameter_constraints`, one per option):
+    a test, the words that state it, and how the command line reads it (None: a flag)."""
+
+    states: str
+    accepts: Callable[[Any], bool]
+    parse: Optional[Callable[[str], Any]] = str
+    choices: tuple = ()
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_test_size(text: str) -> Union[int, float]:
+    """`0.1` is a fraction of the source, `100` a row count."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _choice(*values: str) -> Rule:
+    return Rule(f"one of {', '.join(values)}", lambda value: value in values, str, values)
+
+
+_COUNT = Rule("a positive whole number", lambda value: _is_whole(value) and value >= 1, int)
+_WHOLE = Rule("a whole number", _is_whole, int)
+_POSITIVE = Rule(
+    "a finite number above 0",
+    lambda value: isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf,
+    float,
+)
+_FLAG = Rule("True or False", lambda value: isinstance(value, bool), None)
+_TEXT = Rule("text", lambda value: isinstance(value, str))
+_TEST_SIZE = Rule(
+    "a fraction of the source between 0 and 1 (e.g. 0.1) or a whole number of rows (at least 1)",
+    lambda value: (_is_whole(value) and value >= 1) or (isinstance(value, float) and 0 < value < 1),
+    _parse_test_size,
+)
+
+
+def _option(default: Any, rule: Rule, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"rule": rule, "help": help})
 
 
 @dataclasses.dataclass
 class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
-    """Which subset to build and from which source.
+    """Which subset to build and from which source: a named config of `CONFIGS` and its options.
+    Each option is declared once, here; the command line, its `--help` and the docs read these."""
 
-    `source`: a local path or URL of the source JSONL; default: the Hub file at `revision`.
-    `desirable` / `undesirable`: row counts; or `ratio`: desirable rows per undesirable row, the
-    minority kept whole. `replacement`: draw with replacement (oversample past a class's size).
-    `dedupe`: drop exact duplicate lines first. `order`: "source", "shuffle" or "mixed" (every
-    `batch_size` consecutive rows hold both labels). `seed`: 42 (the published one) unless given.
-    `test_size`: hold out a prompt-disjoint, stratified `test` split (a fraction, or a row count)
-    before the selection. `layout`: "kto" (prompt, completion, label, context) or "conversations"
-    (the published file's columns); it changes columns, never rows.
-    """
-
-    source: Optional[str] = None
-    revision: str = "main"
-    desirable: Optional[int] = None
-    undesirable: Optional[int] = None
-    ratio: Optional[float] = None
-    seed: Optional[int] = None
-    replacement: bool = False
-    dedupe: bool = False
-    order: Optional[str] = None
-    batch_size: Optional[int] = None
-    test_size: Optional[float] = None
-    layout: str = "kto"
+    source: Optional[str] = _option(
+        None, _TEXT, f"local path or URL of {SOURCE_FILENAME} (default: the Hub file at the revision, cached)"
+    )
+    revision: str = _option("main", _TEXT, "Hub revision (branch, tag or commit) of the default source")
+    desirable: Optional[int] = _option(
+        None, _COUNT, "desirable (True) rows to take; the other label is kept whole unless given too"
+    )
+    undesirable: Optional[int] = _option(
+        None, _COUNT, "undesirable (False) rows to take; the other label is kept whole unless given too"
+    )
+    ratio: Optional[float] = _option(
+        None, _POSITIVE, "desirable rows per undesirable row, the smaller label kept whole"
+    )
+    length_strata: Optional[int] = _option(
+        None,
+        _COUNT,
+        "match the labels' completion lengths (coarsened exact matching): cut both labels into this many "
+        "strata at the smaller label's length quantiles and keep as many rows of each label per stratum as "
+        "the smaller side has (or the ratio)",
+    )
+    seed: int = _option(PUBLISHED_SEED, _WHOLE, "random seed of the sampling, the order and the test split "
+                        f"({PUBLISHED_SEED} is the published one)")
+    replacement: bool = _option(False, _FLAG, "draw with replacement, so a label can be oversampled past its size")
+    dedupe: bool = _option(False, _FLAG, "drop exact duplicate lines before selecting (the test split keeps them)")
+    order: str = _option(
+        "shuffle",
+        _choice(*ORDERS),
+        "row order: source, shuffle, or mixed (every batch-size consecutive rows hold both labels)",
+    )
+    batch_size: Optional[int] = _option(
+        None, _COUNT, "rows per batch of the mixed order: your per_device_train_batch_size"
+    )
+    test_size: Optional[Union[float, int]] = _option(
+        None,
+        _TEST_SIZE,
+        "hold out a prompt-disjoint test split before the selection, the same prompts for every config: "
+        "a fraction of the source (0.1) or a row count (100)",
+    )
+    layout: str = _option(
+        "kto",
+        _choice(*LAYOUTS),
+        "columns: kto (prompt, completion, label, context), conversations (the published file's), "
+        "messages (SFT) or preference (prompt, chosen, rejected)",
+    )
 
     def __post_init__(self):
         super().__post_init__()
-        self.check()
+        if self.name in CONFIGS:  # datasets' own default config, "default", is never used here
+            self.check()
 
     def check(self) -> None:
-        """Raise OptionError for options that cannot work together (also called after overrides)."""
-        fixed = _FIXED_OPTIONS.get(self.name, ())
-        for option in fixed:
-            if getattr(self, option) != OPTION_DEFAULTS[option]:
-                why = _WHY_FIXED.get(option, f"use name='balanced_custom' to choose {option}")
-                raise OptionError(
-                    f"{option}={getattr(self, option)!r} is not an option of the {self.name!r} config "
-                    f"({CONFIG_PURPOSE[self.name]}); {why}"
-                )
-        for option in ("desirable", "undesirable", "batch_size"):
-            value = getattr(self, option)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise OptionError(f"{option}={value!r}: must be a positive whole number")
-        if self.ratio is not None:
-            if isinstance(self.ratio, bool) or not isinstance(self.ratio, (int, float)) or not self.ratio > 0:
-                raise OptionError(f"ratio={self.ratio!r}: must be a number above 0 (desirable rows per undesirable)")
-            if math.isinf(self.ratio):
-                raise OptionError(f"ratio={self.ratio!r}: must be finite")
-            if self.desirable is not None or self.undesirable is not None:
-                raise OptionError(
-                    f"ratio={self.ratio!r} with desirable={self.desirable!r}, undesirable={self.undesirable!r}: "
-                    "give either counts or a ratio, not both"
-                )
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise OptionError(f"seed={self.seed!r}: must be a whole number")
-        if self.order is not None and self.order not in ORDERS:
-            raise OptionError(f"order={self.order!r}: must be one of {', '.join(ORDERS)}")
-        if self.layout not in LAYOUTS:
-            raise OptionError(f"layout={self.layout!r}: must be one of {', '.join(LAYOUTS)}")
-        if self.test_size is not None:
-            size = self.test_size
-            is_count = isinstance(size, int) and not isinstance(size, bool)
-            if not (is_count and size >= 1) and not (isinstance(size, float) and 0 < size < 1):
-                raise OptionError(
-                    f"test_size={size!r}: give a fraction of the source between 0 and 1 (e.g. 0.1) "
-                    "or a whole number of rows (at least 1)"
-                )
-        if self.name == "full" and self.seed is not None and self.resolved_order == "source" and self.test_size is None:
+        """Raise OptionError for a value outside its option's rule, an option this config does not
+        take, or options that cannot work together (also called after datasets sets overrides)."""
+        named = CONFIGS[self.name]
+        defaults = named.option_defaults()
+        for option in OPTIONS:
+            value, rule = getattr(self, option.name), option.metadata["rule"]
+            if value is not None and not rule.accepts(value):
+                raise OptionError("{given}: must be " + rule.states, given=Mention(option.name, value))
+        given = {name for name, default in defaults.items() if getattr(self, name) != default}
+        for option in sorted(given - named.takes)[:1]:
             raise OptionError(
-                f"seed={self.seed!r} has no effect on 'full' in source order: pass order='shuffle' or "
-                "order='mixed' (or test_size) for the seed to choose something, or leave seed out"
+                "{given} is not an option of {config} ({purpose}); " + named.why_not,
+                given=Mention(option, getattr(self, option)), config=Mention("name", self.name),
+                purpose=named.purpose, option=Mention(option), **_CONFIG_MENTIONS,
             )
-        if (self.order == "mixed") != (self.batch_size is not None):
+        selection = SELECTIONS[named.selection]
+        for option, allowed in (("order", selection.orders), ("layout", selection.layouts)):
+            if getattr(self, option) not in allowed:
+                raise OptionError(
+                    "{given} does not apply to {config} ({purpose}): use one of " + ", ".join(allowed),
+                    given=Mention(option, getattr(self, option)), config=Mention("name", self.name),
+                    purpose=named.purpose,
+                )
+        self._check_together(given)
+
+    def _check_together(self, given: set) -> None:
+        """The rules that tie two options together; each message names only the options given."""
+        counts = [Mention(name, getattr(self, name)) for name in ("desirable", "undesirable") if name in given]
+        if self.ratio is not None and counts:
+            raise OptionError("{ratio} with {counts}: give either counts or a ratio, not both",
+                              ratio=Mention("ratio", self.ratio), counts=_Mentions(counts))
+        if self.length_strata is not None:
+            clash = counts + ([Mention("replacement", True)] if self.replacement else [])
+            if clash:
+                raise OptionError(
+                    "{strata} decides how many rows of each label it keeps, so {clash} cannot apply: "
+                    "leave it out (a ratio still applies)",
+                    strata=Mention("length_strata", self.length_strata), clash=_Mentions(clash),
+                )
+        if self.order == "mixed" and self.batch_size is None:
+            raise OptionError("{order} needs {batch_size} (your per_device_train_batch_size)",
+                              order=Mention("order", "mixed"), batch_size=Mention("batch_size"))
+        if self.order != "mixed" and self.batch_size is not None:
+            raise OptionError("{batch_size} applies only to {mixed}" + (", not {order}" if "order" in given else ""),
+                              batch_size=Mention("batch_size", self.batch_size), mixed=Mention("order", "mixed"),
+                              order=Mention("order", self.order))
+        randomless = CONFIGS[self.name].selection != "balanced" and self.order == "source" and self.test_size is None
+        if "seed" in given and randomless:
             raise OptionError(
-                f"order={self.order!r}, batch_size={self.batch_size!r}: order='mixed' needs batch_size "
-                "(your per_device_train_batch_size), and batch_size only applies to order='mixed'"
+                "{seed} has no effect on {config} in source order: give {shuffle} (or a test split) for the "
+                "seed to choose something, or leave it out",
+                seed=Mention("seed", self.seed), config=Mention("name", self.name),
+                shuffle=Mention("order", "shuffle"),
             )
-        if self.source is not None and self.revision != "main":
-            raise OptionError(
-                f"source={self.source!r} and revision={self.revision!r}: revision picks the Hub file, "
-                "source replaces it; pass one of them"
-            )
-
-    @property
-    def resolved_order(self) -> str:
-        return self.order or ("source" if self.name == "full" else "shuffle")
-
-    @property
-    def resolved_seed(self) -> int:
-        return PUBLISHED_SEED if self.seed is None else self.seed
+        if self.source is not None and "revision" in given:
+            raise OptionError("{source} and {revision}: the revision picks the Hub file, the source replaces it; "
+                              "give one of them",
+                              source=Mention("source", self.source), revision=Mention("revision", self.revision))
 
 
-# The options a user passes (the config's own fields, not datasets.BuilderConfig's), with their defaults.
-OPTION_DEFAULTS = {
-    field.name: field.default
-    for field in dataclasses.fields(ClaudesidianSyntheticConfig)
+OPTIONS = tuple(
+    field for field in dataclasses.fields(ClaudesidianSyntheticConfig)
     if field.name not in {base.name for base in dataclasses.fields(datasets.BuilderConfig)}
+)
+# The options a user passes, with their defaults before a config's own (CONFIGS) apply.
+OPTION_DEFAULTS = {field.name: field.default for field in OPTIONS}
+
+
+# --- the configs: one entry each -------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """How a kind of config picks its rows: the options it reads, its layouts (its default first)
+    and orders, why it takes no other option, and how its test split is made of the held-out rows."""
+
+    takes: frozenset
+    layouts: tuple
+    orders: tuple
+    why_not: str
+    test_split: str
+
+
+_ALWAYS = frozenset({"source", "revision", "seed", "test_size", "layout", "order"})
+SELECTIONS = {
+    "every_row": Selection(
+        _ALWAYS | {"dedupe", "batch_size"}, ("kto", "conversations"), ORDERS,
+        "it keeps every row: use {custom} to choose rows", "every_row",
+    ),
+    "balanced": Selection(
+        frozenset(OPTION_DEFAULTS), ("kto", "conversations"), ORDERS, "", "every_row",
+    ),
+    "desirable": Selection(
+        _ALWAYS | {"dedupe"}, ("messages", "conversations"), ("shuffle", "source"),
+        "it holds the desirable rows only; for both labels use {custom} (KTO) or {pairs} (DPO)", "desirable",
+    ),
+    "pairs": Selection(
+        _ALWAYS, ("preference",), ("shuffle", "source"),
+        "it holds every distinct (desirable, undesirable) reply pair of each prompt that has both labels, "
+        "so its size follows from the source; for counts and ratios use {custom}",
+        "pairs",
+    ),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class NamedConfig:
+    """One entry of the configs table: everything that is true of a named config."""
+
+    name: str
+    purpose: str
+    selection: str
+    defaults: dict = dataclasses.field(default_factory=dict)
+    only: Optional[frozenset] = None  # the options it takes, when fewer than its selection's
+    why_only: str = ""
+    pinned: bool = False  # promises the v1.0.0 bytes, so it checks the source's sha256
+    exported: bool = False  # in the default export
+
+    @property
+    def takes(self) -> frozenset:
+        takes = SELECTIONS[self.selection].takes
+        return takes & (self.only | {"source", "revision"}) if self.only is not None else takes
+
+    @property
+    def why_not(self) -> str:
+        return self.why_only or SELECTIONS[self.selection].why_not
+
+    def option_defaults(self) -> dict:
+        """Every option's value when the caller gives none: the option's default, then this config's."""
+        layout = {"layout": SELECTIONS[self.selection].layouts[0]}
+        return {**OPTION_DEFAULTS, **layout, **self.defaults}
+
+
+_HELD_OUT = {"test_size": 0.1}
+CONFIGS = {
+    named.name: named
+    for named in (
+        NamedConfig(
+            "balanced_254", "exactly the published 254 + 254 file, seed 42, in its order", "balanced",
+            only=frozenset({"layout"}), pinned=True, exported=True,
+            why_only="it is the published file, every row in training in its order; use {custom} to choose "
+            "{option}, or {full_eval} for a held-out test split",
+        ),
+        NamedConfig("full", "every source row", "every_row", {"order": "source"}, pinned=True, exported=True),
+        NamedConfig(
+            "full_eval", "every source row, a tenth held out as the test split, in mixed batches of 4", "every_row",
+            {**_HELD_OUT, "order": "mixed", "batch_size": 4}, pinned=True, exported=True,
+        ),
+        NamedConfig("balanced_custom", "your own balanced subset", "balanced"),
+        NamedConfig(
+            "balanced_length_matched",
+            "both labels in equal numbers with matching completion lengths (10 strata), in mixed batches of 4",
+            "balanced", {"length_strata": 10, "order": "mixed", "batch_size": 4}, exported=True,
+        ),
+        NamedConfig(
+            "sft", "the desirable conversations, for supervised fine-tuning (SFT)", "desirable", _HELD_OUT,
+            exported=True,
+        ),
+        NamedConfig(
+            "pairs", "preference pairs of the prompts that have both labels, for DPO or ORPO", "pairs", _HELD_OUT,
+            exported=True,
+        ),
+    )
+}
+DEFAULT_CONFIG_NAME = "balanced_254"
+# Config names that messages may suggest.
+_CONFIG_MENTIONS = {name: Mention("name", name) for name in ("balanced_custom", "full_eval", "pairs")}
+_CONFIG_MENTIONS["custom"] = _CONFIG_MENTIONS.pop("balanced_custom")
+
+
+def random_stream(seed: int, stream: str, epoch: int = 0) -> random.Random:
+    """The one place that seeds a random generator: each use has a stream of its own. `selection`
+    is `random.Random(seed)` itself, the published recipe's generator."""
+    if stream == "selection":
+        return random.Random(seed)
+    names = {"held_out": f"test_size:{seed}", "test_order": f"{seed}:test", "sampler_epoch": f"{seed}:{epoch}"}
+    return random.Random(names[stream])
 
 
 # --- the builder ------------------------------------------------------------------------------
 
 
 class _CheckedRowFeatures(datasets.Features):
-    """FEATURES for rows that already fit them exactly: encoding is the identity."""
+    """Features for rows that already fit them exactly: encoding is the identity."""
 
     def encode_example(self, example: dict) -> dict:
         return example
 
 
 class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
-    """Rebuilds `full`, `balanced_254` and `balanced_custom` from the source JSONL on the fly."""
+    """Rebuilds every config of `CONFIGS` from the source JSONL on the fly."""
 
     VERSION = datasets.Version("1.0.0")
     BUILDER_CONFIG_CLASS = ClaudesidianSyntheticConfig
     BUILDER_CONFIGS = [
-        ClaudesidianSyntheticConfig(name=name, version=datasets.Version("1.0.0"), description=purpose)
-        for name, purpose in CONFIG_PURPOSE.items()
+        ClaudesidianSyntheticConfig(
+            name=named.name, version=datasets.Version("1.0.0"), description=named.purpose, **named.option_defaults()
+        )
+        for named in CONFIGS.values()
     ]
-    DEFAULT_CONFIG_NAME = "balanced_254"
+    DEFAULT_CONFIG_NAME = DEFAULT_CONFIG_NAME
 
     def __init__(self, *args, **kwargs):
         source = kwargs.get("source")
         if source is not None and not _is_url(source):
             source = os.path.abspath(os.path.expanduser(str(source)))
+            fix = "Pass {source} (a local copy of " + SOURCE_FILENAME + "), or leave it out to use the Hub file"
             if os.path.isdir(source):
-                raise SourceError(
-                    source, "is a folder, not a file", f"Pass source= the path of {SOURCE_FILENAME} itself"
-                )
+                raise SourceError(source, "is a folder, not a file", fix, source=Mention("source", _Placeholder("FILE")))
             if not os.path.isfile(source):
-                raise SourceError(
-                    source, "no such file", f"Pass source= an existing copy of {SOURCE_FILENAME}, or omit it"
-                )
+                raise SourceError(source, "no such file", fix, source=Mention("source", _Placeholder("FILE")))
             kwargs["source"] = source
         # The cache entry is keyed by this code and the source's bytes, so an edited local source (or
         # an edited builder) is rebuilt instead of served stale.
@@ -288,9 +519,12 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
         self.config.check()
 
     def get_exported_dataset_info(self) -> datasets.DatasetInfo:
-        # `datasets<4` checks split sizes against dataset_infos.json; those hold for the pinned configs only.
+        # `datasets<4` checks split sizes against dataset_infos.json, which holds each config with its
+        # defaults: only a pinned config with those options has them for sure.
         info = super().get_exported_dataset_info()
-        if self.config.name not in PINNED_CONFIGS or self.config.dedupe or self.config.test_size is not None:
+        named = CONFIGS[self.config.name]
+        if not named.pinned or any(getattr(self.config, key) != value for key, value in named.option_defaults().items()
+                                   if key not in ("source", "revision", "layout")):
             info.splits = None
         return info
 
@@ -305,15 +539,15 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         path = _fetch_source(dl_manager, self.config)
-        if self.config.name in PINNED_CONFIGS:
-            _verify_pinned_source(path, self._source_sha256 if path == self.config.source else None)
+        if CONFIGS[self.config.name].pinned:
+            _verify_pinned_source(path, self.config.name, self._source_sha256 if path == self.config.source else None)
         with _gc_frozen():
             scan = scan_source(path)
-        prompt_keys = read_prompt_keys(path, scan) if self.config.test_size is not None else None
+        keys = read_row_keys(path, scan) if needs_row_keys(self.config) else None
         try:
-            splits = plan_splits(scan, self.config, prompt_keys)
+            splits = plan_splits(scan, self.config, keys)
         except OptionError as error:
-            raise OptionError(f"{path}: {error}") from None
+            raise error.about(f"{path}: ") from None
         return [
             datasets.SplitGenerator(name=split, gen_kwargs={"path": path, "shards": _shards(scan, rows)})
             for split, rows in splits.items()
@@ -322,7 +556,7 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
     def _prepare_split(self, *args, **kwargs):
         # Every row was checked by `scan_source` and shaped by `to_example`, so `datasets`' per-value
         # encoding walk would hand each one back unchanged; at 100k rows that walk was a third of the
-        # build. Swapped in for the generation only: the Dataset you get has the plain FEATURES.
+        # build. Swapped in for the generation only: the Dataset you get has the plain features.
         features = self.info.features
         self.info.features = _CheckedRowFeatures(features)
         try:
@@ -332,26 +566,35 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
             self.info.features = features
 
     def _generate_examples(self, path, shards):
+        layout = self.config.layout
         with open(path, "rb") as file:  # `open` reads URLs too when datasets streams this module
             unbuffered = getattr(file, "raw", file)  # rows are read out of order: a buffer only costs a copy
             for start, offsets, lengths in shards:
                 for position, (offset, length) in enumerate(zip(offsets.tolist(), lengths.tolist()), start):
-                    unbuffered.seek(offset)
-                    try:
-                        row = _DECODER.raw_decode(unbuffered.read(length).strip(_JSON_SPACE).decode("utf-8"))[0]
-                    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-                        raise SourceError(
-                            path,
-                            f"changed while it was being read (the row at byte {offset} no longer parses)",
-                            "Load again once nothing is writing to the file",
-                        ) from None
-                    yield position, to_example(row, self.config.layout)
+                    if isinstance(offset, list):  # a preference pair: the chosen row, then the rejected one
+                        rows = [_read_row(unbuffered, path, *where) for where in zip(offset, length)]
+                        yield position, to_example(rows[0], layout, rejected=rows[1])
+                    else:
+                        yield position, to_example(_read_row(unbuffered, path, offset, length), layout)
+
+
+def _read_row(file, path: str, offset: int, length: int) -> dict:
+    """The source row at `offset`, already checked by the scan."""
+    file.seek(offset)
+    try:
+        return _DECODER.raw_decode(file.read(length).strip(_JSON_SPACE).decode("utf-8"))[0]
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise SourceError(
+            path,
+            f"changed while it was being read (the row at byte {offset} no longer parses)",
+            "Load again once nothing is writing to the file",
+        ) from None
 
 
 def _shards(scan: "SourceScan", rows: np.ndarray) -> list:
     """Contiguous shards of a split's planned order, (first position, offsets, lengths) each: a list in
     gen_kwargs, so `num_proc` builds them in parallel and a streaming rank can take whole shards. The
-    rows and their order do not depend on either."""
+    rows and their order do not depend on either. A pair's two rows are one example."""
     shards = []
     for start in range(0, len(rows), ROWS_PER_SHARD):
         shard = rows[start : start + ROWS_PER_SHARD]
@@ -389,6 +632,12 @@ def source_url(revision: str = "main") -> str:
     return datasets.config.HUB_DATASETS_URL.format(repo_id=SOURCE_REPO_ID, revision=revision, path=SOURCE_FILENAME)
 
 
+_NO_NETWORK_FIX = (
+    "Without network, pass {source} (a local copy of " + SOURCE_FILENAME + "), or load once online so that "
+    "offline mode serves the cache; check {revision} if the file is missing there"
+)
+
+
 def _fetch_source(dl_manager, config: ClaudesidianSyntheticConfig) -> str:
     """Return a local path of the source: the file itself, a download of a URL, or the Hub file from
     `huggingface_hub`'s cache (fetched there when online)."""
@@ -400,9 +649,7 @@ def _fetch_source(dl_manager, config: ClaudesidianSyntheticConfig) -> str:
     offline = datasets.config.HF_HUB_OFFLINE
     try:
         if config.source is None:
-            return huggingface_hub.hf_hub_download(
-                SOURCE_REPO_ID, SOURCE_FILENAME, repo_type="dataset", revision=config.revision, local_files_only=offline
-            )
+            return _hub_source(config.revision, offline)
         path = dl_manager.download(url)
         if not os.path.isfile(path):  # a streaming download manager hands back the URL itself
             path = datasets.DownloadManager(download_config=dl_manager.download_config).download(url)
@@ -412,29 +659,41 @@ def _fetch_source(dl_manager, config: ClaudesidianSyntheticConfig) -> str:
         problem = "is not in the local cache and downloads are off (offline mode)" if offline else (
             f"could not be downloaded ({type(error).__name__}: {message})"
         )
-        raise SourceError(
-            url,
-            problem,
-            f"Without network, pass source= a local copy of {SOURCE_FILENAME} (CLI: --source), or load once "
-            "online so that offline mode serves the cache; check revision= if the file is missing there",
-        ) from None
+        raise SourceError(url, problem, _NO_NETWORK_FIX, source=Mention("source", _Placeholder("FILE")),
+                          revision=Mention("revision")) from None
 
 
-def _verify_pinned_source(path: str, known_sha256: Optional[str] = None) -> None:
+def _hub_source(revision: str, offline: bool) -> str:
+    """The Hub file through `huggingface_hub`'s cache. With a cold cache, one quick request first:
+    `hf_hub_download` retries a failed connection for about 20 seconds before it gives up, which with
+    no network at all is only a wait (a slow but working network answers that request)."""
+    cached = huggingface_hub.try_to_load_from_cache(SOURCE_REPO_ID, SOURCE_FILENAME, revision=revision,
+                                                    repo_type="dataset")
+    if not offline and not isinstance(cached, str):
+        url = huggingface_hub.hf_hub_url(SOURCE_REPO_ID, SOURCE_FILENAME, repo_type="dataset", revision=revision)
+        huggingface_hub.get_hf_file_metadata(url)
+    return huggingface_hub.hf_hub_download(
+        SOURCE_REPO_ID, SOURCE_FILENAME, repo_type="dataset", revision=revision, local_files_only=offline
+    )
+
+
+def _verify_pinned_source(path: str, name: str, known_sha256: Optional[str] = None) -> None:
     actual = known_sha256 or _sha256_of_file(path)
     if actual != SOURCE_SHA256:
         size = os.path.getsize(path)
+        pinned = ", ".join(named.name for named in CONFIGS.values() if named.pinned)
         raise SourceError(
             path,
             f"sha256 {actual} ({size:,} bytes) is not the v1.0.0 source {SOURCE_SHA256} "
-            f"({SOURCE_NUM_BYTES:,} bytes), and the 'full' and 'balanced_254' configs promise those exact bytes",
-            "Pass revision= a Hub commit that holds v1.0.0, or source= a local v1.0.0 copy; "
-            "for any other version of the data use name='balanced_custom'",
+            f"({SOURCE_NUM_BYTES:,} bytes), and {name} promises those exact bytes (as {pinned} do)",
+            "Pass {revision} a Hub commit that holds v1.0.0, or {source} a local v1.0.0 copy; for any other "
+            "version of the data use {custom}",
+            revision=Mention("revision"), source=Mention("source"), custom=Mention("name", "balanced_custom"),
         )
 
 
 def load(
-    name: str = "balanced_254",
+    name: str = DEFAULT_CONFIG_NAME,
     *,
     split: Optional[str] = None,
     source: Optional[str] = None,
@@ -442,19 +701,19 @@ def load(
     cache_dir: Optional[str] = None,
     streaming: bool = False,
     num_proc: Optional[int] = None,
-    **config_kwargs: Any,
+    **options: Any,
 ):
     """Build (or read from the Arrow cache) one config, like `datasets.load_dataset` did for scripts.
 
     Returns a DatasetDict (or the Dataset of `split`); an IterableDataset(Dict) with `streaming=True`.
     `num_proc` builds a split's shards (ROWS_PER_SHARD rows each) in parallel; the rows are the same.
     """
-    if name not in CONFIG_PURPOSE:
-        raise OptionError(f"name={name!r}: unknown config; choose one of {', '.join(CONFIG_PURPOSE)}")
-    unknown = sorted(set(config_kwargs) - set(OPTION_DEFAULTS))
+    if name not in CONFIGS:
+        raise OptionError("{name}: unknown config; choose one of " + ", ".join(CONFIGS), name=Mention("name", name))
+    unknown = sorted(set(options) - set(OPTION_DEFAULTS))
     if unknown:
         raise OptionError(f"unknown option(s) {', '.join(unknown)}; the options are {', '.join(OPTION_DEFAULTS)}")
-    options = {"source": source, "revision": revision, **config_kwargs}
+    options = {"source": source, "revision": revision, **options}
     options = {key: value for key, value in options.items() if value is not None}
     builder = ClaudesidianSynthetic(config_name=name, cache_dir=cache_dir, **options)
     if streaming:
@@ -482,12 +741,14 @@ class SourceScan:
     offsets: np.ndarray
     lengths: np.ndarray
     duplicate: np.ndarray
+    completion_chars: np.ndarray
 
 
 def scan_source(path: str) -> SourceScan:
     """Read and check every line of the source strictly; raise SourceError naming the first bad one.
     Per row it keeps a label byte and three 8-byte integers (no Python object), so memory grows slowly."""
     labels, offsets, lengths, hashes = bytearray(), array.array("q"), array.array("q"), array.array("q")
+    completion_chars = array.array("q")
     progress = datasets.utils.tqdm(
         total=os.path.getsize(path), unit="B", unit_scale=True, desc="Checking source", leave=False
     )
@@ -502,7 +763,9 @@ def scan_source(path: str) -> SourceScan:
             row = line.strip(_JSON_SPACE)  # CRLF and blank lines change nothing either
             if not row:
                 continue
-            labels.append(parse_line(row, path, number)["label"])
+            parsed = parse_line(row, path, number)
+            labels.append(parsed["label"])
+            completion_chars.append(len(parsed["conversations"][-1]["content"]))
             offsets.append(start)
             lengths.append(offset - start)
             hashes.append(hash(row))
@@ -511,7 +774,8 @@ def scan_source(path: str) -> SourceScan:
             raise SourceError(path, "the file holds no rows", f"Point source= at a non-empty copy of {SOURCE_FILENAME}")
         offsets, lengths = np.frombuffer(offsets, dtype=np.int64), np.frombuffer(lengths, dtype=np.int64)
         duplicate = _exact_duplicates(file, offsets, lengths, np.frombuffer(hashes, dtype=np.int64))
-    return SourceScan(np.frombuffer(labels, dtype=bool), offsets, lengths, duplicate)
+    return SourceScan(np.frombuffer(labels, dtype=bool), offsets, lengths, duplicate,
+                      np.frombuffer(completion_chars, dtype=np.int64))
 
 
 def _exact_duplicates(file, offsets: np.ndarray, lengths: np.ndarray, hashes: np.ndarray) -> np.ndarray:
@@ -603,10 +867,15 @@ def _lone_surrogate_problem(row: dict) -> Optional[str]:
     return None
 
 
-def to_example(row: dict, layout: str = "kto") -> dict:
+def to_example(row: dict, layout: str = "kto", rejected: Optional[dict] = None) -> dict:
     """A checked source row in the layout's columns, in exactly the shape its features encode to
-    (every context field present): TRL's prompt + completion (== conversations), or the source's own."""
+    (every context field present): TRL's prompt + completion (== conversations), the source's own
+    columns, the whole conversation as `messages`, or with the `rejected` row a preference pair."""
     messages = row["conversations"]
+    if layout == "messages":
+        return {"messages": messages}
+    if layout == "preference":
+        return {"prompt": messages[:-1], "chosen": messages[-1:], "rejected": rejected["conversations"][-1:]}
     context = row.get("context")
     if context is not None:
         context = {name: context.get(name) for name in CONTEXT_FIELDS}
@@ -615,14 +884,28 @@ def to_example(row: dict, layout: str = "kto") -> dict:
     return {"prompt": messages[:-1], "completion": messages[-1:], "label": row["label"], "context": context}
 
 
-def read_prompt_keys(path: str, scan: SourceScan) -> list:
-    """A digest of each row's prompt (every message but the last): rows that share one must stay on
-    the same side of a train/test split. Identical lines share one too."""
-    keys = []
+@dataclasses.dataclass
+class RowKeys:
+    """A 16-byte digest of each row's prompt (every message but the last) and of its reply: rows that
+    share a prompt stay on one side of a train/test split, and pairs are made of distinct replies."""
+
+    prompts: list
+    replies: list
+
+
+def needs_row_keys(config: ClaudesidianSyntheticConfig) -> bool:
+    return config.test_size is not None or CONFIGS[config.name].selection == "pairs"
+
+
+def read_row_keys(path: str, scan: SourceScan) -> RowKeys:
+    """Read every row again for its prompt and reply digests (only configs that need them pay this)."""
+    keys = RowKeys([], [])
     with open(path, "rb") as file:
         for offset, length in zip(scan.offsets.tolist(), scan.lengths.tolist()):
             file.seek(offset)
-            keys.append(json_digest(json.loads(file.read(length))["conversations"][:-1]))
+            messages = json.loads(file.read(length))["conversations"]
+            keys.prompts.append(json_digest(messages[:-1]))
+            keys.replies.append(json_digest(messages[-1:]))
     return keys
 
 
@@ -634,62 +917,131 @@ def json_digest(value: Any) -> bytes:
 # --- selection: which rows, in which order ----------------------------------------------------
 
 
-def plan_splits(scan: SourceScan, config: ClaudesidianSyntheticConfig, prompt_keys: Optional[list] = None) -> dict:
-    """Source row indices of each split, in output order: `test` (when `test_size` holds one out of the
-    source first, keeping its label mix) and `train` (the config's selection from the rest)."""
+def plan_splits(scan: SourceScan, config: ClaudesidianSyntheticConfig, keys: Optional[RowKeys] = None) -> dict:
+    """Source row indices of each split, in output order (a pair of rows per example for pairs):
+    `train`, the config's selection, and with `test_size` a `test` split made of held-out rows, the
+    same prompts for every config (it keeps the source's label mix where the config holds both)."""
+    named = CONFIGS[config.name]
     candidates = np.arange(len(scan.labels))
     splits = {}
     if config.test_size is not None:
-        test = np.array(held_out_rows(scan.labels.tolist(), prompt_keys, config.test_size, config.resolved_seed))
-        candidates = np.setdiff1d(candidates, test)
-        rng = random.Random(f"{config.resolved_seed}:test")
-        test_labels = scan.labels[test].tolist()
+        held_out = np.array(held_out_rows(scan.labels.tolist(), keys.prompts, config.test_size, config.seed))
+        candidates = np.setdiff1d(candidates, held_out)
+        test_rng = random_stream(config.seed, "test_order")
         try:
-            order = arrange(list(range(len(test))), test_labels, config.resolved_order, rng, config.batch_size)
+            splits["test"] = choose(SELECTIONS[named.selection].test_split, scan, held_out, config, keys, test_rng)
         except OptionError as error:
-            raise OptionError(f"the test split: {error}; pick a larger test_size or a larger batch_size") from None
-        splits["test"] = test[np.array(order, dtype=np.int64)]
+            fix = "; pick a larger {test_size}" + (" or a larger {batch_size}" if config.order == "mixed" else "")
+            raise error.about("the test split: ", fix, test_size=Mention("test_size"),
+                              batch_size=Mention("batch_size")) from None
     if config.dedupe:
         kept = candidates[~scan.duplicate[candidates]]
         logger.warning("dedupe: dropped %d exact duplicate line(s) of %d", len(candidates) - len(kept), len(candidates))
         candidates = kept
-    labels = scan.labels[candidates].tolist()
-    if config.name == "full":
-        rng = random.Random(config.resolved_seed)
-        picked = arrange(list(range(len(labels))), labels, config.resolved_order, rng, config.batch_size)
-    else:
-        picked = balanced_indices(
-            labels,
-            desirable=config.desirable,
-            undesirable=config.undesirable,
-            ratio=config.ratio,
-            seed=config.resolved_seed,
-            replacement=config.replacement,
-            order=config.resolved_order,
-            batch_size=config.batch_size,
-        )
-    return {"train": candidates[np.array(picked, dtype=np.int64)], **splits}
+    train = choose(named.selection, scan, candidates, config, keys, random_stream(config.seed, "selection"))
+    return {"train": train, **splits}
 
 
-def held_out_rows(labels: Sequence[bool], prompt_keys: Sequence, test_size: float, seed: int) -> list:
+@dataclasses.dataclass
+class Candidates:
+    """What a selection reads of the rows it chooses from, position by position."""
+
+    labels: list
+    completion_chars: np.ndarray
+    prompts: Optional[list] = None
+    replies: Optional[list] = None
+
+
+def choose(selection: str, scan: SourceScan, rows: np.ndarray, config: ClaudesidianSyntheticConfig,
+           keys: Optional[RowKeys], rng: random.Random) -> np.ndarray:
+    """Source rows (or row pairs) that `selection` picks from `rows`, in output order."""
+    candidates = Candidates(scan.labels[rows].tolist(), scan.completion_chars[rows])
+    if keys is not None:
+        candidates.prompts = [keys.prompts[row] for row in rows.tolist()]
+        candidates.replies = [keys.replies[row] for row in rows.tolist()]
+    picked = _CHOOSERS[selection](candidates, config, rng)
+    if not picked:
+        raise OptionError(f"{config.name} has no rows to take from these {len(rows)}: {_EMPTY[selection]}")
+    return rows[np.array(picked, dtype=np.int64)]
+
+
+def _every_row(candidates: Candidates, config: ClaudesidianSyntheticConfig, rng: random.Random) -> list:
+    labels = candidates.labels
+    return arrange(list(range(len(labels))), labels, config.order, rng, config.batch_size)
+
+
+def _balanced(candidates: Candidates, config: ClaudesidianSyntheticConfig, rng: random.Random) -> list:
+    # The published recipe seeds its own generator, `random_stream(seed, "selection")`, as `rng` is.
+    if config.length_strata is not None:
+        return length_matched_indices(candidates.labels, candidates.completion_chars, strata=config.length_strata,
+                                      ratio=config.ratio, seed=config.seed, order=config.order,
+                                      batch_size=config.batch_size)
+    return balanced_indices(candidates.labels, desirable=config.desirable, undesirable=config.undesirable,
+                            ratio=config.ratio, seed=config.seed, replacement=config.replacement,
+                            order=config.order, batch_size=config.batch_size)
+
+
+def _desirable(candidates: Candidates, config: ClaudesidianSyntheticConfig, rng: random.Random) -> list:
+    labels = candidates.labels
+    return arrange([row for row, label in enumerate(labels) if label], labels, config.order, rng, None)
+
+
+def _pairs(candidates: Candidates, config: ClaudesidianSyntheticConfig, rng: random.Random) -> list:
+    pairs = preference_pairs(candidates.labels, candidates.prompts, candidates.replies)
+    if config.order == "shuffle":
+        rng.shuffle(pairs)
+    return pairs
+
+
+_CHOOSERS = {"every_row": _every_row, "balanced": _balanced, "desirable": _desirable, "pairs": _pairs}
+_EMPTY = {
+    "every_row": "the source has no row",
+    "balanced": "the source has no row",
+    "desirable": "none of them is desirable",
+    "pairs": "no prompt among them has both a desirable and an undesirable reply",
+}
+
+
+def preference_pairs(labels: Sequence[bool], prompts: Sequence, replies: Sequence) -> list:
+    """Every distinct (desirable reply, undesirable reply) pair of each prompt with both labels, as
+    (row, row) positions of the first row with that reply, in source order.
+
+    >>> preference_pairs([True, False, False, True, False], ["p", "p", "p", "q", "r"], ["a", "b", "b", "c", "d"])
+    [(0, 1)]
+    """
+    by_prompt = {}
+    for row, (label, prompt, reply) in enumerate(zip(labels, prompts, replies)):
+        desirable, undesirable = by_prompt.setdefault(prompt, ({}, {}))
+        (desirable if label else undesirable).setdefault(reply, row)
+    return sorted(
+        (chosen, rejected)
+        for desirable, undesirable in by_prompt.values()
+        for reply, chosen in desirable.items()
+        for other, rejected in undesirable.items()
+        if reply != other  # a reply labelled both ways teaches nothing
+    )
+
+
+def held_out_rows(labels: Sequence[bool], prompt_keys: Sequence, test_size: Union[float, int], seed: int) -> list:
     """Sorted source rows of a test split that shares no prompt with the rest, sized and stratified:
     its row count and its desirable count each lie within the largest prompt group of the exact figures.
 
     Prompt groups are shuffled by a generator of their own (seeded from `seed`), then taken while they
     fit under both labels' exact counts; a second pass fills up to the row count."""
     n = len(labels)
+    given = Mention("test_size", test_size)
     target = test_size if isinstance(test_size, int) else round(test_size * n)
     if not 1 <= target < n:
         raise OptionError(
-            f"test_size={test_size!r} asks for {target} of the {n} source rows: it must leave at least one row "
-            "on each side; give a fraction between 0 and 1 or a count below the row count"
+            "{given} asks for " + f"{target} of the {n} source rows: it must leave at least one row on each side; "
+            "give a fraction between 0 and 1 or a count below the row count", given=given,
         )
     groups = {}
     for row, key in enumerate(prompt_keys):
         groups.setdefault(key, []).append(row)
     groups = list(groups.values())
     largest = max(map(len, groups))
-    random.Random(f"test_size:{seed}").shuffle(groups)
+    random_stream(seed, "held_out").shuffle(groups)
     exact_desirable = target * sum(labels) / n
     exact_undesirable = target - exact_desirable
     taken, desirable, undesirable = [], 0, 0
@@ -713,19 +1065,17 @@ def held_out_rows(labels: Sequence[bool], prompt_keys: Sequence, test_size: floa
     rows_off = abs(desirable + undesirable - target)
     if rows_off > largest or abs(desirable - exact_desirable) > largest:
         raise OptionError(
-            f"test_size={test_size!r}: no prompt-disjoint split of {target} rows with about "
-            f"{exact_desirable:.0f} desirable was found (best: {desirable + undesirable} rows, {desirable} desirable; "
-            f"the largest group of rows sharing a prompt has {largest}); try another test_size or seed"
+            "{given}: " + f"no prompt-disjoint split of {target} rows with about {exact_desirable:.0f} desirable was "
+            f"found (best: {desirable + undesirable} rows, {desirable} desirable; the largest group of rows sharing "
+            "a prompt has " + f"{largest}); try another test size or seed", given=given,
         )
     if desirable == 0 or undesirable == 0:
         raise OptionError(
-            f"test_size={test_size!r} leaves the test split with one label ({desirable} desirable, {undesirable} "
-            "undesirable rows), where KTO's batches need both; give a larger test_size"
+            "{given} leaves the test split with one label " + f"({desirable} desirable, {undesirable} undesirable "
+            "rows), where KTO's batches need both; give a larger test size", given=given,
         )
     if sum(labels) - desirable == 0 or n - sum(labels) - undesirable == 0:
-        raise OptionError(
-            f"test_size={test_size!r} leaves the train split with one label; give a smaller test_size"
-        )
+        raise OptionError("{given} leaves the train split with one label; give a smaller test size", given=given)
     return sorted(taken)
 
 
@@ -745,9 +1095,8 @@ def class_counts(
         else:
             counts = (n_desirable, round(n_desirable / ratio))
         if min(counts) < 1:
-            raise OptionError(
-                f"ratio={ratio!r} leaves no row of one label ({counts[0]} desirable, {counts[1]} undesirable)"
-            )
+            raise OptionError("{ratio} leaves no row of one label " + f"({counts[0]} desirable, {counts[1]} undesirable)",
+                              ratio=Mention("ratio", ratio))
         return counts
     if desirable is None and undesirable is None:
         smaller = min(n_desirable, n_undesirable)
@@ -763,10 +1112,21 @@ def draw(rng: random.Random, pool: list, count: int, replacement: bool, label: s
         return rng.choices(pool, k=count)
     if count > len(pool):
         raise OptionError(
-            f"{label}={count} but the source has only {len(pool)} {label} rows: "
-            f"ask for at most {len(pool)}, or pass replacement=True to oversample"
+            "{given} but the source has only " + f"{len(pool)} {label} rows: ask for at most {len(pool)}, or add "
+            "{replacement} to oversample", given=Mention(label, count), replacement=Mention("replacement", True),
         )
     return rng.sample(pool, count)
+
+
+def _by_label(labels: Sequence[bool]) -> tuple:
+    positive = [i for i, label in enumerate(labels) if label]
+    negative = [i for i, label in enumerate(labels) if not label]
+    if not positive or not negative:
+        raise OptionError(
+            f"a balanced subset needs both labels, but every row is labelled {bool(positive)} ({len(labels)} rows); "
+            "check the source's labels"
+        )
+    return positive, negative
 
 
 def balanced_indices(
@@ -782,20 +1142,59 @@ def balanced_indices(
 ) -> list:
     """The published recipe, generalised: one `random.Random(seed)` samples the desirable rows,
     then the undesirable rows, concatenates them in that order and shuffles with the same generator."""
-    positive = [i for i, label in enumerate(labels) if label]
-    negative = [i for i, label in enumerate(labels) if not label]
-    if not positive or not negative:
-        raise OptionError(
-            f"a balanced subset needs both labels, but every row is labelled {bool(positive)} "
-            f"({len(labels)} rows); use name='full' for single-label data"
-        )
+    positive, negative = _by_label(labels)
     n_desirable, n_undesirable = class_counts(
         len(positive), len(negative), desirable=desirable, undesirable=undesirable, ratio=ratio
     )
-    rng = random.Random(seed)
+    rng = random_stream(seed, "selection")
     rows = draw(rng, positive, n_desirable, replacement, "desirable")
     rows += draw(rng, negative, n_undesirable, replacement, "undesirable")
     return arrange(rows, labels, order, rng, batch_size)
+
+
+def length_strata_of(lengths: Sequence[int], reference: Sequence[int], strata: int) -> np.ndarray:
+    """The stratum (0 .. strata-1) of each length: cut at the `reference` lengths' quantiles, each
+    edge a length that occurs there (numpy's `inverted_cdf`); a stratum holds [edge below, edge above).
+
+    >>> length_strata_of([1, 5, 9, 20], reference=[2, 4, 6, 8], strata=2).tolist()
+    [0, 1, 1, 1]
+    """
+    edges = np.quantile(np.asarray(reference), np.arange(1, strata) / strata, method="inverted_cdf")
+    return np.searchsorted(edges, np.asarray(lengths), side="right")
+
+
+def length_matched_indices(
+    labels: Sequence[bool],
+    completion_chars: Sequence[int],
+    *,
+    strata: int,
+    ratio: Optional[float] = None,
+    seed: int = PUBLISHED_SEED,
+    order: str = "shuffle",
+    batch_size: Optional[int] = None,
+) -> list:
+    """Both labels with matching completion lengths (coarsened exact matching): each stratum of
+    `length_strata_of` (cut at the smaller label's quantiles) keeps as many rows of each label as its
+    smaller side has (or `ratio` desirable rows per undesirable row), drawn per stratum, desirable then
+    undesirable, by one `random.Random(seed)`; then desirable before undesirable, in `order`."""
+    positive, negative = _by_label(labels)
+    lengths = np.asarray(completion_chars)
+    smaller = positive if len(positive) < len(negative) else negative
+    stratum = length_strata_of(lengths, lengths[smaller], strata).tolist()
+    rng = random_stream(seed, "selection")
+    picked = ([], [])
+    for level in range(strata):
+        pools = ([i for i in positive if stratum[i] == level], [i for i in negative if stratum[i] == level])
+        n_undesirable = min(len(pools[1]), math.floor(len(pools[0]) / (ratio or 1)))
+        counts = (min(len(pools[0]), round((ratio or 1) * n_undesirable)), n_undesirable)
+        for taken, pool, count, label in zip(picked, pools, counts, ("desirable", "undesirable")):
+            taken += draw(rng, pool, count, False, label)
+    if not picked[0] or not picked[1]:
+        raise OptionError(
+            "{strata} leaves " + f"{len(picked[0])} desirable and {len(picked[1])} undesirable rows: no stratum "
+            "holds both labels; use fewer strata", strata=Mention("length_strata", strata),
+        )
+    return arrange(picked[0] + picked[1], labels, order, rng, batch_size)
 
 
 def arrange(rows: list, labels: Sequence[bool], order: str, rng: random.Random, batch_size: Optional[int]) -> list:
@@ -808,7 +1207,7 @@ def arrange(rows: list, labels: Sequence[bool], order: str, rng: random.Random, 
     if order == "mixed":
         permutation = mixed_order([labels[row] for row in rows], batch_size, rng)
         return [rows[i] for i in permutation]
-    raise OptionError(f"order={order!r}: must be one of {', '.join(ORDERS)}")
+    raise OptionError("{order}: must be one of " + ", ".join(ORDERS), order=Mention("order", order))
 
 
 def smallest_mixed_batch_size(n_desirable: int, n_undesirable: int) -> Optional[int]:
@@ -837,8 +1236,8 @@ def mixed_order(labels: Sequence[bool], batch_size: int, rng: random.Random) -> 
             else "every row has the same label, so no batch can be mixed"
         )
         raise OptionError(
-            f"batch_size={batch_size} cannot give every batch both labels with {len(positive)} desirable and "
-            f"{len(negative)} undesirable rows: {reason}"
+            "{given} cannot give every batch both labels with " + f"{len(positive)} desirable and "
+            f"{len(negative)} undesirable rows: {reason}", given=Mention("batch_size", batch_size),
         )
     minority, majority = (positive, negative) if len(positive) < len(negative) else (negative, positive)
     rng.shuffle(minority)

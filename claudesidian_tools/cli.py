@@ -1,8 +1,12 @@
-"""`claudesidian-synthetic`: build, inspect, export and push the configs, all through the one builder."""
+"""`claudesidian-synthetic`: build, inspect, export, push and verify the configs, all through the one builder.
+
+The config options come from the builder's declarations (`claudesidian_synthetic.OPTIONS`): their
+flags, types, choices, help and defaults are written once, there."""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
@@ -12,8 +16,6 @@ import datasets
 import huggingface_hub
 
 import claudesidian_synthetic as cs
-
-CONFIG_NAMES = list(cs.ClaudesidianSynthetic.builder_configs)
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -36,48 +38,67 @@ class _Once(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def _test_size(text: str) -> float | int:
-    """`0.1` is a fraction of the source, `100` a row count."""
-    try:
-        return int(text)
-    except ValueError:
+def flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
+
+
+def option_default_text(option: str) -> str:
+    """An option's default, and where a config sets its own: read from the configs table."""
+    base = cs.OPTION_DEFAULTS[option]
+    by_value = {}
+    for named in cs.CONFIGS.values():
+        value = named.option_defaults()[option]
+        if value != base:
+            by_value.setdefault(value, []).append(named.name)
+    words = {None: "none", False: "off", True: "on"}
+    text = words.get(base, str(base)) if not isinstance(base, (int, float)) or isinstance(base, bool) else str(base)
+    for value, names in by_value.items():
+        text += f"; {value} for {', '.join(names)}"
+    return f"(default: {text})"
+
+
+def add_option(parser: argparse.ArgumentParser, option: str) -> None:
+    """One config option on the command line, as the builder declares it."""
+    field = next(field for field in cs.OPTIONS if field.name == option)
+    rule, help_text = field.metadata["rule"], field.metadata["help"]
+    help_text = f"{help_text} {option_default_text(option)}"
+    if rule.parse is None:
+        parser.add_argument(flag(option), action="store_true", default=None, help=help_text)
+        return
+    parser.add_argument(flag(option), type=_typed(rule, option), choices=rule.choices or None, action=_Once,
+                        help=help_text.replace("%", "%%"), metavar=option.upper() if not rule.choices else None)
+
+
+def _typed(rule: cs.Rule, option: str):
+    def parse(text: str):
         try:
-            return float(text)
+            return rule.parse(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is neither a fraction (0.1) nor a row count (100)") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not {rule.states}") from None
+
+    parse.__name__ = option  # argparse names the type in its error message
+    return parse
 
 
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", action=_Once,
-                        help=f"local path or URL of {cs.SOURCE_FILENAME} (default: the Hub file, cached)")
-    parser.add_argument("--revision", action=_Once, help="Hub revision (branch, tag or commit) of the default source "
-                        "(default: main)")
+    add_option(parser, "source")
+    add_option(parser, "revision")
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", choices=CONFIG_NAMES, help="which subset")
-    _add_source_options(parser)
-    parser.add_argument("--desirable", type=int, action=_Once, help="balanced_custom: number of desirable (True) rows")
-    parser.add_argument("--undesirable", type=int, action=_Once,
-                        help="balanced_custom: number of undesirable (False) rows")
-    parser.add_argument("--ratio", type=float, action=_Once, help="balanced_custom: desirable rows per undesirable row")
-    parser.add_argument("--seed", type=int, action=_Once,
-                        help=f"random seed of sampling, shuffling and the test split (default: {cs.PUBLISHED_SEED}, "
-                        "the published one)")
-    parser.add_argument("--replacement", action="store_true", default=None,
-                        help="balanced_custom: sample with replacement (default: off)")
-    parser.add_argument("--dedupe", action="store_true", default=None, help="drop exact duplicate lines first "
-                        "(default: off)")
-    parser.add_argument("--order", choices=cs.ORDERS, action=_Once,
-                        help="row order (default: source for full, shuffle otherwise)")
-    parser.add_argument("--batch-size", type=int, action=_Once,
-                        help="with --order mixed: rows per batch, your per_device_train_batch_size")
-    parser.add_argument("--test-size", type=_test_size, action=_Once,
-                        help="full, balanced_custom: hold out a prompt-disjoint, stratified test split: a fraction "
-                        "(0.1) or a row count (100) (default: no test split)")
-    parser.add_argument("--layout", choices=cs.LAYOUTS, action=_Once,
-                        help="columns: kto (prompt, completion, label, context) or conversations (the published "
-                        "file's) (default: kto)")
+def _add_config_options(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    parser.add_argument("config", choices=list(cs.CONFIGS), nargs="+" if several else None,
+                        help="which subset" + ("s (their test splits' prompts are checked against each other's "
+                                              "train splits)" if several else "") + " (`configs` lists them)")
+    for field in cs.OPTIONS:
+        add_option(parser, field.name)
+
+
+def _add_length_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tokenizer", action=_Once, metavar="NAME_OR_PATH",
+                        help="count tokens with this tokenizer's chat template, as TRL applies it (needs the kto "
+                        "extra; default: characters only)")
+    parser.add_argument("--max-length", type=int, action=_Once, metavar="N",
+                        help="the max_length to count truncated and dropped rows at (default: TRL's, 1024)")
 
 
 def _config_options(args: argparse.Namespace) -> dict:
@@ -86,16 +107,26 @@ def _config_options(args: argparse.Namespace) -> dict:
 
 
 def _check_out(path: str | None) -> None:
-    folder = os.path.dirname(os.path.abspath(path or "."))
-    if path not in (None, "-") and not os.path.isdir(folder):
-        raise cs.OptionError(f"--out {path}: the folder {folder} does not exist; create it, or choose another --out")
+    if path in (None, "-"):
+        return
+    if os.path.isdir(path):
+        raise cs.OptionError("{out} is a folder: give a file path, such as " + os.path.join(path, "data.jsonl"),
+                             out=cs.Mention("out", path))
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise cs.OptionError("{out}: the folder " + folder + " does not exist; create it, or choose another {flag}",
+                             out=cs.Mention("out", path), flag=cs.Mention("out"))
 
 
 def _write_atomically(path: str, lines) -> None:
     """Write beside `path`, then rename, so a failed run leaves no half file; the umask sets the mode."""
     folder = os.path.dirname(os.path.abspath(path))
     temporary = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.partial")
-    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as error:
+        raise cs.OptionError("{out}: cannot write in " + f"{folder} ({error.strerror}); choose a folder you can write to",
+                             out=cs.Mention("out", path)) from None
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as file:
             file.writelines(lines)
@@ -113,7 +144,7 @@ def jsonl_lines(dataset: datasets.Dataset):
             columns = list(batch)
             for values in zip(*batch.values()):
                 yield json.dumps(dict(zip(columns, values))) + "\n"
-            progress.update(len(batch["label"]))
+            progress.update(len(batch[columns[0]]))
 
 
 def command_build(args: argparse.Namespace) -> None:
@@ -123,67 +154,92 @@ def command_build(args: argparse.Namespace) -> None:
         layout = {"kto": "kto", "raw": "conversations"}[args.format]
         if options.setdefault("layout", layout) != layout:
             raise cs.OptionError(f"--format {args.format} and --layout {args.layout} disagree; give one of them")
+    args.interrupted = f"{args.out} was not written" if args.out not in (None, "-") else "nothing was written"
     dataset_dict = cs.load(args.config, **options)
     if args.split not in dataset_dict:
-        raise cs.OptionError(
-            f"--split {args.split}: this config has the split(s) {', '.join(dataset_dict)}; "
-            "a test split needs --test-size"
-        )
+        hint = "; add --test-size for a test split" if args.split == "test" and args.test_size is None else ""
+        raise cs.OptionError(f"--split {args.split}: the config {args.config} has the split(s) "
+                             f"{', '.join(dataset_dict)}{hint}")
     dataset = dataset_dict[args.split]
     lines = jsonl_lines(dataset)
     if args.out in (None, "-"):
         sys.stdout.writelines(lines)
     else:
         _write_atomically(args.out, lines)
-    desirable = sum(dataset["label"])
     where = args.out if args.out not in (None, "-") else "stdout"
     others = [split for split in dataset_dict if split != args.split]
     note = f"; the config also has {', '.join(others)} (--split)" if others else ""
-    print(
-        f"wrote {len(dataset)} {args.split} rows ({desirable} desirable, {len(dataset) - desirable} undesirable) "
-        f"to {where}{note}",
-        file=sys.stderr,
-    )
+    labels = dataset["label"] if "label" in dataset.column_names else None
+    mix = f" ({sum(labels)} desirable, {len(labels) - sum(labels)} undesirable)" if labels is not None else ""
+    print(f"wrote {len(dataset)} {args.split} rows{mix} to {where}{note}", file=sys.stderr)
 
 
 def command_stats(args: argparse.Namespace) -> None:
-    from claudesidian_tools.kto import DEFAULT_STATS_BATCH_SIZES, dataset_stats, shared_prompts
+    from claudesidian_tools.stats import config_stats, draw_figure, print_stats
 
-    dataset_dict = cs.load(args.config, **_config_options(args))
-    sizes = [*DEFAULT_STATS_BATCH_SIZES, *([args.batch_size] if args.batch_size else [])]
-    stats = {split: dataset_stats(dataset, batch_sizes=sizes) for split, dataset in dataset_dict.items()}
-    if len(dataset_dict) > 1:
-        stats["shared_prompts"] = shared_prompts(dataset_dict)
-    if args.json:
-        print(json.dumps(stats))
+    if args.plot and len(args.config) > 1:
+        raise cs.OptionError(f"--plot draws one config, and {len(args.config)} were given; give one config")
+    tokenizer = _tokenizer(args)
+    options = _config_options(args)
+    results = {name: config_stats(cs.load(name, **options), batch_size=args.batch_size, tokenizer=tokenizer,
+                                  max_length=args.max_length) for name in args.config}
+    if args.plot:
+        (name, stats), = results.items()
+        if not draw_figure(args.plot, name, stats, args.batch_size):
+            raise cs.OptionError("--plot needs matplotlib: install the plots extra "
+                                 "(pip install 'claudesidian-synthetic[plots]')")
+    if len(results) == 1:
+        (name, stats), = results.items()
+        print(json.dumps(stats)) if args.json else print_stats(name, stats)
         return
-    print(f"config               {args.config}")
-    for split in dataset_dict:
-        split_stats = stats[split]
-        batches = ", ".join(f"{size}: {count}" for size, count in split_stats["homogeneous_batches"].items())
-        weights, first = split_stats["kto_weights"], split_stats["first_50"]
-        print(
-            f"[{split}]\n"
-            f"rows                 {split_stats['rows']}\n"
-            f"desirable            {split_stats['desirable']}\n"
-            f"undesirable          {split_stats['undesirable']}\n"
-            f"ratio                {split_stats['ratio']}\n"
-            f"exact duplicates     {split_stats['duplicates']}\n"
-            f"first 50 rows        {first['desirable']} desirable, {first['undesirable']} undesirable\n"
-            f"single-label batches {batches} (batch size: count)\n"
-            f"KTO weights          desirable_weight={weights['desirable_weight']}, "
-            f"undesirable_weight={weights['undesirable_weight']}"
-        )
-    if "shared_prompts" in stats:
-        print(f"prompts shared by splits {stats['shared_prompts']}")
+    from claudesidian_tools.stats import held_out_leaks_of
+
+    leaks = held_out_leaks_of({name: cs.load(name, **options) for name in args.config})
+    if args.json:
+        print(json.dumps({"configs": results, "held_out_leaks": leaks}))
+        return
+    for name, stats in results.items():
+        print_stats(name, stats)
+    for leak in leaks:
+        print(f"prompts of {leak['test']}'s test split in {leak['train']}'s train split: {leak['shared']}")
+
+
+def _tokenizer(args: argparse.Namespace):
+    if args.max_length is not None and args.max_length < 1:
+        raise cs.OptionError(f"--max-length {args.max_length}: must be a positive whole number of tokens")
+    if args.tokenizer is None:
+        return None
+    from claudesidian_tools.lengths import load_tokenizer
+
+    return load_tokenizer(args.tokenizer)
+
+
+def command_verify(args: argparse.Namespace) -> None:
+    from claudesidian_tools.verify import verify
+
+    for line in verify(args.target, revision=args.revision, source=args.source):
+        print(line)
+
+
+def command_configs(args: argparse.Namespace) -> None:
+    """The configs table, as the builder holds it."""
+    for named in cs.CONFIGS.values():
+        defaults = {key: value for key, value in named.option_defaults().items() if value != cs.OPTION_DEFAULTS[key]}
+        options = ", ".join(f"{key}={value}" for key, value in defaults.items())
+        notes = [note for note, true in (("default", named.name == cs.DEFAULT_CONFIG_NAME),
+                                          ("pinned to the v1.0.0 bytes", named.pinned),
+                                          ("in the default export", named.exported)) if true]
+        print(f"{named.name:<24} {named.purpose}" + (f" [{options}]" if options else "")
+              + (f" ({'; '.join(notes)})" if notes else ""))
 
 
 def command_export(args: argparse.Namespace) -> None:
     from claudesidian_tools.export import export, parse_config_spec
 
     specs = [parse_config_spec(spec) for spec in args.config or []]
+    args.interrupted = f"{args.folder} is as it was"
     exported = export(args.folder, specs, source=args.source, revision=args.revision, num_shards=args.num_shards,
-                      max_shard_size=args.max_shard_size)
+                      max_shard_size=args.max_shard_size, tokenizer=args.tokenizer, max_length=args.max_length)
     for item in exported:
         rows = ", ".join(
             f"{split} {stats['rows']} rows in {len(item.data_files[split])} shard(s)"
@@ -201,8 +257,9 @@ def command_infos(args: argparse.Namespace) -> None:
 
 
 def command_push(args: argparse.Namespace) -> None:
-    from claudesidian_tools.export import pinned_load_lines, push
+    from claudesidian_tools.hub import pinned_load_lines, push
 
+    args.interrupted = f"nothing was committed to {args.repo_id}"
     sha = push(args.folder, args.repo_id, private=args.private, commit_message=args.commit_message)
     print(f"commit {sha}")
     for line in pinned_load_lines(args.folder, args.repo_id, sha):
@@ -212,7 +269,7 @@ def command_push(args: argparse.Namespace) -> None:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="claudesidian-synthetic",
-        description="Rebuild exact, KTO-ready subsets of the Claudesidian synthetic dataset.",
+        description="Rebuild exact, training-ready subsets of the Claudesidian synthetic dataset.",
         formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {cs.__version__}")
@@ -224,28 +281,36 @@ def make_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
+    command("configs", "list the configs: what each holds, its own defaults, which export by default", command_configs)
+
     build = command("build", "write one split of one config as JSONL", command_build)
     _add_config_options(build)
     build.add_argument("--split", default="train", action=_Once, help="which split to write")
     build.add_argument("--format", choices=("kto", "raw"), action=_Once,
-                       help="the same as --layout: kto = kto, raw = conversations (the published file's bytes)")
+                       help="the same as --layout: kto = kto, raw = conversations (the published file's bytes) "
+                       "(default: the layout's)")
     build.add_argument("--out", action=_Once, help="output file (default: stdout)")
 
-    stats = command("stats", "label counts, duplicates, batch mix and KTO weights of each split", command_stats)
-    _add_config_options(stats)
+    stats = command("stats", "what each split will teach: labels, duplicates, batch mix, KTO weights, lengths, "
+                    "truncation", command_stats)
+    _add_config_options(stats, several=True)
+    _add_length_options(stats)
+    stats.add_argument("--plot", action=_Once, metavar="FILE.png",
+                       help="draw the reply lengths by label, the rows per split and the first batches' labels")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
 
     export = command("export", "write a Hub-ready folder: data, card, TRL recipes", command_export)
-    export.add_argument("folder", help="output folder (replaced whole)")
+    export.add_argument("folder", help="output folder (an earlier export there is replaced; nothing else is touched)")
     _add_source_options(export)
     export.add_argument("--config", action="append", metavar="[NAME=]CONFIG[:OPTION=VALUE,...]",
                         help="a config to export, e.g. mixed8=full:order=mixed,batch_size=8 (repeatable; "
-                        "default: balanced_254, full, full_eval)")
+                        "default: " + ", ".join(name for name, named in cs.CONFIGS.items() if named.exported) + ")")
     export.add_argument("--num-shards", type=int, action=_Once,
                         help="Parquet files per split; a multiple of your world size gives every rank whole shards "
                         "(default: as many as --max-shard-size needs)")
     export.add_argument("--max-shard-size", action=_Once,
                         help=f"largest shard, e.g. 500MB (default: {datasets.config.MAX_SHARD_SIZE}, as push_to_hub)")
+    _add_length_options(export)
 
     infos = command("infos", "regenerate dataset_infos.json from the builder", command_infos)
     infos.add_argument("--folder", default=".", help="where to write dataset_infos.json")
@@ -256,23 +321,52 @@ def make_parser() -> argparse.ArgumentParser:
     push.add_argument("repo_id", help="owner/name of the dataset repository")
     push.add_argument("--private", action="store_true", help="create the repository as private")
     push.add_argument("--commit-message", default="Upload Claudesidian synthetic dataset", help="commit message")
+
+    verify = command("verify", "rebuild every config of an export and compare it row for row with its files",
+                     command_verify)
+    verify.add_argument("target", metavar="FOLDER_OR_REPO", help="an exported folder, or a Hub repository owner/name")
+    verify.add_argument("--revision", action=_Once, help="the repository's revision to check (default: main)")
+    verify.add_argument("--source", action=_Once,
+                        help="a local copy of the source the export was made from (default: the pinned Hub file)")
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse, and answer an unknown option with the subcommand's usage and the closest valid option."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        sub = parser._subparsers._group_actions[0].choices[args.command]
+        known = [option for action in sub._actions for option in action.option_strings]
+        hints = []
+        for extra in extras:
+            close = difflib.get_close_matches(extra.split("=")[0], known, n=1)
+            if extra.startswith("-") and close:
+                hints.append(f"{extra} (did you mean {close[0]}?)")
+            else:
+                hints.append(extra)
+        sub.error(f"unrecognized arguments: {' '.join(hints)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args = _parse(parser, argv)
     # `huggingface_hub` logs each retry of an unreachable Hub; the one error line below says it all.
     huggingface_hub.utils.logging.set_verbosity_error()
     try:
         args.run(args)
     except cs.ClaudesidianError as error:
-        print(f"claudesidian-synthetic: error: {error}", file=sys.stderr)
-        return 2
+        print(f"claudesidian-synthetic: error: {error.render('cli')}", file=sys.stderr)
+        return 1 if type(error).__name__ == "Mismatch" else 2
     except (OSError, huggingface_hub.errors.HfHubHTTPError) as error:
         # Network and file-system failures: one line, no traceback (the token never appears in these).
         message = " ".join(str(error).split())
         print(f"claudesidian-synthetic: error: {type(error).__name__}: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:
+        said = getattr(interrupt, "said", None) or getattr(args, "interrupted", "nothing was changed")
+        print(f"claudesidian-synthetic: interrupted: {said}", file=sys.stderr)
+        return 130
     return 0
 
 

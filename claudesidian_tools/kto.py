@@ -1,4 +1,4 @@
-"""KTO helpers: loss weights in TRL's recommended range, a mixed-label batch sampler, label stats.
+"""KTO helpers: loss weights in TRL's recommended range and a mixed-label batch sampler.
 
 Nothing here imports torch: the sampler follows torch's batch-sampler protocol (``__iter__`` yields
 lists of indices, ``__len__`` counts them, ``set_epoch`` reseeds) and plugs into
@@ -7,16 +7,13 @@ lists of indices, ``__len__`` counts them, ``set_epoch`` reseeds) and plugs into
 
 from __future__ import annotations
 
-import collections
 import math
-import random
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import claudesidian_synthetic as cs
 
 # KTO paper, Eq. 8: desirable_weight * n_desirable / (undesirable_weight * n_undesirable) in [1, 4/3].
 KTO_RATIO_RANGE = (1.0, 4 / 3)
-DEFAULT_STATS_BATCH_SIZES = (2, 4, 8)
 
 
 def _labels_of(dataset_or_labels) -> list[bool]:
@@ -80,7 +77,7 @@ class MixedLabelBatchSampler:
         self.epoch = epoch
 
     def _order(self, epoch: int) -> list[int]:
-        return cs.mixed_order(self.labels, self.batch_size, random.Random(f"{self.seed}:{epoch}"))
+        return cs.mixed_order(self.labels, self.batch_size, cs.random_stream(self.seed, "sampler_epoch", epoch))
 
     def __iter__(self) -> Iterator[list[int]]:
         order = self._order(self.epoch)
@@ -98,48 +95,3 @@ def homogeneous_batches(labels: Sequence[bool], batch_size: int) -> int:
     """How many complete, aligned batches of `batch_size` consecutive rows hold a single label."""
     complete = len(labels) // batch_size * batch_size
     return sum(len(set(labels[start : start + batch_size])) == 1 for start in range(0, complete, batch_size))
-
-
-def count_duplicates(dataset) -> int:
-    """Rows identical (every column) to an earlier row of the same dataset."""
-    seen, duplicates = set(), 0
-    for batch in dataset.iter(batch_size=1000):
-        for row in zip(*batch.values()):
-            key = cs.json_digest(row)
-            duplicates += key in seen
-            seen.add(key)
-    return duplicates
-
-
-def dataset_stats(dataset, batch_sizes: Iterable[int] = DEFAULT_STATS_BATCH_SIZES) -> dict:
-    """The figures `claudesidian-synthetic stats` prints, as one JSON-ready dict."""
-    labels = _labels_of(dataset)
-    duplicates = count_duplicates(dataset)
-    desirable = sum(labels)
-    first = labels[:50]
-    return {
-        "rows": len(labels),
-        "desirable": desirable,
-        "undesirable": len(labels) - desirable,
-        "ratio": round(desirable / max(len(labels) - desirable, 1), 4),
-        "duplicates": duplicates,
-        "first_50": {"desirable": sum(first), "undesirable": len(first) - sum(first)},
-        "homogeneous_batches": {str(size): homogeneous_batches(labels, size) for size in sorted(set(batch_sizes))},
-        "kto_weights": kto_weights(labels),
-    }
-
-
-def prompts_of(dataset) -> set[bytes]:
-    """A digest of each row's prompt (every message but the last), in either layout."""
-    column = "prompt" if "prompt" in dataset.column_names else "conversations"
-    prompts = set()
-    for batch in dataset.iter(batch_size=1000):
-        for messages in batch[column]:
-            prompts.add(cs.json_digest(messages if column == "prompt" else messages[:-1]))
-    return prompts
-
-
-def shared_prompts(dataset_dict: Mapping) -> int:
-    """How many prompts occur in more than one split (0 for a leak-free train/test split)."""
-    counts = collections.Counter(prompt for split in dataset_dict.values() for prompt in prompts_of(split))
-    return sum(count > 1 for count in counts.values())

@@ -1,16 +1,23 @@
-"""Shared fixtures: the real files in ../shared/data (or $CLAUDESIDIAN_DATA), and generated sources."""
+"""Shared fixtures and helpers: the real files in ../shared/data (or $CLAUDESIDIAN_DATA), generated
+sources, the command line in a subprocess, and the checks several test files make."""
 
 import json
 import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # benchmarks/ is imported as a package: one way, from every test file
+    sys.path.insert(0, str(REPO))
 DATA = pathlib.Path(os.environ.get("CLAUDESIDIAN_DATA", REPO.parent / "shared" / "data"))
 SOURCE = DATA / "syngen_toolset_v1.0.0_claude.jsonl"
 PUBLISHED = DATA / "syngen_toolset_v1.0.0_claude_balanced_254.jsonl"
 PUBLISHED_SHA256 = "c2b447f81455f9c75b18756420c4f8a42ac374f872ba9b5be5dcfc8605ef2959"
+
+from benchmarks.benchmark import generate_source  # noqa: E402, F401 - re-exported for the tests
 
 
 def _require(path: pathlib.Path) -> pathlib.Path:
@@ -94,3 +101,41 @@ def write_source(tmp_path):
         return str(path)
 
     return write
+
+
+def run_cli(*args, cache=None, env=None, cwd=REPO):
+    """The command line in a fresh process, as users run it."""
+    environment = {**os.environ, **(env or {})}
+    if cache:
+        environment["HF_HOME"] = str(cache)
+    return subprocess.run(
+        [sys.executable, "-m", "claudesidian_tools.cli", *args],
+        cwd=cwd, env=environment, capture_output=True, text=True, timeout=600,
+    )
+
+
+def last_line(result) -> str:
+    return result.stderr.strip().splitlines()[-1]
+
+
+def windows_mixed(labels, batch_size: int) -> bool:
+    """Every window of `batch_size` consecutive rows (not only the aligned batches) holds both labels."""
+    return all(len(set(labels[start : start + batch_size])) == 2 for start in range(len(labels) - batch_size + 1))
+
+
+def single_label_batches(labels, batch_size: int = 4) -> int:
+    """Aligned, complete batches of `batch_size` rows that hold one label (what KTO's KL pairing fears)."""
+    complete = len(labels) - len(labels) % batch_size
+    return sum(len(set(labels[start : start + batch_size])) == 1 for start in range(0, complete, batch_size))
+
+
+def prompt_digests(dataset) -> set:
+    """The distinct prompts of a built split, in any layout."""
+    import claudesidian_synthetic as cs
+
+    columns = dataset.column_names
+    if "messages" in columns:
+        return {cs.json_digest(row["messages"][:-1]) for row in dataset}
+    if "conversations" in columns:
+        return {cs.json_digest(row["conversations"][:-1]) for row in dataset}
+    return {cs.json_digest(row["prompt"]) for row in dataset}

@@ -3,7 +3,9 @@
 import random
 from collections import Counter
 
+import numpy as np
 import pytest
+from conftest import windows_mixed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -85,12 +87,6 @@ def test_class_kept_whole_is_not_drawn():
     assert cs.balanced_indices(labels, seed=3) == picked
 
 
-def _windows_mixed(labels, batch_size):
-    return all(
-        len(set(labels[start : start + batch_size])) == 2 for start in range(0, len(labels) - batch_size + 1)
-    )
-
-
 @settings(max_examples=300, deadline=None)
 @given(labels=labels_strategy, seed=st.integers(0, 1000), slack=st.integers(0, 5))
 def test_mixed_order_mixes_every_window_at_the_smallest_batch_size(labels, seed, slack):
@@ -99,7 +95,7 @@ def test_mixed_order_mixes_every_window_at_the_smallest_batch_size(labels, seed,
     batch_size = smallest + slack
     order = cs.mixed_order(labels, batch_size, random.Random(seed))
     assert sorted(order) == list(range(len(labels)))
-    assert _windows_mixed([labels[i] for i in order], batch_size)
+    assert windows_mixed([labels[i] for i in order], batch_size)
     assert order == cs.mixed_order(labels, batch_size, random.Random(seed))
 
 
@@ -121,3 +117,82 @@ def test_below_the_smallest_batch_size_no_order_mixes_every_window(labels):
 def test_smallest_mixed_batch_size_of_the_full_source(source_rows):
     counts = Counter(row["label"] for row in source_rows)
     assert cs.smallest_mixed_batch_size(counts[True], counts[False]) == 4
+
+
+def test_the_published_selection_is_random_random_42_itself():
+    """Named streams keep the published recipe's generator: `random.Random(seed)`, not a derived seed."""
+    assert cs.random_stream(42, "selection").random() == random.Random(42).random()
+    streams = {name: cs.random_stream(42, name, epoch=1).random() for name in ("selection", "held_out", "test_order",
+                                                                                "sampler_epoch")}
+    assert len(set(streams.values())) == 4  # each use draws from a stream of its own
+
+
+@settings(max_examples=150, deadline=None)
+@given(labels=labels_strategy, seed=st.integers(0, 1000), strata=st.integers(1, 6), data=st.data())
+def test_length_matched_indices_match_each_stratum(labels, seed, strata, data):
+    lengths = data.draw(st.lists(st.integers(0, 500), min_size=len(labels), max_size=len(labels)))
+    try:
+        rows = cs.length_matched_indices(labels, lengths, strata=strata, seed=seed, order="source")
+    except cs.OptionError as error:
+        assert "no stratum holds both labels" in str(error)
+        return
+    positive = [i for i, label in enumerate(labels) if label]
+    negative = [i for i, label in enumerate(labels) if not label]
+    smaller = positive if len(positive) < len(negative) else negative
+    stratum = cs.length_strata_of(lengths, [lengths[i] for i in smaller], strata)
+    assert len(set(rows)) == len(rows) and rows == sorted(rows)
+    for level in range(strata):
+        taken = [labels[i] for i in rows if stratum[i] == level]
+        available = [labels[i] for i in range(len(labels)) if stratum[i] == level]
+        expected = min(sum(available), len(available) - sum(available))
+        assert sum(taken) == len(taken) - sum(taken) == expected  # as many of each label as the smaller side
+    assert rows == cs.length_matched_indices(labels, lengths, strata=strata, seed=seed, order="source")
+
+
+def test_length_matched_ratio_keeps_the_ratio_per_stratum():
+    labels = [True] * 60 + [False] * 20
+    lengths = list(range(60)) + list(range(0, 60, 3))
+    rows = cs.length_matched_indices(labels, lengths, strata=4, ratio=2.0, seed=1, order="source")
+    desirable = sum(labels[i] for i in rows)
+    assert desirable == 2 * (len(rows) - desirable) == 40
+
+
+def test_length_matching_that_leaves_a_label_empty_is_refused():
+    # Every desirable reply is shorter than the shortest undesirable one (the smaller label, whose
+    # quantiles cut the strata): the desirable rows all fall below the first cut, alone.
+    with pytest.raises(cs.OptionError, match=r"length_strata=2 leaves 0 desirable and 0 undesirable rows.*fewer"):
+        cs.length_matched_indices([True] * 3 + [False] * 2, [1, 2, 3, 100, 100], strata=2)
+
+
+def test_length_matching_on_the_source_meets_the_target(source_path):
+    """The issue's target on v1.0.0: a distance of at most 0.10 with at least 190 rows per label."""
+    from claudesidian_tools.lengths import ks_distance
+
+    scan = cs.scan_source(source_path)
+    rows = cs.length_matched_indices(scan.labels.tolist(), scan.completion_chars, strata=10)
+    labels = scan.labels[rows]
+    lengths = scan.completion_chars[rows]
+    assert labels.sum() == (~labels).sum() >= 190
+    assert ks_distance(lengths[labels], lengths[~labels]) <= 0.10
+
+
+def test_preference_pairs_are_every_distinct_reply_pair_of_a_prompt_with_both_labels():
+    labels = [True, False, False, True, True, False, True]
+    prompts = ["p", "p", "p", "p", "q", "r", "r"]
+    replies = ["a", "b", "b", "c", "d", "e", "e"]  # rows 1 and 2 are the same reply; r's reply is both
+    assert cs.preference_pairs(labels, prompts, replies) == [(0, 1), (3, 1)]
+
+
+def test_preference_pairs_of_the_source(source_rows):
+    """The issue's figures: 933 prompts, 42 with both labels, 43 distinct pairs."""
+    prompts = [cs.json_digest(row["conversations"][:-1]) for row in source_rows]
+    replies = [cs.json_digest(row["conversations"][-1:]) for row in source_rows]
+    pairs = cs.preference_pairs([row["label"] for row in source_rows], prompts, replies)
+    assert len(set(prompts)) == 933 and len({prompts[chosen] for chosen, _ in pairs}) == 42 and len(pairs) == 43
+    assert all(source_rows[chosen]["label"] and not source_rows[rejected]["label"] for chosen, rejected in pairs)
+    assert all(prompts[chosen] == prompts[rejected] for chosen, rejected in pairs)
+
+
+def test_length_strata_cut_at_the_reference_quantiles():
+    strata = cs.length_strata_of(np.arange(10), reference=[2, 4, 6, 8], strata=4)
+    assert strata.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 3, 3]  # a stratum holds [edge below, edge above)

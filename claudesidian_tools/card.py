@@ -1,0 +1,315 @@
+"""The dataset card and the TRL recipes of an export, rendered from what the export recorded (its
+manifest) and the card template (`card_template.md`), for a place: the folder, or a Hub repository.
+
+`export` renders them for the folder and `push` again for the repository, from the same manifest;
+nothing edits rendered text. Every word that depends on where the data is comes from `location_text`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import huggingface_hub
+import yaml
+
+import claudesidian_synthetic as cs
+from claudesidian_tools.lengths import TRL_DEFAULT_MAX_LENGTH
+
+TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "card_template.md")
+# The model that the card's and README's examples name; tests put a tiny local model in its place.
+EXAMPLE_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+# The Hub's size categories (https://huggingface.co/docs/hub/datasets-cards), by row count.
+SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                   (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"),
+                   (10_000_000_000, "1B<n<10B"), (100_000_000_000, "10B<n<100B"), (1_000_000_000_000, "100B<n<1T"))
+_COLUMNS = {
+    "kto": ("The `kto` layout (TRL's unpaired preference format, conversational)", [
+        ("prompt", "list of `{role, content}`", "every message but the last"),
+        ("completion", "list with one `{role, content}`", "the assistant's reply"),
+        ("label", "bool", "`true` = desirable, `false` = undesirable"),
+        ("context", f"struct of {len(cs.CONTEXT_FIELDS)} strings, or null",
+         f"session metadata ({', '.join(cs.CONTEXT_FIELDS)})"),
+    ]),
+    "conversations": ("The `conversations` layout (the published file's columns)", [
+        ("conversations", "list of `{role, content}`", "the whole conversation, the assistant's reply last"),
+        ("label", "bool", "`true` = desirable, `false` = undesirable"),
+        ("context", f"struct of {len(cs.CONTEXT_FIELDS)} strings, or null", "session metadata"),
+    ]),
+    "messages": ("The `messages` layout (TRL's conversational language-modeling format, for SFT)", [
+        ("messages", "list of `{role, content}`", "the whole conversation of a desirable row"),
+    ]),
+    "preference": ("The `preference` layout (TRL's conversational preference format, for DPO and ORPO)", [
+        ("prompt", "list of `{role, content}`", "every message but the last"),
+        ("chosen", "list with one `{role, content}`", "a desirable reply to the prompt"),
+        ("rejected", "list with one `{role, content}`", "an undesirable reply to the same prompt"),
+    ]),
+}
+_ORDER_WORDS = {
+    "source": "in source order",
+    "shuffle": "shuffled (seed {seed})",
+    "mixed": "in mixed order: every {batch_size} consecutive rows hold both labels (seed {seed})",
+}
+_SELECTION_WORDS = {
+    "every_row": "every source row",
+    "balanced": "the published recipe on these options: one `random.Random(seed)` samples the desirable rows, "
+    "then the undesirable rows (a label kept whole is not drawn), concatenated desirable then undesirable",
+    "desirable": "every desirable row, as one `messages` conversation",
+    "pairs": "every distinct (desirable reply, undesirable reply) pair of each prompt answered both ways",
+}
+
+
+def size_category(rows: int) -> str:
+    """The Hub's size category for a row count.
+
+    >>> size_category(1000), size_category(1_000_000)
+    ('1K<n<10K', '1M<n<10M')
+    """
+    return next(label for limit, label in SIZE_CATEGORIES if rows < limit)
+
+
+def location_text(location: str, is_repo: bool) -> dict[str, str]:
+    """The card's words that depend on where the data is: a folder (by its name, used from the folder
+    that holds it, so a moved or copied export still works) or a Hub repository."""
+    if not is_repo:
+        return {
+            "load": location,
+            "dataset_name": location,
+            "run_from": f", from the folder that holds `{location}/` (as every command below)",
+            "offline": "This folder needs no network: every config loads from its Parquet files.",
+            "script": f'script = "{location}/{_script_path()}"',
+            "fetch": "",
+            "recipes": f"{location}/recipes",
+        }
+    return {
+        "load": location,
+        "dataset_name": location,
+        "run_from": "",
+        "offline": f"Offline: download the repository once (`hf download {location} --repo-type dataset "
+        "--local-dir DIR`), then `load_dataset(DIR, name=...)`.",
+        "script": f'script = hf_hub_download("{location}", "{_script_path()}", repo_type="dataset")',
+        "fetch": f"hf download {location} {{recipe}} --repo-type dataset --local-dir .\n",
+        "recipes": "recipes",
+    }
+
+
+def _script_path() -> str:
+    from claudesidian_tools.export import SCRIPT_PATH
+
+    return SCRIPT_PATH
+
+
+def describe(entry: Mapping) -> str:
+    """How a config's rows are chosen, split and ordered, from its recorded options."""
+    resolved = entry["resolved"]
+    named = cs.CONFIGS[entry["config"]]
+    how = _SELECTION_WORDS[named.selection]
+    if named.name == "balanced_254":
+        how = "the published file, exactly: every undesirable row plus `random.Random(42).sample` of as many " \
+              "desirable rows, concatenated desirable then undesirable"
+    if resolved.get("length_strata"):
+        how += (f", with the labels' reply lengths matched: {resolved['length_strata']} strata cut at the smaller "
+                "label's length quantiles, as many rows of each label per stratum as its smaller side has")
+    if "test" in entry["stats"]:
+        how = how.replace("every source row", "every row not held out for `test`")
+    options = ", ".join(f"{key}={value!r}" for key, value in entry["options"].items())
+    origin = f"`{entry['config']}`" + (f" ({options})" if options else "") + ": " if entry["name"] != entry["config"] \
+        else ""
+    text = f"{origin}{how}, " + _ORDER_WORDS[resolved["order"]].format(**resolved)
+    if resolved.get("dedupe"):
+        text += "; exact duplicate lines dropped first"
+    if "test" in entry["stats"]:
+        text += (f". The `test` split ({entry['stats']['test']['rows']} rows) was held out of the source first: "
+                 f"prompt-disjoint ({entry['shared_prompts']} prompts shared with `train`), stratified by label, "
+                 f"seed {resolved['seed']}, test size {resolved['test_size']}, the same prompts in every config "
+                 "with these two options")
+    return text
+
+
+def card_context(manifest: Mapping, location: str, is_repo: bool) -> dict:
+    """Everything the template says, from the manifest."""
+    entries = manifest["configs"]
+    where = location_text(location, is_repo)
+    table, lengths = [], []
+    for entry in entries:
+        for split, stats in entry["stats"].items():
+            labelled = "first_50" in stats
+            weights = stats.get("kto_weights")
+            table.append({
+                "name": entry["name"], "split": split, "rows": stats["rows"],
+                "desirable": stats.get("desirable", "-"), "undesirable": stats.get("undesirable", "-"),
+                "first_50": f"{stats['first_50']['desirable']} / {stats['first_50']['undesirable']}" if labelled
+                else "-",
+                "single_label": f"{stats['homogeneous_batches']['4']} of {stats['rows'] // 4}" if labelled else "-",
+                "weights": f"{weights['desirable_weight']}, {weights['undesirable_weight']}" if weights else "-",
+            })
+        lengths.append(_length_row(entry, "train"))
+    pairs = next((entry for entry in entries if entry["layout"] == "preference"), None)
+    evaluated = [entry["name"] for entry in entries if "test" in entry["stats"]]
+    leaks = manifest["held_out_leaks"]
+    untested = [f"`{entry['name']}`" for entry in entries if "test" not in entry["stats"]]
+    return {
+        "names": ", ".join(f"`{entry['name']}`" for entry in entries),
+        "table": table,
+        "lengths": lengths,
+        "truncation": _truncation_text(entries, manifest.get("tokenizer")),
+        "pairs": pairs and {"name": pairs["name"], "rows": sum(s["rows"] for s in pairs["stats"].values()),
+                            "prompts": sum(s["prompts"] for s in pairs["stats"].values())},
+        "has_pairs": pairs is not None,
+        "configs": [{"name": entry["name"], "how": describe(entry), "figure": entry.get("figure")}
+                    for entry in entries],
+        "source": {"text": manifest["source"]["file"] if not manifest["source"]["from_hub"]
+                   else cs.source_url(manifest["source"]["revision"] or "main"),
+                   "sha256": manifest["source"]["sha256"]},
+        "leaks": leaks if len(evaluated) > 1 else [],
+        "evaluated": ", ".join(f"`{name}`" for name in evaluated),
+        "untested": (", ".join(untested[:-1]) + " and " + untested[-1] if len(untested) > 1 else "".join(untested)),
+        "layouts": [{"title": _COLUMNS[layout][0], "columns": _COLUMNS[layout][1]}
+                    for layout in cs.LAYOUTS if any(entry["layout"] == layout for entry in entries)],
+        "where": where,
+        "default_config": cs.DEFAULT_CONFIG_NAME if any(e["name"] == cs.DEFAULT_CONFIG_NAME for e in entries)
+        else entries[0]["name"],
+        "training": _training(entries, where),
+        "shards": "; ".join(f"`{entry['name']}` " + ", ".join(f"{split} {len(paths)}" for split, paths in
+                                                              entry["data_files"].items()) for entry in entries),
+        "script": _script_path(),
+    }
+
+
+def _length_row(entry: Mapping, split: str) -> dict:
+    report = entry["stats"][split]["lengths"]
+    desirable, undesirable = report["desirable"], report["undesirable"]
+    return {
+        "name": entry["name"], "split": split,
+        "counts": f"{desirable['rows']} / {undesirable['rows']}",
+        "medians": f"{_number(desirable['completion_chars']['median'])} / "
+                   f"{_number(undesirable['completion_chars']['median'])}",
+        "distance": "-" if report.get("ks_completion_chars") is None else f"{report['ks_completion_chars']:.2f}",
+    }
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _truncation_text(entries: list, tokenizer: str | None) -> str:
+    """What `max_length` does to each config, and which figure its recipe uses and why."""
+    lines = []
+    for entry in entries:
+        decision = entry["max_length"]
+        lines.append(f"- `{entry['name']}`: {decision['why']}.")
+    head = ("With the tokenizer `" + tokenizer + "` (its chat template applied as TRL applies it), in tokens:"
+            if tokenizer else "Without a tokenizer the lengths are in characters; about 4 characters make a token "
+            "in English text, so the figures below are estimates:")
+    return "`max_length` (TRL truncates longer sequences from the right and drops a row whose prompt alone "\
+           f"reaches it). {head}\n\n" + "\n".join(lines)
+
+
+def recipe_max_length(stats: Mapping, *, tokenizer: str | None, max_length: int | None) -> dict:
+    """The `max_length` a config's recipe sets (None: TRL's default) and the reason the card gives,
+    from the figures counted at that length (tokens with a tokenizer, else a characters estimate)."""
+    reports = [split_stats["lengths"] for split_stats in stats.values()]
+    if tokenizer:
+        cut = sum(report["truncation"]["truncated"] for report in reports)
+        dropped = sum(report["truncation"]["dropped"] for report in reports)
+        longest = max(report["truncation"]["longest"] for report in reports)
+        if max_length is not None:
+            return {"value": max_length, "why": f"`max_length: {max_length}` as given: it truncates {cut} rows and "
+                                                f"drops {dropped} (the longest row has {longest} tokens)"}
+        return {"value": longest, "why": f"`max_length: {longest}`, the longest row in tokens, so nothing is cut "
+                                         f"(TRL's default of {TRL_DEFAULT_MAX_LENGTH} would truncate {cut} rows and "
+                                         f"drop {dropped})"}
+    over = sum(report["over_chars_estimate"]["desirable"] + report["over_chars_estimate"]["undesirable"]
+               for report in reports)
+    limit = max_length or TRL_DEFAULT_MAX_LENGTH
+    given = f"`max_length: {limit}` as given" if max_length else f"TRL's default `max_length` ({limit} tokens)"
+    return {"value": max_length, "why": f"{given}: about {over} rows are longer than {4 * limit} characters and "
+                                        "would be cut (an estimate at 4 characters per token; export with "
+                                        "`--tokenizer` to count tokens and cover every row)"}
+
+
+def _training(entries: list, where: Mapping) -> list:
+    """One recipe per trainer for the card: the first config of each with a test split, else the first."""
+    shown = []
+    for trainer in ("kto", "sft", "dpo"):
+        candidates = [entry for entry in entries if entry["trainer"] == trainer]
+        if not candidates:
+            continue
+        entry = next((entry for entry in candidates if "test" in entry["stats"]), candidates[0])
+        recipe = entry["recipe"] if where["fetch"] else f"{where['recipes']}/{os.path.basename(entry['recipe'])}"
+        fetch = where["fetch"].format(recipe=entry["recipe"])
+        evaluates = " and evaluates on its held-out `test` split" if "test" in entry["stats"] else ""
+        shown.append({
+            "text": f"`trl {trainer}` with `{entry['name']}` ({_TRAINER_WORDS[trainer]}){evaluates}:",
+            "command": f"{fetch}trl {trainer} --config {recipe} --model_name_or_path {EXAMPLE_MODEL} "
+                       f"--output_dir {trainer}-out",
+        })
+    return shown
+
+
+_TRAINER_WORDS = {"kto": "KTO on labelled rows", "sft": "supervised fine-tuning on the desirable conversations",
+                  "dpo": "DPO on preference pairs"}
+
+
+def card_data(manifest: Mapping) -> huggingface_hub.DatasetCardData:
+    """The card's YAML header: licence, tags, one `configs:` entry per config, and `dataset_info:`."""
+    from datasets import DatasetInfo
+    from datasets.info import DatasetInfosDict
+
+    entries = manifest["configs"]
+    rows = max(stats["rows"] for entry in entries for stats in entry["stats"].values())
+    data = huggingface_hub.DatasetCardData(
+        license="mit",
+        pretty_name="Claudesidian synthetic tool-calling (training-ready)",
+        task_categories=["text-generation"],
+        tags=["kto", "dpo", "sft", "preference", "tool-calling", "synthetic", "trl", "obsidian"],
+        size_categories=[size_category(rows)],
+        language=["en"],
+    )
+    configs = []
+    for entry in entries:
+        config = {"config_name": entry["name"],
+                  "data_files": [{"split": split, "path": paths} for split, paths in entry["data_files"].items()]}
+        if entry["name"] == cs.DEFAULT_CONFIG_NAME:
+            config["default"] = True
+        configs.append(config)
+    data["configs"] = configs
+    infos = DatasetInfosDict({entry["name"]: DatasetInfo.from_dict(entry["info"]) for entry in entries})
+    infos.to_dataset_card_data(data)
+    return data
+
+
+def render_card(manifest: Mapping, *, location: str, is_repo: bool = False) -> str:
+    """The dataset card of an export, for the folder named `location` or the repository `location`."""
+    card = huggingface_hub.DatasetCard.from_template(
+        card_data(manifest), template_path=TEMPLATE, **card_context(manifest, location, is_repo)
+    )
+    return str(card)
+
+
+def render_recipe(entry: Mapping, *, location: str, is_repo: bool = False) -> str:
+    """A config file that `trl kto|sft|dpo --config FILE` reads unchanged."""
+    stats = entry["stats"]
+    recipe = {
+        "dataset_name": location_text(location, is_repo)["dataset_name"],
+        "dataset_config": entry["name"],
+        "dataset_train_split": "train",
+    }
+    if entry["trainer"] == "kto":
+        train = stats["train"]
+        recipe.update(train["kto_weights"] or {})
+        if entry["resolved"]["batch_size"] is not None:
+            recipe["per_device_train_batch_size"] = entry["resolved"]["batch_size"]
+            recipe["per_device_eval_batch_size"] = entry["resolved"]["batch_size"]
+    if entry["max_length"]["value"] is not None:
+        recipe["max_length"] = entry["max_length"]["value"]
+    if "test" in stats:
+        recipe.update({"dataset_test_split": "test", "eval_strategy": "steps", "eval_steps": 50})
+    else:
+        recipe["eval_strategy"] = "no"
+    comment = (
+        f"# TRL recipe for the `{entry['name']}` config ({describe(entry)}).\n"
+        f"# {entry['max_length']['why']}.\n"
+        f"# trl {entry['trainer']} --config THIS_FILE --model_name_or_path MODEL --output_dir OUT\n"
+    )
+    return comment + yaml.safe_dump(recipe, sort_keys=False)

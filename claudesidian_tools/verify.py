@@ -1,0 +1,132 @@
+"""`verify`: rebuild every config an export's card lists, from the source and the options the export
+recorded, and compare it row for row with the Parquet files, in a folder or at a Hub revision."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import datasets
+import huggingface_hub
+import pyarrow.parquet
+
+import claudesidian_synthetic as cs
+from claudesidian_tools.export import MANIFEST, read_manifest
+
+
+class VerifyError(cs.ClaudesidianError):
+    """What cannot be checked: no card, no manifest, an unknown source version, an unreachable repository."""
+
+
+class Mismatch(cs.ClaudesidianError):
+    """A file of the export holds other rows than the code builds from the source."""
+
+
+def verify(folder_or_repo: str, *, revision: str | None = None, source: str | None = None) -> list[str]:
+    """One line per config ("N rows identical"); raise Mismatch at the first row that differs."""
+    folder = _local(folder_or_repo, revision)
+    manifest = read_manifest(folder)
+    card_path = os.path.join(folder, "README.md")
+    if manifest is None or not os.path.isfile(card_path):
+        missing = MANIFEST if manifest is None else "README.md"
+        raise VerifyError(f"{folder_or_repo} is not an export of claudesidian-synthetic (no {missing}): nothing to "
+                          "verify; give a folder written by `claudesidian-synthetic export` or a repository it was "
+                          "pushed to")
+    source = _source_for(manifest, source)
+    card = huggingface_hub.DatasetCard.load(card_path)
+    recorded = {entry["name"]: entry for entry in manifest["configs"]}
+    lines = []
+    for listed in card.data.to_dict().get("configs", []):
+        name = listed["config_name"]
+        if name not in recorded:
+            raise VerifyError(f"{folder_or_repo}: the card lists the config {name}, which the manifest does not "
+                              "record; export again")
+        files = {item["split"]: item["path"] if isinstance(item["path"], list) else [item["path"]]
+                 for item in listed["data_files"]}
+        rows = _compare(folder, recorded[name], files, source, manifest)
+        splits = ", ".join(f"{split} {count}" for split, count in rows.items())
+        lines.append(f"{name}: {sum(rows.values())} rows identical ({splits})")
+    if not lines:
+        raise VerifyError(f"{folder_or_repo}: the card lists no configs; nothing to verify")
+    return lines
+
+
+def _local(folder_or_repo: str, revision: str | None) -> str:
+    """The export's folder: the one given, or a download of the repository at `revision`."""
+    if os.path.isdir(folder_or_repo):
+        if revision is not None:
+            raise VerifyError(f"--revision {revision} applies to a Hub repository, and {folder_or_repo} is a "
+                              "folder; leave it out")
+        return folder_or_repo
+    if os.path.exists(folder_or_repo) or folder_or_repo.count("/") != 1:
+        raise VerifyError(f"{folder_or_repo} is neither a folder nor a Hub repository id (owner/name)")
+    try:
+        return huggingface_hub.snapshot_download(
+            folder_or_repo, repo_type="dataset", revision=revision, allow_patterns=["README.md", MANIFEST, "data/*/*"]
+        )
+    except Exception as error:  # noqa: BLE001 - repository or revision missing, no network, no access
+        message = " ".join(str(error).split())[:300]
+        raise VerifyError(f"cannot download {folder_or_repo}" + (f" at {revision}" if revision else "")
+                          + f" ({type(error).__name__}: {message}); check the repository id, the revision and "
+                          "the network (a private repository needs HF_TOKEN)") from None
+
+
+def _source_for(manifest: dict, source: str | None) -> str | None:
+    """The source to rebuild from: the given file, which must be the recorded bytes, or the pinned Hub file."""
+    recorded = manifest["source"]["sha256"]
+    if source is not None:
+        actual = cs._sha256_of_file(os.path.abspath(os.path.expanduser(source))) if os.path.isfile(source) else None
+        if actual is None:
+            raise VerifyError(f"--source {source}: no such file")
+        if recorded is not None and actual != recorded:
+            raise VerifyError(f"--source {source} has sha256 {actual}, but the export was made from {recorded}; "
+                              "pass the source it was made from")
+        return source
+    if recorded != cs.SOURCE_SHA256:
+        raise VerifyError(f"the export was made from a source with sha256 {recorded}, not the v1.0.0 file this "
+                          "version knows; pass --source a copy of that source")
+    return None
+
+
+def _compare(folder: str, entry: dict, files: dict, source: str | None, manifest: dict) -> dict[str, int]:
+    options = dict(entry["options"])
+    if source is not None:
+        options["source"] = source
+    elif manifest["source"].get("revision") not in (None, "main"):
+        options["revision"] = manifest["source"]["revision"]
+    builder = cs.ClaudesidianSynthetic(config_name=entry["config"], **options)
+    plan = {generator.name: generator.gen_kwargs for generator in builder._split_generators(
+        datasets.StreamingDownloadManager(download_config=datasets.DownloadConfig()))}
+    if set(plan) != set(files):
+        raise Mismatch(f"{entry['name']}: the files hold the splits {', '.join(files)}, the code builds "
+                       f"{', '.join(plan)}")
+    counts = {}
+    for split, gen_kwargs in plan.items():
+        counts[split] = 0
+        built = (example for _, example in builder._generate_examples(**gen_kwargs))
+        stored = _stored_rows(folder, files[split])
+        for row, (expected, actual) in enumerate(_zip_longest(built, stored)):
+            if expected != actual:
+                what = "missing" if actual is None else "extra" if expected is None else "different"
+                raise Mismatch(f"{entry['name']}, split {split}, row {row}: {what} (first difference; the "
+                               f"files are {', '.join(files[split])})")
+            counts[split] += 1
+    return counts
+
+
+_END = object()
+
+
+def _zip_longest(first: Iterator, second: Iterator) -> Iterator:
+    while True:
+        a, b = next(first, _END), next(second, _END)
+        if a is _END and b is _END:
+            return
+        yield (None if a is _END else a), (None if b is _END else b)
+
+
+def _stored_rows(folder: str, paths: list) -> Iterator[dict]:
+    for path in paths:
+        file = pyarrow.parquet.ParquetFile(os.path.join(folder, path))
+        for batch in file.iter_batches(batch_size=1000):
+            yield from batch.to_pylist()
