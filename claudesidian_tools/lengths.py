@@ -71,9 +71,10 @@ def length_summary(values: Iterable[int]) -> dict:
 def ks_distance(a: Iterable[int], b: Iterable[int]) -> float:
     """Two-sample Kolmogorov-Smirnov statistic sup |F_a(x) - F_b(x)|, exact, rounded to 4 decimals.
 
-    0 means the two length distributions coincide, 1 that every value of one lies beyond the other:
-    the share of rows a single length threshold would sort into the right label, beyond chance. Both
-    empirical CDFs are evaluated at every observed value, where the supremum is reached.
+    0 means the two length distributions coincide, 1 that every value of one lies beyond the other;
+    in between it is how well the best single length threshold tells the labels apart (its share of
+    one label above the threshold minus its share of the other). Both empirical CDFs are evaluated at
+    every observed value, where the supremum is reached.
 
     >>> ks_distance([1, 2, 3], [4, 5, 6])
     1.0
