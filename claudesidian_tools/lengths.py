@@ -1,0 +1,379 @@
+"""Length bias and TRL truncation: how long each label's rows are, and what KTO training would cut.
+
+Desirable completions in this dataset are much longer than undesirable ones, so a preference-trained
+model can learn "longer is better"; and TRL's KTOTrainer cuts sequences at `max_length` tokens and
+drops rows whose prompt alone reaches it. These pure functions measure both, in characters (no
+tokenizer needed) and, given a tokenizer, in the exact tokens KTOTrainer would see.
+
+Only numpy and the standard library are imported here; `transformers` is imported inside the
+tokenizer functions, so the character figures work without the [kto] extra.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence, Sized
+from typing import Any, Optional
+
+import numpy as np
+
+import claudesidian_synthetic as cs
+
+# TRL's `KTOConfig.max_length` default (tokens); a test compares it with the installed TRL.
+TRL_DEFAULT_MAX_LENGTH = 1024
+# The rule of thumb behind the estimate made without a tokenizer: about 4 characters per token.
+CHARS_PER_TOKEN_ESTIMATE = 4
+LABEL_NAMES = ("desirable", "undesirable")
+# Conversations per `apply_chat_template` call: the fast tokenizer encodes each batch in parallel.
+TOKENIZE_BATCH_SIZE = 256
+_KTO_EXTRA = "pip install 'claudesidian-synthetic[kto]'"
+
+
+class TokenizerError(cs.ClaudesidianError):
+    """The tokenizer asked for cannot measure this data; the message names the option and the fix."""
+
+    def __init__(self, name_or_path: Any, problem: str, fix: str):
+        self.name_or_path = name_or_path
+        super().__init__(f"--tokenizer / tokenizer={str(name_or_path)!r}: {problem}. {fix}")
+
+
+# --- summaries ---------------------------------------------------------------------------------
+
+
+def _as_lengths(values: Iterable[int], option: str) -> np.ndarray:
+    """Integer lengths as a 1-D int64 array; anything else is an OptionError naming `option`."""
+    array = np.asarray(list(values) if not isinstance(values, np.ndarray) else values)
+    if array.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer) or array.min() < 0:
+        raise cs.OptionError(f"{option}: expected a flat list of lengths (whole numbers >= 0), got {array[:3]!r}...")
+    return array.astype(np.int64)
+
+
+def length_summary(values: Iterable[int]) -> dict:
+    """count, min, q1, median, q3, max of lengths: the five numbers that show a skew at a glance.
+
+    Quartiles use numpy's default `method="linear"` (Hyndman & Fan type 7, as R and pandas do), so
+    the median of an even count is the mean of the two middle values. Plain Python numbers, so the
+    dict goes straight into JSON; an empty input has count 0 and None elsewhere.
+
+    >>> length_summary([1, 2, 3, 4])
+    {'count': 4, 'min': 1, 'q1': 1.75, 'median': 2.5, 'q3': 3.25, 'max': 4}
+    """
+    array = _as_lengths(values, "values")
+    if array.size == 0:
+        return {"count": 0, "min": None, "q1": None, "median": None, "q3": None, "max": None}
+    q1, median, q3 = (float(value) for value in np.percentile(array, [25, 50, 75]))
+    return {"count": int(array.size), "min": int(array.min()), "q1": q1, "median": median, "q3": q3,
+            "max": int(array.max())}
+
+
+def ks_distance(a: Iterable[int], b: Iterable[int]) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic sup |F_a(x) - F_b(x)|, exact, rounded to 4 decimals.
+
+    0 means the two length distributions coincide, 1 that every value of one lies beyond the other;
+    in between it is how well the best single length threshold tells the labels apart (its share of
+    one label above the threshold minus its share of the other). Both empirical CDFs are evaluated at
+    every observed value, where the supremum is reached.
+
+    >>> ks_distance([1, 2, 3], [4, 5, 6])
+    1.0
+    """
+    a, b = np.sort(_as_lengths(a, "a")), np.sort(_as_lengths(b, "b"))
+    if a.size == 0 or b.size == 0:
+        raise cs.OptionError(f"ks_distance needs rows of both labels, got {a.size} and {b.size}: pass non-empty lists")
+    points = np.concatenate([a, b])
+    cdf_a = np.searchsorted(a, points, side="right") / a.size
+    cdf_b = np.searchsorted(b, points, side="right") / b.size
+    return round(float(np.max(np.abs(cdf_a - cdf_b))), 4)
+
+
+# --- character lengths -------------------------------------------------------------------------
+
+
+def message_chars(messages: Sequence[dict]) -> int:
+    """Characters (code points, `len(str)`) of the messages' contents: what the model reads, no template."""
+    return sum(len(message["content"] or "") for message in messages)
+
+
+def char_lengths(prompts: Sequence[Sequence[dict]], completions: Sequence[Sequence[dict]]) -> tuple:
+    """(prompt_chars, completion_chars) as int arrays, one value per row."""
+    _same_length(prompts=prompts, completions=completions)
+    prompt_chars = np.fromiter((message_chars(messages) for messages in prompts), dtype=np.int64, count=len(prompts))
+    completion_chars = np.fromiter(
+        (message_chars(messages) for messages in completions), dtype=np.int64, count=len(completions)
+    )
+    return prompt_chars, completion_chars
+
+
+def dataset_columns(dataset) -> tuple:
+    """(labels, prompts, completions) of a built dataset in either layout, read in batches.
+
+    The `conversations` layout is split as the `kto` layout is: the last message is the completion.
+    """
+    labels, prompts, completions = [], [], []
+    kto_layout = "prompt" in dataset.column_names
+    for batch in dataset.iter(batch_size=1000):
+        labels.extend(batch["label"])
+        if kto_layout:
+            prompts.extend(batch["prompt"])
+            completions.extend(batch["completion"])
+        else:
+            prompts.extend(messages[:-1] for messages in batch["conversations"])
+            completions.extend(messages[-1:] for messages in batch["conversations"])
+    return labels, prompts, completions
+
+
+# --- tokens, as TRL's KTOTrainer counts them -------------------------------------------------------
+
+
+def _require_chat_template(tokenizer, name_or_path: Any) -> None:
+    if not getattr(tokenizer, "chat_template", None):
+        raise TokenizerError(
+            name_or_path, "this tokenizer has no chat template",
+            "The data is conversational and TRL's KTOTrainer tokenizes it with the tokenizer's chat template: "
+            "pass the tokenizer of the chat model you train (or set tokenizer.chat_template before saving it)",
+        )
+
+
+def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
+    """`transformers.AutoTokenizer.from_pretrained`, with every failure one TokenizerError that says what to do.
+
+    Refuses a tokenizer without a chat template: KTOTrainer would fail on this conversational data.
+    """
+    try:
+        import transformers
+    except ImportError as error:
+        raise TokenizerError(
+            name_or_path, "transformers is not installed", f"Install the [kto] extra: {_KTO_EXTRA}"
+        ) from error
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(os.fspath(name_or_path))
+    except Exception as error:  # noqa: BLE001 - transformers raises OSError, ValueError, KeyError, ...
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if os.path.isdir(name_or_path):
+            raise TokenizerError(
+                name_or_path, f"this folder holds no tokenizer transformers can read ({detail})",
+                "Pass a folder written by tokenizer.save_pretrained(folder) (tokenizer.json, tokenizer_config.json)",
+            ) from error
+        raise TokenizerError(
+            name_or_path, f"not a local folder, and the Hub could not provide it ({detail})",
+            "Check the spelling; without network access pass a local folder written by "
+            "tokenizer.save_pretrained(folder)",
+        ) from error
+    _require_chat_template(tokenizer, name_or_path)
+    return tokenizer
+
+
+def common_prefix_length(ids: Sequence[int], other_ids: Sequence[int]) -> int:
+    """Leading tokens two sequences share: where TRL starts the completion (trl.data_utils.common_prefix_length)."""
+    shortest = min(len(ids), len(other_ids))
+    differ = np.flatnonzero(np.asarray(ids[:shortest]) != np.asarray(other_ids[:shortest]))
+    return int(differ[0]) if differ.size else shortest
+
+
+def _chat_ids(tokenizer, conversations: list, add_generation_prompt: bool) -> list:
+    encoded = tokenizer.apply_chat_template(
+        conversations, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=True
+    )
+    return encoded["input_ids"]
+
+
+def token_lengths(tokenizer, prompts: Sequence[Sequence[dict]], completions: Sequence[Sequence[dict]]) -> tuple:
+    """(prompt_tokens, full_tokens) per row, exactly as TRL 1.16's KTOTrainer tokenizes conversational rows.
+
+    KTOTrainer renders the prompt with the generation prompt and prompt + completion without it, both
+    through the chat template; the prompt is their common prefix, the rest is the completion, so the
+    sequence it trains on has len(prompt + completion ids) tokens. `full_tokens - prompt_tokens` are
+    the completion tokens. Batched through the fast tokenizer: seconds for a thousand rows.
+    """
+    prompts, completions = list(prompts), list(completions)
+    _same_length(prompts=prompts, completions=completions)
+    _require_chat_template(tokenizer, getattr(tokenizer, "name_or_path", type(tokenizer).__name__))
+    prompt_tokens = np.zeros(len(prompts), dtype=np.int64)
+    full_tokens = np.zeros(len(prompts), dtype=np.int64)
+    for start in range(0, len(prompts), TOKENIZE_BATCH_SIZE):
+        batch_prompts = [list(messages) for messages in prompts[start : start + TOKENIZE_BATCH_SIZE]]
+        batch_full = [
+            list(prompt) + list(completion)
+            for prompt, completion in zip(batch_prompts, completions[start : start + TOKENIZE_BATCH_SIZE])
+        ]
+        prompt_ids = _chat_ids(tokenizer, batch_prompts, add_generation_prompt=True)
+        full_ids = _chat_ids(tokenizer, batch_full, add_generation_prompt=False)
+        for offset, (prompt, full) in enumerate(zip(prompt_ids, full_ids)):
+            prompt_tokens[start + offset] = common_prefix_length(prompt, full)
+            full_tokens[start + offset] = len(full)
+    return prompt_tokens, full_tokens
+
+
+# --- truncation --------------------------------------------------------------------------------
+
+
+def _check_max_length(max_length: Any) -> int:
+    if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 1:
+        raise cs.OptionError(
+            f"max_length={max_length!r}: must be a whole number of tokens >= 1 "
+            f"(TRL's KTOConfig default is {TRL_DEFAULT_MAX_LENGTH})"
+        )
+    return int(max_length)
+
+
+def _same_length(**columns: Sized) -> None:
+    """One value per row in every column, or an OptionError naming the odd one."""
+    (first_name, first), *rest = columns.items()
+    for name, column in rest:
+        if len(column) != len(first):
+            raise cs.OptionError(
+                f"{name} has {len(column)} values but {first_name} has {len(first)}: pass one value per row"
+            )
+
+
+def _label_mask(labels: Sequence[bool]) -> np.ndarray:
+    mask = np.asarray(list(labels) if not isinstance(labels, np.ndarray) else labels)
+    if mask.size and mask.dtype != np.bool_:
+        raise cs.OptionError(f"labels must be booleans (True = desirable), found {mask[:3]!r}...")
+    return mask.astype(bool)
+
+
+def _truncation_counts(prompt_tokens: np.ndarray, full_tokens: np.ndarray, max_length: int) -> dict:
+    dropped = prompt_tokens >= max_length
+    truncated = (full_tokens > max_length) & ~dropped
+    return {
+        "rows": int(prompt_tokens.size),
+        "truncated": int(truncated.sum()),
+        "dropped": int(dropped.sum()),
+        "longest": int(full_tokens.max()) if full_tokens.size else None,
+    }
+
+
+def truncation(
+    prompt_tokens: Sequence[int], full_tokens: Sequence[int], max_length: int, labels: Optional[Sequence[bool]] = None
+) -> dict:
+    """What TRL's KTOTrainer does to these rows at `max_length` tokens.
+
+    `dropped`: the prompt alone reaches max_length, so KTOTrainer filters the row out before batching
+    (it would keep no completion token). `truncated`: kept, but prompt + completion is longer than
+    max_length, so the collator cuts the completion's end. `longest`: the longest sequence, in tokens
+    (a max_length at or above it cuts nothing). With labels, the same per label under `by_label`.
+    """
+    max_length = _check_max_length(max_length)
+    prompt_tokens, full_tokens = _as_lengths(prompt_tokens, "prompt_tokens"), _as_lengths(full_tokens, "full_tokens")
+    _same_length(prompt_tokens=prompt_tokens, full_tokens=full_tokens)
+    result = {"max_length": max_length, **_truncation_counts(prompt_tokens, full_tokens, max_length)}
+    if labels is not None:
+        mask = _label_mask(labels)
+        _same_length(prompt_tokens=prompt_tokens, labels=mask)
+        result["by_label"] = {
+            name: _truncation_counts(prompt_tokens[rows], full_tokens[rows], max_length)
+            for name, rows in zip(LABEL_NAMES, (mask, ~mask))
+        }
+    return result
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+
+def _ks_or_none(a: np.ndarray, b: np.ndarray) -> Optional[float]:
+    return ks_distance(a, b) if a.size and b.size else None
+
+
+def length_report(
+    labels: Sequence[bool],
+    prompt_chars: Sequence[int],
+    completion_chars: Sequence[int],
+    *,
+    prompt_tokens: Optional[Sequence[int]] = None,
+    full_tokens: Optional[Sequence[int]] = None,
+    max_length: Optional[int] = None,
+) -> dict:
+    """Per label, how long prompts and completions are; how far apart the labels' completion lengths
+    lie (KS distance); and, with `max_length`, what TRL would cut (exact with tokens, estimated without).
+
+    Completion tokens are `full_tokens - prompt_tokens`: the tokens KTOTrainer trains on, including
+    what the chat template adds after the reply (e.g. an end-of-turn token).
+    """
+    mask = _label_mask(labels)
+    prompt_chars = _as_lengths(prompt_chars, "prompt_chars")
+    completion_chars = _as_lengths(completion_chars, "completion_chars")
+    _same_length(labels=mask, prompt_chars=prompt_chars, completion_chars=completion_chars)
+    if (prompt_tokens is None) != (full_tokens is None):
+        raise cs.OptionError("prompt_tokens and full_tokens go together: pass both (from token_lengths) or neither")
+    if max_length is not None:
+        max_length = _check_max_length(max_length)
+    columns = {"prompt_chars": prompt_chars, "completion_chars": completion_chars}
+    if prompt_tokens is not None:
+        prompt_tokens = _as_lengths(prompt_tokens, "prompt_tokens")
+        full_tokens = _as_lengths(full_tokens, "full_tokens")
+        _same_length(labels=mask, prompt_tokens=prompt_tokens, full_tokens=full_tokens)
+        columns.update(prompt_tokens=prompt_tokens, completion_tokens=full_tokens - prompt_tokens)
+    report: dict = {}
+    for name, rows in zip(LABEL_NAMES, (mask, ~mask)):
+        summaries = {key: length_summary(values[rows]) for key, values in columns.items()}
+        report[name] = {"rows": int(rows.sum()), **summaries}
+    report["ks_completion_chars"] = _ks_or_none(completion_chars[mask], completion_chars[~mask])
+    if prompt_tokens is not None:
+        completion_tokens = columns["completion_tokens"]
+        report["ks_completion_tokens"] = _ks_or_none(completion_tokens[mask], completion_tokens[~mask])
+        if max_length is not None:
+            report["truncation"] = truncation(prompt_tokens, full_tokens, max_length, labels=mask)
+    elif max_length is not None:
+        report["over_chars_estimate"] = _over_chars_estimate(mask, prompt_chars + completion_chars, max_length)
+    return report
+
+
+def _over_chars_estimate(mask: np.ndarray, total_chars: np.ndarray, max_length: int) -> dict:
+    """Rows longer than max_length tokens at 4 characters per token: a rough stand-in without a tokenizer."""
+    max_chars = CHARS_PER_TOKEN_ESTIMATE * max_length
+    over = total_chars > max_chars
+    return {
+        "assumes": f"{CHARS_PER_TOKEN_ESTIMATE} characters per token (no tokenizer given)",
+        "max_length": max_length,
+        "max_chars": max_chars,
+        **{name: int(over[rows].sum()) for name, rows in zip(LABEL_NAMES, (mask, ~mask))},
+    }
+
+
+def completion_histogram(labels: Sequence[bool], completion_chars: Sequence[int], bins: int = 20) -> dict:
+    """Rows per completion-length bin, per label, on shared edges: the numbers the stats and the figure show.
+
+    The edges are evenly spaced in log(1 + length) from the shortest to the longest completion: the
+    lengths span three orders of magnitude and are right-skewed, so linear bins would crowd most rows
+    into the first few, while log bins show both labels' shapes and stay comparable across configs.
+    Bins are half-open [lo, hi) except the last, which includes the longest completion (np.histogram).
+    """
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise cs.OptionError(f"bins={bins!r}: must be a whole number of bins >= 1 (for example 20)")
+    mask = _label_mask(labels)
+    lengths = _as_lengths(completion_chars, "completion_chars")
+    _same_length(labels=mask, completion_chars=lengths)
+    if lengths.size == 0:
+        return {"scale": "log1p", "edges": [], "desirable": [], "undesirable": []}
+    low, high = int(lengths.min()), int(lengths.max())
+    if low == high:
+        edges = np.array([low, high + 1], dtype=float)
+    else:
+        edges = np.round(np.expm1(np.linspace(np.log1p(low), np.log1p(high), bins + 1)), 2)
+        edges[0], edges[-1] = low, high  # exact ends: rounding must not leave the extremes outside
+    return {
+        "scale": "log1p",
+        "edges": [float(edge) for edge in edges],
+        **{name: [int(count) for count in np.histogram(lengths[rows], bins=edges)[0]]
+           for name, rows in zip(LABEL_NAMES, (mask, ~mask))},
+    }
+
+
+def dataset_lengths(
+    dataset, *, tokenizer=None, max_length: Optional[int] = TRL_DEFAULT_MAX_LENGTH, bins: int = 20
+) -> dict:
+    """The length report and the completion histogram of one built split, for `stats` and the card.
+
+    Without a tokenizer the truncation figures are the 4-characters-per-token estimate.
+    """
+    labels, prompts, completions = dataset_columns(dataset)
+    prompt_chars, completion_chars = char_lengths(prompts, completions)
+    tokens = {}
+    if tokenizer is not None:
+        prompt_tokens, full_tokens = token_lengths(tokenizer, prompts, completions)
+        tokens = {"prompt_tokens": prompt_tokens, "full_tokens": full_tokens}
+    report = length_report(labels, prompt_chars, completion_chars, max_length=max_length, **tokens)
+    return {**report, "completion_histogram": completion_histogram(labels, completion_chars, bins=bins)}
