@@ -232,14 +232,16 @@ _POSITIVE = Rule(
 _FLAG = Rule("True or False", lambda value: isinstance(value, bool), None)
 _TEXT = Rule("text", lambda value: isinstance(value, str))
 _TEST_SIZE = Rule(
-    "a fraction of the source between 0 and 1 (e.g. 0.1) or a whole number of rows (at least 1)",
-    lambda value: (_is_whole(value) and value >= 1) or (isinstance(value, float) and 0 < value < 1),
+    "a fraction of the source between 0 and 1 (e.g. 0.1), a whole number of rows (at least 1), or 0 for no test "
+    "split",
+    lambda value: (_is_whole(value) and value >= 0) or (isinstance(value, float) and 0 < value < 1),
     _parse_test_size,
 )
 
 
-def _option(default: Any, rule: Rule, help: str) -> Any:
-    return dataclasses.field(default=default, metadata={"rule": rule, "help": help})
+def _option(default: Any, rule: Rule, help: str, shown: Optional[str] = None) -> Any:
+    """One option: its default, its rule, its help, and how `--help` shows a default of None."""
+    return dataclasses.field(default=default, metadata={"rule": rule, "help": help, "shown": shown})
 
 
 @dataclasses.dataclass
@@ -248,14 +250,16 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
     Each option is declared once, here; the command line, its `--help` and the docs read these."""
 
     source: Optional[str] = _option(
-        None, _TEXT, f"local path or URL of {SOURCE_FILENAME} (default: the Hub file at the revision, cached)"
+        None, _TEXT, f"local path or URL of {SOURCE_FILENAME}", "the Hub file at the revision, cached"
     )
     revision: str = _option("main", _TEXT, "Hub revision (branch, tag or commit) of the default source")
     desirable: Optional[int] = _option(
-        None, _COUNT, "desirable (True) rows to take; the other label is kept whole unless given too"
+        None, _COUNT, "desirable (True) rows to take; the other label is kept whole unless given too",
+        "as many as the smaller label has",
     )
     undesirable: Optional[int] = _option(
-        None, _COUNT, "undesirable (False) rows to take; the other label is kept whole unless given too"
+        None, _COUNT, "undesirable (False) rows to take; the other label is kept whole unless given too",
+        "as many as the smaller label has",
     )
     ratio: Optional[float] = _option(
         None, _POSITIVE, "desirable rows per undesirable row, the smaller label kept whole"
@@ -283,7 +287,7 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
         None,
         _TEST_SIZE,
         "hold out a prompt-disjoint test split before the selection, the same prompts for every config: "
-        "a fraction of the source (0.1) or a row count (100)",
+        "a fraction of the source (0.1), a row count (100), or 0 for none",
     )
     layout: str = _option(
         "kto",
@@ -306,6 +310,8 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
             value, rule = getattr(self, option.name), option.metadata["rule"]
             if value is not None and not rule.accepts(value):
                 raise OptionError("{given}: must be " + rule.states, given=Mention(option.name, value))
+        if self.test_size == 0:  # `None` cannot say "no test split": `datasets` drops None overrides
+            self.test_size = None
         given = {name for name, default in defaults.items() if getattr(self, name) != default}
         for option in sorted(given - named.takes)[:1]:
             raise OptionError(

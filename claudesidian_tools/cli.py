@@ -43,15 +43,15 @@ def flag(option: str) -> str:
 
 
 def option_default_text(option: str) -> str:
-    """An option's default, and where a config sets its own: read from the configs table."""
+    """An option's default, and where a config sets its own: read from the declaration and the configs table."""
+    field = next(field for field in cs.OPTIONS if field.name == option)
     base = cs.OPTION_DEFAULTS[option]
+    text = field.metadata["shown"] or ("none" if base is None else "off" if base is False else str(base))
     by_value = {}
     for named in cs.CONFIGS.values():
         value = named.option_defaults()[option]
         if value != base:
             by_value.setdefault(value, []).append(named.name)
-    words = {None: "none", False: "off", True: "on"}
-    text = words.get(base, str(base)) if not isinstance(base, (int, float)) or isinstance(base, bool) else str(base)
     for value, names in by_value.items():
         text += f"; {value} for {', '.join(names)}"
     return f"(default: {text})"
@@ -166,6 +166,7 @@ def command_build(args: argparse.Namespace) -> None:
         sys.stdout.writelines(lines)
     else:
         _write_atomically(args.out, lines)
+        args.interrupted = f"{args.out} was written before the interrupt"
     where = args.out if args.out not in (None, "-") else "stdout"
     others = [split for split in dataset_dict if split != args.split]
     note = f"; the config also has {', '.join(others)} (--split)" if others else ""

@@ -34,7 +34,8 @@ class TokenizerError(cs.ClaudesidianError):
 
     def __init__(self, name_or_path: Any, problem: str, fix: str):
         self.name_or_path = name_or_path
-        super().__init__(f"--tokenizer / tokenizer={str(name_or_path)!r}: {problem}. {fix}")
+        escaped = f"{problem}. {fix}".replace("{", "{{").replace("}", "}}")
+        super().__init__("{given}: " + escaped, given=cs.Mention("tokenizer", str(name_or_path)))
 
 
 # --- summaries ---------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Bad input: a ValueError subclass naming the file, the line and the fix; benign variations change nothing."""
+"""Bad input: a ValueError subclass naming the file, the line and the fix; benign variations change nothing.
+
+The tables call the scanner and the config check directly; one case of each runs end to end."""
 
 import json
 
@@ -43,11 +45,17 @@ def _with_bad_line(bad, at=3):
 def test_bad_line_is_named(write_source, bad_line, message):
     path = write_source(_with_bad_line(bad_line))
     with pytest.raises(cs.SourceError) as caught:
-        cs.load("balanced_custom", source=path)
+        cs.scan_source(path)
     assert isinstance(caught.value, ValueError)
     assert caught.value.path == path and caught.value.line == 3
     assert f"{path}, line 3: " in str(caught.value) and message in str(caught.value)
     assert "Fix or delete that line" in str(caught.value)
+
+
+def test_a_bad_line_stops_the_whole_load(write_source):
+    path = write_source(_with_bad_line('{"conversations": ['))
+    with pytest.raises(cs.SourceError, match=f"{path}, line 3: is not valid JSON"):
+        cs.load("balanced_custom", source=path)
 
 
 def test_empty_file(write_source, tmp_path):
@@ -99,25 +107,81 @@ def test_an_escaped_backslash_before_ud800_is_text(write_source):
     [
         ("balanced_custom", {"desirable": -1}, "desirable=-1: must be a positive whole number"),
         ("balanced_custom", {"undesirable": 0}, "undesirable=0: must be a positive whole number"),
-        ("balanced_custom", {"ratio": 0}, "ratio=0: must be a number above 0"),
-        ("balanced_custom", {"ratio": -2.0}, "ratio=-2.0: must be a number above 0"),
+        ("balanced_custom", {"ratio": 0}, "ratio=0: must be a finite number above 0"),
+        ("balanced_custom", {"ratio": -2.0}, "ratio=-2.0: must be a finite number above 0"),
+        ("balanced_custom", {"ratio": float("inf")}, "ratio=inf: must be a finite number above 0"),
         ("balanced_custom", {"ratio": 2.0, "desirable": 10}, "give either counts or a ratio, not both"),
-        ("balanced_custom", {"desirable": 800}, "desirable=800 but the source has only 746"),
         ("balanced_custom", {"order": "random"}, "order='random': must be one of source, shuffle, mixed"),
         ("balanced_custom", {"order": "mixed"}, "order='mixed' needs batch_size"),
-        ("balanced_custom", {"batch_size": 4}, "batch_size only applies to order='mixed'"),
-        ("balanced_254", {"seed": 7}, "seed=7 is not an option of the 'balanced_254' config"),
-        ("balanced_254", {"dedupe": True}, "dedupe=True is not an option of the 'balanced_254' config"),
-        ("full", {"desirable": 10}, "desirable=10 is not an option of the 'full' config"),
-        ("full", {"order": "mixed", "batch_size": 3}, "the smallest batch size that works is 4"),
-        ("nope", {}, "name='nope': unknown config"),
-        ("full", {"colour": "red"}, "unknown option(s) colour"),
+        ("balanced_custom", {"batch_size": 4}, "batch_size=4 applies only to order='mixed'"),
+        ("balanced_custom", {"order": "source", "batch_size": 4}, "applies only to order='mixed', not order='source'"),
+        ("balanced_custom", {"length_strata": 5, "desirable": 3}, "length_strata=5 decides how many rows"),
+        ("balanced_custom", {"seed": "7"}, "seed='7': must be a whole number"),
+        ("balanced_custom", {"dedupe": "yes"}, "dedupe='yes': must be True or False"),
+        ("balanced_254", {"seed": 7}, "seed=7 is not an option of name='balanced_254'"),
+        ("balanced_254", {"dedupe": True}, "dedupe=True is not an option of name='balanced_254'"),
+        ("balanced_254", {"test_size": 0.1}, "use name='balanced_custom' to choose test_size, or name='full_eval'"),
+        ("full", {"desirable": 10}, "desirable=10 is not an option of name='full' (every source row)"),
+        ("full", {"seed": 7}, "seed=7 has no effect on name='full' in source order"),
+        ("full", {"test_size": -1}, "test_size=-1: must be a fraction of the source between 0 and 1"),
+        ("full", {"test_size": True}, "test_size=True: must be a fraction"),
+        ("full", {"source": "x.jsonl", "revision": "v1"}, "give one of them"),
+        ("sft", {"undesirable": 10}, "undesirable=10 is not an option of name='sft'"),
+        ("sft", {"order": "mixed"}, "order='mixed' does not apply to name='sft'"),
+        ("sft", {"layout": "kto"}, "layout='kto' does not apply to name='sft'"),
+        ("pairs", {"ratio": 2.0}, "ratio=2.0 is not an option of name='pairs'"),
+        ("pairs", {"dedupe": True}, "dedupe=True is not an option of name='pairs'"),
     ],
 )
-def test_bad_options(source_path, name, options, message):
+def test_bad_options(name, options, message):
+    named = cs.CONFIGS[name]
     with pytest.raises(cs.OptionError) as caught:
-        cs.load(name, source=source_path, **options)
+        cs.ClaudesidianSyntheticConfig(name=name, **{**named.option_defaults(), **options})
     assert message in str(caught.value)
+
+
+def test_a_bad_option_stops_the_load_before_the_source_is_read(source_path, monkeypatch):
+    monkeypatch.setattr(cs, "scan_source", lambda path: pytest.fail("the source was read"))
+    with pytest.raises(cs.OptionError, match="order='mixed' needs batch_size"):
+        cs.load("full", source=source_path, order="mixed")
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("balanced_custom", {"desirable": 800}, "desirable=800 but the source has only 746 desirable rows"),
+        ("full", {"order": "mixed", "batch_size": 3}, "the smallest batch size that works is 4"),
+        ("full", {"test_size": 2}, "test_size=2 leaves the test split with one label"),
+        ("full", {"test_size": 1000}, "test_size=1000 asks for 1000 of the 1000 source rows"),
+        ("full", {"test_size": 0.1, "order": "mixed", "batch_size": 2},
+         "the test split: batch_size=2 cannot give every batch both labels"),
+        ("balanced_custom", {"length_strata": 1, "ratio": 0.001}, "leaves 0 desirable"),
+    ],
+)
+def test_options_the_source_cannot_satisfy(real_scan, name, options, message):
+    config = cs.ClaudesidianSyntheticConfig(name=name, **{**cs.CONFIGS[name].option_defaults(), **options})
+    keys = real_scan[1] if cs.needs_row_keys(config) else None
+    with pytest.raises(cs.OptionError) as caught:
+        cs.plan_splits(real_scan[0], config, keys)
+    assert message in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def real_scan(source_path):
+    scan = cs.scan_source(source_path)
+    return scan, cs.read_row_keys(source_path, scan)
+
+
+def test_unknown_config_and_options_in_load():
+    with pytest.raises(cs.OptionError, match="name='nope': unknown config"):
+        cs.load("nope")
+    with pytest.raises(cs.OptionError, match="unknown option.s. colour"):
+        cs.load("full", colour="red")
+
+
+def test_the_source_names_what_it_cannot_give_end_to_end(source_path):
+    with pytest.raises(cs.OptionError, match=f"{source_path}: desirable=800 but the source has only 746"):
+        cs.load("balanced_custom", source=source_path, desirable=800)
 
 
 def test_source_rewritten_during_the_build_is_one_clear_error(write_source, monkeypatch):

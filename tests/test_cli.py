@@ -3,41 +3,68 @@
 import hashlib
 import json
 import os
+import re
+import signal
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
-from conftest import PUBLISHED_SHA256, REPO
+from conftest import PUBLISHED_SHA256, REPO, last_line, run_cli
 
 import claudesidian_synthetic as cs
+from claudesidian_tools.cli import make_parser
+
+COMMANDS = ["configs", "build", "stats", "export", "push", "infos", "verify"]
 
 
-def run_cli(*args, cache=None, env=None):
-    environment = {**os.environ, **(env or {})}
-    if cache:
-        environment["HF_HOME"] = str(cache)
-    return subprocess.run(
-        [sys.executable, "-m", "claudesidian_tools.cli", *args],
-        cwd=REPO, env=environment, capture_output=True, text=True, timeout=300,
-    )
-
-
-def last_line(result) -> str:
-    return result.stderr.strip().splitlines()[-1]
-
-
-@pytest.mark.parametrize("command", [[], ["build"], ["stats"], ["export"], ["push"], ["infos"]])
+@pytest.mark.parametrize("command", [[]] + [[name] for name in COMMANDS])
 def test_help(command):
     result = run_cli(*command, "--help")
     assert result.returncode == 0 and "usage: claudesidian-synthetic" in result.stdout
 
 
-def test_help_shows_the_defaults():
+def test_every_config_option_is_a_flag_with_its_declared_help_and_default():
+    """The command line is built from the builder's declarations: one flag per option, its help, its
+    default (and each config's own), so neither can drift from the other."""
+    build = make_parser()._subparsers._group_actions[0].choices["build"]
+    flags = {action.option_strings[0]: action for action in build._actions if action.option_strings}
+    for field in cs.OPTIONS:
+        action = flags["--" + field.name.replace("_", "-")]
+        assert action.help.startswith(field.metadata["help"].replace("%", "%%")), field.name
+        assert "(default: " in action.help, field.name
+        for named in cs.CONFIGS.values():
+            value = named.option_defaults()[field.name]
+            if value != field.default:
+                assert f"{value} for" in action.help and named.name in action.help, (field.name, named.name)
+        rule = field.metadata["rule"]
+        if rule.choices:
+            assert tuple(action.choices) == rule.choices
     text = " ".join(run_cli("build", "--help").stdout.split())
-    for default in ("(default: 42, the published one)", "(default: main)", "(default: train)", "(default: kto)",
-                    "(default: source for full, shuffle otherwise)", "(default: stdout)"):
+    for default in ("(default: 42)", "(default: main)", "(default: train)", "(default: kto; messages for sft; "
+                    "preference for pairs)", "(default: shuffle; source for full; mixed for full_eval, "
+                    "balanced_length_matched)", "(default: stdout)", "(default: off)"):
         assert default in text
+
+
+def test_the_config_argument_offers_the_configs_table():
+    build = make_parser()._subparsers._group_actions[0].choices["build"]
+    (config,) = [action for action in build._actions if action.dest == "config"]
+    assert list(config.choices) == list(cs.CONFIGS)
+
+
+def test_configs_lists_the_table():
+    lines = run_cli("configs").stdout.splitlines()
+    assert [line.split()[0] for line in lines] == list(cs.CONFIGS)
+    assert "pinned to the v1.0.0 bytes" in lines[0] and "[test_size=0.1, layout=messages]" in lines[5]
+
+
+def test_a_misspelled_option_gets_the_subcommands_usage_and_the_closest_option():
+    result = run_cli("build", "full", "--sorce", "x.jsonl")
+    assert result.returncode == 2
+    assert "usage: claudesidian-synthetic build" in result.stderr
+    assert "unrecognized arguments: --sorce (did you mean --source?)" in last_line(result)
 
 
 def test_version():
@@ -100,7 +127,7 @@ def test_stats_full_mixed_has_no_single_label_batch_of_4(source_path, tmp_path):
                      cache=tmp_path / "hf")
     train = json.loads(result.stdout)["train"]
     assert train["homogeneous_batches"]["4"] == 0 and train["rows"] == 1000 and train["duplicates"] == 19
-    assert train["homogeneous_batches"]["8"] == 0
+    assert train["homogeneous_batches"]["8"] == 0 and train["prompts"] == 933
 
 
 def test_stats_reports_each_split_and_the_prompts_they_share(source_path, tmp_path):
@@ -116,20 +143,28 @@ def test_stats_reports_each_split_and_the_prompts_they_share(source_path, tmp_pa
     ("args", "message"),
     [
         (["build", "full", "--source", "/nonexistent.jsonl"], "no such file"),
-        (["build", "balanced_custom", "--ratio", "-1"], "ratio=-1.0: must be a number above 0"),
-        (["stats", "full", "--order", "mixed", "--batch-size", "3"], "smallest batch size that works is 4"),
-        (["build", "balanced_254", "--seed", "3"], "use name='balanced_custom'"),
-        (["build", "full", "--batch-size", "4"], "batch_size only applies to order='mixed'"),
-        (["build", "full", "--seed", "7"], "seed=7 has no effect on 'full' in source order"),
-        (["build", "full", "--test-size", "0"], "test_size=0: give a fraction"),
-        (["build", "full", "--test-size", "1.0"], "test_size=1.0: give a fraction"),
-        (["build", "full", "--test-size", "-3"], "test_size=-3: give a fraction"),
-        (["build", "full", "--test-size", "1000"], "asks for 1000 of the 1000 source rows"),
+        (["build", "balanced_custom", "--ratio", "-1"], "--ratio -1.0: must be a finite number above 0"),
+        (["stats", "full", "--order", "mixed", "--batch-size", "3"], "--batch-size 3 cannot give every batch"),
+        (["build", "balanced_254", "--seed", "3"], "use the config balanced_custom to choose --seed"),
+        (["build", "full", "--batch-size", "4"], "--batch-size 4 applies only to --order mixed"),
+        (["build", "full", "--order", "shuffle", "--batch-size", "4"], "only to --order mixed, not --order shuffle"),
+        (["build", "full", "--seed", "7"], "--seed 7 has no effect on the config full in source order: give --order"),
+        (["build", "full", "--test-size", "1.0"], "--test-size 1.0: must be a fraction"),
+        (["build", "full", "--test-size", "-3"], "--test-size -3: must be a fraction"),
+        (["build", "full", "--test-size", "1000"], "--test-size 1000 asks for 1000 of the 1000 source rows"),
         (["build", "full", "--test-size", "1"], "leaves the test split with one label"),
         (["build", "balanced_254", "--test-size", "0.1"], "it is the published file"),
-        (["build", "full", "--split", "test"], "a test split needs --test-size"),
+        (["build", "balanced_custom", "--desirable", "800"], "or add --replacement to oversample"),
+        (["build", "sft", "--undesirable", "3"], "--undesirable 3 is not an option of the config sft"),
+        (["build", "pairs", "--ratio", "2"], "--ratio 2.0 is not an option of the config pairs"),
+        (["build", "full", "--split", "test"], "--split test: the config full has the split(s) train; add --test-size"),
+        (["build", "full", "--test-size", "0.1", "--split", "validation"],
+         "--split validation: the config full has the split(s) train, test"),
         (["build", "full", "--format", "raw", "--layout", "kto"], "disagree"),
         (["build", "full", "--out", "/nonexistent-folder/x.jsonl"], "the folder /nonexistent-folder does not exist"),
+        (["build", "full", "--out", "/tmp"], "--out /tmp is a folder: give a file path"),
+        (["stats", "full", "--max-length", "0"], "--max-length 0: must be a positive whole number"),
+        (["stats", "full", "--tokenizer", "/nonexistent-tokenizer"], "--tokenizer /nonexistent-tokenizer: "),
     ],
 )
 def test_errors_are_one_line_and_exit_2(source_path, tmp_path, args, message):
@@ -139,6 +174,14 @@ def test_errors_are_one_line_and_exit_2(source_path, tmp_path, args, message):
     assert result.returncode == 2
     assert last_line(result).startswith("claudesidian-synthetic: error: ") and message in last_line(result)
     assert "Traceback" not in result.stderr
+    assert not re.search(r"\b(" + "|".join(cs.OPTION_DEFAULTS) + r"|name)=", last_line(result))  # flags, not keywords
+
+
+def test_python_speaks_keywords_where_the_command_line_speaks_flags(source_path):
+    with pytest.raises(cs.OptionError) as caught:
+        cs.load("full", source=source_path, batch_size=4)
+    assert str(caught.value) == "batch_size=4 applies only to order='mixed'"
+    assert caught.value.render("cli") == "--batch-size 4 applies only to --order mixed"
 
 
 @pytest.mark.parametrize(
@@ -146,7 +189,7 @@ def test_errors_are_one_line_and_exit_2(source_path, tmp_path, args, message):
     [
         (["build", "full", "--order", "mixed", "--batch-size", "8", "--batch-size", "4"], "--batch-size given twice"),
         (["build", "full", "--layout", "chatml"], "invalid choice: 'chatml'"),
-        (["build", "full", "--test-size", "a tenth"], "neither a fraction"),
+        (["build", "full", "--test-size", "a tenth"], "'a tenth' is not a fraction of the source"),
     ],
 )
 def test_usage_errors_exit_2(source_path, tmp_path, args, message):
@@ -170,3 +213,58 @@ def test_failed_build_leaves_no_output_file(tmp_path):
     out = tmp_path / "out.jsonl"
     result = run_cli("build", "full", "--source", "/nonexistent.jsonl", "--out", str(out))
     assert result.returncode == 2 and not out.exists()
+
+
+def test_an_unwritable_out_folder_is_one_line_naming_it(source_path, tmp_path):
+    try:
+        os.close(os.open("/sys/claudesidian-probe", os.O_WRONLY | os.O_CREAT))
+        pytest.skip("/sys is writable here, so it cannot stand for an unwritable folder")
+    except OSError:
+        pass
+    result = run_cli("build", "balanced_254", "--source", source_path, "--out", "/sys/b.jsonl", cache=tmp_path / "hf")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()[-1:]) == 1
+    assert "--out /sys/b.jsonl: cannot write in /sys" in last_line(result) and ".partial" not in result.stderr
+
+
+def interrupt_when(process: subprocess.Popen, ready, timeout: float = 120) -> str:
+    """Send Ctrl-C (SIGINT) to `process` once `ready()` holds; return what it printed on stderr."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None and time.monotonic() < deadline, "it ended before it could be interrupted"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    return process.communicate(timeout=timeout)[1]
+
+
+def test_ctrl_c_during_a_build_is_one_line_and_writes_nothing(tmp_path):
+    from conftest import generate_source
+
+    source = tmp_path / "big.jsonl"
+    generate_source(source, 200_000)
+    out = tmp_path / "out.jsonl"
+    process = subprocess.Popen([sys.executable, "-m", "claudesidian_tools.cli", "build", "balanced_custom",
+                                "--source", str(source), "--out", str(out)], cwd=REPO, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "HF_HOME": str(tmp_path / "hf")})
+    err = interrupt_when(process, lambda: (tmp_path / "hf-cache").is_dir())  # the build has begun
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == f"claudesidian-synthetic: interrupted: {out} was not written", err
+    assert "Traceback" not in err and sorted(os.listdir(tmp_path)) == ["big.jsonl", "hf-cache"]  # no partial file
+
+
+def test_stats_of_several_configs_checks_their_held_out_prompts(source_path, tmp_path):
+    result = run_cli("stats", "full_eval", "sft", "pairs", "--source", source_path, "--json", cache=tmp_path / "hf")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert list(report["configs"]) == ["full_eval", "sft", "pairs"]
+    assert len(report["held_out_leaks"]) == 6 and {leak["shared"] for leak in report["held_out_leaks"]} == {0}
+
+
+def test_stats_reports_lengths_and_truncation(source_path, tmp_path):
+    result = run_cli("stats", "balanced_254", "--source", source_path, "--json", cache=tmp_path / "hf")
+    lengths = json.loads(result.stdout)["train"]["lengths"]
+    assert lengths["desirable"]["completion_chars"]["median"] == 1411
+    assert lengths["undesirable"]["completion_chars"]["median"] == 628
+    assert lengths["ks_completion_chars"] == pytest.approx(0.5433, abs=1e-4)
+    assert lengths["over_chars_estimate"]["max_length"] == 1024
+    text = run_cli("stats", "balanced_length_matched", "--source", source_path, cache=tmp_path / "hf").stdout
+    assert "length distance      0.0" in text and "desirable reply chars" in text

@@ -1,24 +1,30 @@
-"""The Hub-ready folder: data files, card, recipes, infos, script; loading it with `datasets`; pushing it."""
+"""The Hub-ready folder: data files, card, recipes, figures, manifest; loading it with `datasets`; keeping
+every file it did not write; streaming into Parquet in bounded memory."""
 
-import dataclasses
+import json
 import os
-import re
-import warnings
+import shutil
+import signal
+import subprocess
+import sys
 
 import datasets
 import huggingface_hub
+import pyarrow.parquet
 import pytest
 import yaml
-from conftest import as_source_rows
-from test_cli import run_cli
+from conftest import REPO, as_source_rows, generate_source, run_cli
+from test_cli import interrupt_when
 
 import claudesidian_synthetic as cs
 from claudesidian_tools import export as exporter
-from claudesidian_tools.kto import dataset_stats
+from claudesidian_tools.card import size_category
+from claudesidian_tools.stats import dataset_stats
 
-EXTRA = [*exporter.DEFAULT_EXPORTS, "mixed8=full:order=mixed,batch_size=8",
-         "balanced_custom:desirable=300,undesirable=200,seed=7", "conv=balanced_254:layout=conversations"]
+EXTRA = ["mixed8=full:order=mixed,batch_size=8", "balanced_custom:desirable=300,undesirable=200,seed=7",
+         "conv=balanced_254:layout=conversations"]
 CUSTOM = "balanced_custom_desirable300_seed7_undesirable200"
+EXPORTED = [*exporter.DEFAULT_EXPORTS, "mixed8", CUSTOM, "conv"]
 
 
 @pytest.fixture(scope="module")
@@ -27,29 +33,21 @@ def exported(tmp_path_factory, source_path):
     cache = tmp_path_factory.mktemp("export-cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
-        exporter.export(str(folder), [exporter.parse_config_spec(spec) for spec in EXTRA], source=source_path)
+        specs = [exporter.parse_config_spec(spec) for spec in [*exporter.DEFAULT_EXPORTS, *EXTRA]]
+        exporter.export(str(folder), specs, source=source_path)
     return folder
 
 
 def test_folder_layout(exported):
     files = sorted(str(path.relative_to(exported)) for path in exported.rglob("*") if path.is_file())
-    assert files == [
-        "README.md",
-        "claudesidian_synthetic.py",
-        "data/balanced_254/train-00000-of-00001.parquet",
-        f"data/{CUSTOM}/train-00000-of-00001.parquet",
-        "data/conv/train-00000-of-00001.parquet",
-        "data/full/train-00000-of-00001.parquet",
-        "data/full_eval/test-00000-of-00001.parquet",
-        "data/full_eval/train-00000-of-00001.parquet",
-        "data/mixed8/train-00000-of-00001.parquet",
-        "dataset_infos.json",
-        "recipes/kto_balanced_254.yaml",
-        f"recipes/kto_{CUSTOM}.yaml",
-        "recipes/kto_full.yaml",
-        "recipes/kto_full_eval.yaml",
-        "recipes/kto_mixed8.yaml",  # none for `conv`: TRL does not read that layout
-    ]
+    data = [f"data/{name}/{split}-00000-of-00001.parquet" for name in EXPORTED
+            for split in (("train", "test") if name in ("full_eval", "sft", "pairs") else ("train",))]
+    recipes = [f"recipes/{'sft' if name == 'sft' else 'dpo' if name == 'pairs' else 'kto'}_{name}.yaml"
+               for name in EXPORTED if name != "conv"]  # none for `conv`: TRL does not read that layout
+    assert files == sorted(["README.md", exporter.MANIFEST, "dataset_infos.json", exporter.SCRIPT_PATH, *data,
+                            *recipes, *[f"figures/{name}.png" for name in EXPORTED]])
+    manifest = json.loads((exported / exporter.MANIFEST).read_text())
+    assert manifest["files"] == files  # the manifest records every file export wrote, and only those
 
 
 @pytest.mark.parametrize(
@@ -57,7 +55,10 @@ def test_folder_layout(exported):
     [
         ("balanced_254", "balanced_254", {}),
         ("full", "full", {}),
-        ("full_eval", "full", {"test_size": 0.1, "order": "mixed", "batch_size": 4}),
+        ("full_eval", "full_eval", {}),
+        ("balanced_length_matched", "balanced_length_matched", {}),
+        ("sft", "sft", {}),
+        ("pairs", "pairs", {}),
         ("mixed8", "full", {"order": "mixed", "batch_size": 8}),
         (CUSTOM, "balanced_custom", {"desirable": 300, "undesirable": 200, "seed": 7}),
         ("conv", "balanced_254", {"layout": "conversations"}),
@@ -77,86 +78,239 @@ def test_default_config_is_balanced_254(exported, published_rows):
     assert as_source_rows(dataset) == published_rows
 
 
+def test_streamed_parquet_is_what_one_write_of_the_whole_split_gives(exported, source_path, tmp_path):
+    """The rows stream into Parquet a row group at a time; the file is byte for byte what writing the
+    builder's whole split at once gives (the export before streaming did just that)."""
+    for name, split in (("full_eval", "train"), ("balanced_254", "train")):
+        table = cs.load(name, split=split, source=source_path).data.table.replace_schema_metadata(None)
+        pyarrow.parquet.write_table(table, tmp_path / "whole.parquet")
+        written = exported / "data" / name / f"{split}-00000-of-00001.parquet"
+        assert written.read_bytes() == (tmp_path / "whole.parquet").read_bytes(), name
+
+
+def test_memory_follows_the_row_group_not_the_split(tmp_path, monkeypatch):
+    """With 200-row row groups, a split of 20,000 rows needs about the Arrow memory of one of 2,000:
+    rows stream through, only their figures (a few bytes each) stay. The files are the same rows."""
+    import pyarrow
+
+    monkeypatch.setattr(exporter, "ROWS_PER_ROW_GROUP", 200)
+    peaks = {}
+    for rows in (2_000, 20_000):
+        source = tmp_path / f"rows{rows}.jsonl"
+        generate_source(source, rows)
+        scan = cs.scan_source(str(source))
+        spec = exporter.parse_config_spec(f"every=balanced_custom:desirable={int(scan.labels.sum())},"
+                                          f"undesirable={int((~scan.labels).sum())},order=source")
+        pool = pyarrow.default_memory_pool()
+        pool.release_unused()
+        before = pool.max_memory()
+        exporter.export(str(tmp_path / f"out{rows}"), [spec], source=str(source))
+        peaks[rows] = pool.max_memory() - before if before else pool.max_memory()
+        written = pyarrow.parquet.ParquetFile(tmp_path / f"out{rows}" / "data" / "every" / "train-00000-of-00001.parquet")
+        assert written.metadata.num_rows == rows and written.metadata.num_row_groups == rows // 200
+        assert max(written.metadata.row_group(i).num_rows for i in range(written.num_row_groups)) == 200
+    assert peaks[20_000] <= 1.5 * peaks[2_000] + 2**20, peaks
+
+
 def test_card_figures_are_what_stats_reports(exported, source_path):
     """Every row of the card's configs table, against `stats` of the builder's own dataset."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        card = huggingface_hub.DatasetCard.load(str(exported / "README.md"))
+    card = huggingface_hub.DatasetCard.load(str(exported / "README.md"))
     table = {(cells[0], cells[1]): cells[2:] for cells in (
         [cell.strip().strip("`") for cell in line.strip("|").split("|")]
         for line in card.text.split("## Configs")[1].split("##")[0].splitlines() if line.startswith("| `"))}
-    expected = {("full_eval", "test"): cs.load("full", split="test", source=source_path, test_size=0.1,
-                                               order="mixed", batch_size=4)}
-    expected[("full", "train")] = cs.load("full", split="train", source=source_path)
-    expected[("balanced_254", "train")] = cs.load("balanced_254", split="train", source=source_path)
-    for key, dataset in expected.items():
-        stats = dataset_stats(dataset)
+    for (name, split), options in {("full_eval", "test"): {}, ("full", "train"): {}, ("balanced_254", "train"): {},
+                                   ("balanced_length_matched", "train"): {}}.items():
+        stats = dataset_stats(cs.load(name, split=split, source=source_path, **options))
         weights = stats["kto_weights"]
-        assert table[key] == [
+        assert table[(name, split)] == [
             str(stats["rows"]), str(stats["desirable"]), str(stats["undesirable"]),
             f"{stats['first_50']['desirable']} / {stats['first_50']['undesirable']}",
             f"{stats['homogeneous_batches']['4']} of {stats['rows'] // 4}",
             f"{weights['desirable_weight']}, {weights['undesirable_weight']}",
         ]
-    assert len(table) == 7  # every exported split has its row
+    assert len(table) == 14  # every exported split has its row
 
 
-def test_card_names_what_was_exported_and_its_sizes(exported):
+def test_card_length_table_is_what_stats_reports(exported, source_path):
+    card = (exported / "README.md").read_text(encoding="utf-8")
+    section = card.split("## What each config teaches: lengths")[1].split("\n\n")[2]
+    rows = {cells[0]: cells[2:] for cells in ([c.strip().strip("`") for c in line.strip("|").split("|")]
+                                               for line in section.splitlines()[2:])}
+    for name in ("balanced_254", "full", "balanced_length_matched"):
+        lengths = dataset_stats(cs.load(name, split="train", source=source_path))["lengths"]
+        desirable, undesirable = lengths["desirable"], lengths["undesirable"]
+        assert rows[name] == [f"{desirable['rows']} / {undesirable['rows']}",
+                              f"{desirable['completion_chars']['median']:g} / "
+                              f"{undesirable['completion_chars']['median']:g}",
+                              f"{lengths['ks_completion_chars']:.2f}"], name
+    assert rows["balanced_254"][2] == "0.54" and float(rows["balanced_length_matched"][2]) <= 0.10
+
+
+def test_card_header_names_what_was_exported_and_its_sizes(exported):
     card = huggingface_hub.DatasetCard.load(str(exported / "README.md"))
     data = card.data.to_dict()
     assert data["license"] == "mit" and data["size_categories"] == ["1K<n<10K"]
     assert [c["config_name"] for c in data["configs"] if c.get("default")] == ["balanced_254"]
     names = [entry["config_name"] for entry in data["configs"]]
-    assert "holds the configs " + ", ".join(f"`{name}`" for name in names) in " ".join(card.text.split())
-    assert "balanced_custom`" not in card.text.split("## Configs")[0]  # not exported under that name
+    assert names == EXPORTED
+    assert "into the configs " + ", ".join(f"`{name}`" for name in names) in " ".join(card.text.split())
     infos = {info["config_name"]: info for info in data["dataset_info"]}
     for name in names:
         files = exported / "data" / name
         assert infos[name]["download_size"] == sum(path.stat().st_size for path in files.iterdir())
     assert {split["name"]: split["num_examples"] for split in infos["full_eval"]["splits"]} == {"train": 900,
                                                                                                "test": 100}
-    assert "prompt-disjoint" in card.text and "0 prompts shared" in card.text and "huggingface-cli" not in card.text
+    assert "0 prompts shared with `train`" in card.text and "huggingface-cli" not in card.text
+
+
+def test_size_categories_are_the_hubs():
+    assert [size_category(rows) for rows in (999, 1000, 99_999, 999_999, 1_000_000, 10**7)] == [
+        "n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M"]
+
+
+def test_figures_are_pngs_the_card_shows_and_draw_the_stats(exported, source_path):
+    from claudesidian_tools.plots import plot_config
+
+    card = (exported / "README.md").read_text(encoding="utf-8")
+    for name in EXPORTED:
+        figure = exported / "figures" / f"{name}.png"
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"](figures/{name}.png)" in card
+    stats = dataset_stats(cs.load("full", split="train", source=source_path))
+    drawn = plot_config(str(exported / "redrawn.png"), title="full", histogram=stats["completion_histogram"],
+                        splits={"train": {"desirable": 746, "undesirable": 254}},
+                        first_labels=stats["first_labels"], batch_size=4)
+    (exported / "redrawn.png").unlink()
+    assert drawn["histogram"]["desirable"] == stats["completion_histogram"]["desirable"]
+    assert (exported / "redrawn.png").exists() is False
+    manifest = json.loads((exported / exporter.MANIFEST).read_text())
+    (entry,) = [entry for entry in manifest["configs"] if entry["name"] == "full"]
+    assert entry["stats"]["train"]["completion_histogram"] == stats["completion_histogram"]
 
 
 def test_recipes_name_the_dataset_the_splits_the_batch_size_and_the_weights(exported):
     recipe = yaml.safe_load((exported / "recipes/kto_full_eval.yaml").read_text(encoding="utf-8"))
     assert recipe == {
-        "dataset_name": str(exported), "dataset_config": "full_eval", "dataset_train_split": "train",
+        "dataset_name": "dataset", "dataset_config": "full_eval", "dataset_train_split": "train",
         "desirable_weight": 1.0, "undesirable_weight": 2.9301,
         "per_device_train_batch_size": 4, "per_device_eval_batch_size": 4,
         "dataset_test_split": "test", "eval_strategy": "steps", "eval_steps": 50,
     }
     plain = yaml.safe_load((exported / "recipes/kto_balanced_254.yaml").read_text(encoding="utf-8"))
     assert plain["eval_strategy"] == "no" and "per_device_train_batch_size" not in plain
+    sft = yaml.safe_load((exported / "recipes/sft_sft.yaml").read_text(encoding="utf-8"))
+    dpo = yaml.safe_load((exported / "recipes/dpo_pairs.yaml").read_text(encoding="utf-8"))
+    assert sft["dataset_config"] == "sft" and dpo["dataset_config"] == "pairs"
+    assert sft["dataset_test_split"] == dpo["dataset_test_split"] == "test"
+    assert "max_length" not in recipe  # no tokenizer: TRL's default applies, and the card says what it cuts
+    assert "TRL's default `max_length` (1024 tokens)" in (exported / "README.md").read_text(encoding="utf-8")
 
 
-def test_script_in_the_folder_is_the_builder(exported):
+def test_the_loading_script_is_the_builder_below_the_root(exported):
     with open(cs.__file__, encoding="utf-8") as file:
-        assert (exported / "claudesidian_synthetic.py").read_text(encoding="utf-8") == file.read()
+        assert (exported / exporter.SCRIPT_PATH).read_text(encoding="utf-8") == file.read()
+    assert not list(exported.glob("*.py"))
 
 
-def test_a_bad_option_writes_nothing_and_a_re_export_replaces_the_folder_whole(source_path, tmp_path):
-    folder = tmp_path / "out"
-    result = run_cli("export", str(folder), "--source", source_path, "--config", "mixed4=full:order=mixed",
+def test_a_folder_named_like_the_loading_script_loads_its_parquet(source_path, tmp_path):
+    folder = tmp_path / "claudesidian_synthetic"
+    exporter.export(str(folder), [exporter.parse_config_spec("balanced_254")], source=source_path)
+    assert len(datasets.load_dataset(str(folder), name="balanced_254", split="train")) == 508
+
+
+def test_a_moved_export_loads_and_its_card_commands_run_from_the_new_place(source_path, tmp_path):
+    """Recipes and the card name the folder by its name, used from the folder that holds it."""
+    exporter.export(str(tmp_path / "first" / "kto-data"), [exporter.parse_config_spec("full_eval")],
+                    source=source_path)
+    shutil.move(str(tmp_path / "first"), str(tmp_path / "elsewhere"))
+    card = (tmp_path / "elsewhere" / "kto-data" / "README.md").read_text(encoding="utf-8")
+    (python,) = [block for block in card.split("```python\n")[1:2]]
+    code = python.split("```")[0] + "\nprint('ROWS', len(ds))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "elsewhere", capture_output=True, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert "ROWS 900" in result.stdout, result.stderr[-2000:]
+    recipe = yaml.safe_load((tmp_path / "elsewhere" / "kto-data" / "recipes" / "kto_full_eval.yaml").read_text())
+    code = (f"import datasets; print('TEST', len(datasets.load_dataset({recipe['dataset_name']!r}, "
+            f"name={recipe['dataset_config']!r}, split='test')))")  # as `trl kto` reads the recipe, from here
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "elsewhere", capture_output=True, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert "TEST 100" in result.stdout, result.stderr[-2000:]
+    assert "trl kto --config kto-data/recipes/kto_full_eval.yaml" in card
+
+
+# --- nothing lost, nothing escapes ---------------------------------------------------------------
+
+
+def test_a_re_export_keeps_a_git_working_copy_and_every_file_it_did_not_write(source_path, tmp_path):
+    folder = tmp_path / "re"
+    first = run_cli("export", str(folder), "--source", source_path, "--config", "a=full",
+                    "--config", "b=balanced_254", cache=tmp_path / "hf")
+    assert first.returncode == 0, first.stderr
+    subprocess.run(["git", "init", "-q", str(folder)], check=True)
+    subprocess.run(["git", "-C", str(folder), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(folder), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first"],
+                   check=True)
+    (folder / "notes.txt").write_text("keep me")
+    (folder / "data" / "a" / "mine.txt").write_text("keep me too")
+    result = run_cli("export", str(folder), "--source", source_path, "--config", "b=balanced_254",
                      cache=tmp_path / "hf")
-    assert result.returncode == 2 and "needs batch_size" in result.stderr and not folder.exists()
-    assert run_cli("export", str(folder), "--source", source_path, "--config",
-                   "mixed4=full:order=mixed,batch_size=4", cache=tmp_path / "hf").returncode == 0
-    assert (folder / "data" / "mixed4").is_dir()
-    result = run_cli("export", str(folder), "--source", source_path, cache=tmp_path / "hf")
     assert result.returncode == 0, result.stderr
-    assert sorted(os.listdir(folder / "data")) == ["balanced_254", "full", "full_eval"]  # mixed4 is gone
-    assert not (folder / "recipes" / "kto_mixed4.yaml").exists()
-    assert sorted(os.listdir(tmp_path)) == ["hf-cache", "out"]  # no staging folder left
+    assert (folder / "notes.txt").read_text() == "keep me" and (folder / "data" / "a" / "mine.txt").exists()
+    assert not (folder / "data" / "a" / "train-00000-of-00001.parquet").exists()  # the old export's file went
+    assert not (folder / "recipes" / "kto_a.yaml").exists() and (folder / "recipes" / "kto_b.yaml").exists()
+    status = subprocess.run(["git", "-C", str(folder), "status", "--porcelain"], capture_output=True, text=True,
+                            check=True).stdout
+    assert "D data/a/train-00000-of-00001.parquet" in status and "?? notes.txt" in status  # .git is intact
+    assert sorted(os.listdir(tmp_path)) == ["hf", "hf-cache", "re"]  # no staging folder left
+
+
+def test_export_refuses_a_folder_it_did_not_write(source_path, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    result = run_cli("export", str(tmp_path / "mine"), "--source", source_path, cache=tmp_path / "hf")
+    assert result.returncode == 2 and "holds files that export did not write (notes.txt)" in result.stderr
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    assert os.listdir(tmp_path / "mine") == ["notes.txt"]
+
+
+def test_export_refuses_to_replace_a_file_it_did_not_write(source_path, tmp_path):
+    folder = tmp_path / "out"
+    assert run_cli("export", str(folder), "--source", source_path, "--config", "a=full",
+                   cache=tmp_path / "hf").returncode == 0
+    (folder / "recipes" / "kto_b.yaml").write_text("mine")
+    result = run_cli("export", str(folder), "--source", source_path, "--config", "b=balanced_254",
+                     cache=tmp_path / "hf")
+    assert result.returncode == 2 and "recipes/kto_b.yaml, which export did not write" in result.stderr
+    assert (folder / "recipes" / "kto_b.yaml").read_text() == "mine" and (folder / "data" / "a").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("specs", "message"),
+    [
+        (["../evil=full"], "'../evil' cannot name an exported config"),
+        (["a/b=full"], "'a/b' cannot name an exported config"),
+        (["my cfg=full"], "'my cfg' cannot name an exported config"),
+        (["a=full", "a=balanced_254"], "the name a is given twice"),
+        (["x=nope"], "unknown config 'nope'"),
+        (["x=full:colour=red"], "unknown option(s) colour"),
+        (["x=full:source=/etc/passwd"], "the source is one for the whole export"),
+        (["mixed4=full:order=mixed"], "--config mixed4=full:order=mixed: order=mixed needs batch_size"),
+    ],
+)
+def test_bad_specs_are_refused_before_anything_is_written(source_path, tmp_path, specs, message):
+    args = [part for spec in specs for part in ("--config", spec)]
+    result = run_cli("export", str(tmp_path / "out"), "--source", source_path, *args, cache=tmp_path / "hf")
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(os.listdir(tmp_path)) == ["hf-cache"]  # nothing written, not even beside the folder
 
 
 def test_another_version_of_the_source_exports_its_balanced_custom_configs(source_path, tmp_path):
-    """`full` and `balanced_254` promise the v1.0.0 bytes; --config names exactly what to export."""
+    """Pinned configs promise the v1.0.0 bytes; --config names exactly what to export."""
     with open(source_path, encoding="utf-8") as file:
         (tmp_path / "v2.jsonl").write_text("".join(file.readlines()[5:]), encoding="utf-8")
     args = ["export", str(tmp_path / "out"), "--source", str(tmp_path / "v2.jsonl")]
     refused = run_cli(*args, cache=tmp_path / "hf")
-    assert refused.returncode == 2 and "use name='balanced_custom'" in refused.stderr
+    assert refused.returncode == 2 and "--config mine=balanced_custom" in refused.stderr
     result = run_cli(*args, "--config", "mine=balanced_custom:test_size=0.1", cache=tmp_path / "hf")
     assert result.returncode == 0, result.stderr
     assert os.listdir(tmp_path / "out" / "data") == ["mine"]
@@ -172,85 +326,31 @@ def test_a_card_without_a_recipe_has_no_trl_section(source_path, tmp_path):
     assert not (tmp_path / "out" / "recipes").exists()
 
 
-def test_export_refuses_a_folder_it_did_not_write(source_path, tmp_path):
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    result = run_cli("export", str(tmp_path / "mine"), "--source", source_path, cache=tmp_path / "hf")
-    assert result.returncode == 2 and "holds files that export did not write (notes.txt)" in result.stderr
-    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+def test_an_unwritable_folder_is_one_line(source_path, tmp_path):
+    result = run_cli("export", "/sys/out", "--source", source_path, "--config", "full", cache=tmp_path / "hf")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "/sys/out: cannot write in /sys" in result.stderr and "Traceback" not in result.stderr
 
 
-@dataclasses.dataclass
-class FakeCommit:
-    oid: str
+def test_ctrl_c_during_an_export_changes_nothing(source_path, tmp_path):
+    folder = tmp_path / "out"
+    assert run_cli("export", str(folder), "--source", source_path, "--config", "full",
+                   cache=tmp_path / "hf").returncode == 0
+    before = {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    process = subprocess.Popen([sys.executable, "-m", "claudesidian_tools.cli", "export", str(folder), "--source",
+                                source_path], cwd=REPO, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "HF_HOME": str(tmp_path / "hf")})
+    err = interrupt_when(process, lambda: any(name.startswith(".out.") for name in os.listdir(tmp_path)))
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == f"claudesidian-synthetic: interrupted: {folder} is as it was"
+    assert "Traceback" not in err
+    assert {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()} == before
+    assert sorted(os.listdir(tmp_path)) == ["hf", "hf-cache", "out"]  # the staging folder is gone
 
 
-class FakeHfApi:
-    """Records what `push` would send to the Hub, and what the uploaded card and recipes said."""
-
-    def __init__(self):
-        self.calls = []
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", repo_id, kwargs))
-
-    def upload_folder(self, **kwargs):
-        folder = kwargs["folder_path"]
-        uploaded = {name: open(os.path.join(folder, name), encoding="utf-8").read()
-                    for name in ("README.md", "recipes/kto_full_eval.yaml")}
-        self.calls.append(("upload_folder", sorted(os.listdir(folder)), kwargs, uploaded))
-        return FakeCommit("0123456789abcdef0123456789abcdef01234567")
-
-
-def test_push_uploads_the_folder_in_one_commit_naming_the_repository(exported, tmp_path):
-    import shutil
-
-    folder = tmp_path / "copy"
-    shutil.copytree(exported, folder)
-    api = FakeHfApi()
-    sha = exporter.push(str(folder), "me/claudesidian", private=True, commit_message="v1", api=api)
-    assert sha == "0123456789abcdef0123456789abcdef01234567"
-    assert api.calls[0] == ("create_repo", "me/claudesidian", {"repo_type": "dataset", "private": True,
-                                                                "exist_ok": True})
-    kind, files, kwargs, uploaded = api.calls[1]
-    assert kind == "upload_folder" and len(api.calls) == 2
-    assert files == ["README.md", "claudesidian_synthetic.py", "data", "dataset_infos.json", "recipes"]
-    assert kwargs["repo_id"] == "me/claudesidian" and kwargs["commit_message"] == "v1"
-    card, recipe = uploaded["README.md"], uploaded["recipes/kto_full_eval.yaml"]
-    assert str(exported) not in card and str(exported) not in recipe
-    assert 'load_dataset("me/claudesidian", name="balanced_254"' in card
-    assert "hf download me/claudesidian recipes/kto_full_eval.yaml --repo-type dataset --local-dir ." in card
-    assert 'hf_hub_download("me/claudesidian", "claudesidian_synthetic.py"' in card
-    assert yaml.safe_load(recipe)["dataset_name"] == "me/claudesidian"
-    assert (folder / "README.md").read_text(encoding="utf-8") == card  # the folder now says what the Hub holds
-    lines = exporter.pinned_load_lines(str(folder), "me/claudesidian", sha)
-    assert f'load_dataset("me/claudesidian", name="full_eval", revision="{sha}")' in lines
-    assert re.findall(r'name="(\w+)"', " ".join(lines)) == ["balanced_254", "full", "full_eval", "mixed8", CUSTOM,
-                                                             "conv"]
-
-
-def test_pushing_a_pushed_folder_elsewhere_names_only_the_new_repository(exported, tmp_path):
-    import shutil
-
-    folder = tmp_path / "copy"
-    shutil.copytree(exported, folder)
-    exporter.push(str(folder), "me/first", api=FakeHfApi())
-    api = FakeHfApi()
-    exporter.push(str(folder), "team/second", api=api)
-    card, recipe = api.calls[1][3]["README.md"], api.calls[1][3]["recipes/kto_full_eval.yaml"]
-    assert "me/first" not in card + recipe and card.count("team/second") >= 4
-
-
-def test_push_of_a_folder_without_card_is_refused(tmp_path):
-    with pytest.raises(cs.OptionError, match="run `claudesidian-synthetic export"):
-        exporter.push(str(tmp_path), "me/x", api=FakeHfApi())
-
-
-def test_push_without_network_is_one_line_and_hides_the_token(exported, tmp_path):
-    secret = "hf_" + "s3cr3t" * 6
-    result = run_cli("push", str(exported), "me/claudesidian", cache=tmp_path / "hf",
-                     env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": secret, "HF_HUB_ETAG_TIMEOUT": "2"})
-    assert result.returncode == 2, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
-    assert secret not in result.stderr + result.stdout
-    assert str(exported) in (exported / "README.md").read_text(encoding="utf-8")  # a failed push changes nothing
+def test_interrupt_handling_is_deferred_while_files_move():
+    with pytest.raises(exporter.ExportInterruptedAfterWrite):
+        with exporter._interrupt_deferred():
+            os.kill(os.getpid(), signal.SIGINT)  # held until the block ends
+            moved = True
+    assert moved

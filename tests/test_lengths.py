@@ -343,7 +343,7 @@ def test_unknown_path_is_one_tokenizer_error(tmp_path):
     with pytest.raises(TokenizerError) as raised:
         load_tokenizer(missing)
     message = str(raised.value)
-    assert message.startswith(f"--tokenizer / tokenizer={missing!r}: not a local folder")
+    assert message.startswith(f"tokenizer={missing!r}: not a local folder")
     assert "pass a local folder" in message and "\n" not in message
     assert isinstance(raised.value, cs.ClaudesidianError) and isinstance(raised.value, ValueError)
 
