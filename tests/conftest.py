@@ -94,3 +94,17 @@ def write_source(tmp_path):
         return str(path)
 
     return write
+
+
+# The fake Hub's accounts: `me` writes with `hf_good`, reads only with `hf_read`; `you` writes with `hf_you`.
+HUB_TOKENS = {"hf_good": "me", "hf_read": "me", "hf_you": "you"}
+
+
+@pytest.fixture
+def fake_hub():
+    """A fake Hub (tests/fake_hub.py) with the accounts of HUB_TOKENS; reach it through `fake_hub.endpoint`."""
+    from fake_hub import FakeHub
+
+    hub = FakeHub(tokens=HUB_TOKENS, read_only={"hf_read"})
+    yield hub
+    hub.close()
