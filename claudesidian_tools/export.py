@@ -24,6 +24,7 @@ import yaml
 from datasets.info import DatasetInfosDict
 
 import claudesidian_synthetic as cs
+from claudesidian_tools.hub import PushError, commit_folder  # noqa: F401 (PushError: raised by push)
 from claudesidian_tools.kto import dataset_stats, kto_weights, shared_prompts
 
 # The published file, every row, and every row with a held-out test split in mixed batches of 4.
@@ -31,10 +32,6 @@ DEFAULT_EXPORTS = ("balanced_254", "full", "full_eval=full:test_size=0.1,order=m
 INFOS_FILENAME = "dataset_infos.json"
 # The model that the card's and README's examples name; tests put a tiny local model in its place.
 EXAMPLE_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
-
-
-class PushError(cs.ClaudesidianError):
-    """The upload to the Hub failed (network, permissions); nothing is half-committed on the Hub."""
 
 
 @dataclasses.dataclass
@@ -599,27 +596,13 @@ def push(
     card and recipes uploaded (and, once the upload succeeded, the folder's own) name `repo_id`."""
     if not os.path.isfile(os.path.join(folder, "README.md")):
         raise cs.OptionError(f"{folder}: no README.md; run `claudesidian-synthetic export {folder}` first")
-    api = api or huggingface_hub.HfApi()
     with tempfile.TemporaryDirectory() as scratch:
         staged = os.path.join(scratch, "repo")
         shutil.copytree(folder, staged)
         _relocate(staged, repo_id)
-        try:
-            api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-            commit = api.upload_folder(
-                folder_path=staged, repo_id=repo_id, repo_type="dataset", commit_message=commit_message
-            )
-        except Exception as error:  # any HTTP client's connection, auth or server error: one clear line
-            message = " ".join(str(error).split())
-            token = huggingface_hub.get_token()
-            if token:
-                message = message.replace(token, "***")
-            raise PushError(
-                f"could not push {folder} to the dataset repository {repo_id} ({type(error).__name__}: {message}). "
-                "Check the network, and that your token (HF_TOKEN or `hf auth login`) may write to that repository"
-            ) from None
+        sha, _ = commit_folder(staged, repo_id, private=private, commit_message=commit_message, api=api)
     _relocate(folder, repo_id)
-    return commit.oid
+    return sha
 
 
 def pinned_load_lines(folder: str, repo_id: str, sha: str) -> list[str]:

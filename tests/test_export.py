@@ -1,8 +1,8 @@
 """The Hub-ready folder: data files, card, recipes, infos, script; loading it with `datasets`; pushing it."""
 
-import dataclasses
 import os
 import re
+import shutil
 import warnings
 
 import datasets
@@ -10,6 +10,7 @@ import huggingface_hub
 import pytest
 import yaml
 from conftest import as_source_rows
+from hub_client import push, pushed_sha
 from test_cli import run_cli
 
 import claudesidian_synthetic as cs
@@ -180,43 +181,17 @@ def test_export_refuses_a_folder_it_did_not_write(source_path, tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
-@dataclasses.dataclass
-class FakeCommit:
-    oid: str
-
-
-class FakeHfApi:
-    """Records what `push` would send to the Hub, and what the uploaded card and recipes said."""
-
-    def __init__(self):
-        self.calls = []
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", repo_id, kwargs))
-
-    def upload_folder(self, **kwargs):
-        folder = kwargs["folder_path"]
-        uploaded = {name: open(os.path.join(folder, name), encoding="utf-8").read()
-                    for name in ("README.md", "recipes/kto_full_eval.yaml")}
-        self.calls.append(("upload_folder", sorted(os.listdir(folder)), kwargs, uploaded))
-        return FakeCommit("0123456789abcdef0123456789abcdef01234567")
-
-
-def test_push_uploads_the_folder_in_one_commit_naming_the_repository(exported, tmp_path):
-    import shutil
-
-    folder = tmp_path / "copy"
-    shutil.copytree(exported, folder)
-    api = FakeHfApi()
-    sha = exporter.push(str(folder), "me/claudesidian", private=True, commit_message="v1", api=api)
-    assert sha == "0123456789abcdef0123456789abcdef01234567"
-    assert api.calls[0] == ("create_repo", "me/claudesidian", {"repo_type": "dataset", "private": True,
-                                                                "exist_ok": True})
-    kind, files, kwargs, uploaded = api.calls[1]
-    assert kind == "upload_folder" and len(api.calls) == 2
-    assert files == ["README.md", "claudesidian_synthetic.py", "data", "dataset_infos.json", "recipes"]
-    assert kwargs["repo_id"] == "me/claudesidian" and kwargs["commit_message"] == "v1"
-    card, recipe = uploaded["README.md"], uploaded["recipes/kto_full_eval.yaml"]
+def test_push_uploads_the_folder_in_one_commit_naming_the_repository(exported, fake_hub, tmp_path):
+    folder = shutil.copytree(exported, tmp_path / "copy")
+    result = push(folder, "me/claudesidian", fake_hub, tmp_path / "home", "--private", "--commit-message", "v1")
+    sha = pushed_sha(result)
+    assert fake_hub.repos["me/claudesidian"].private
+    pushed, _ = fake_hub.commits("me/claudesidian")  # the repository's initial commit, then the push
+    assert (pushed.sha, pushed.message) == (sha, "v1")
+    files = fake_hub.files("me/claudesidian")
+    assert sorted({path.split("/")[0] for path in files}) == [
+        ".gitattributes", "README.md", "claudesidian_synthetic.py", "data", "dataset_infos.json", "recipes"]
+    card, recipe = files["README.md"].decode(), files["recipes/kto_full_eval.yaml"].decode()
     assert str(exported) not in card and str(exported) not in recipe
     assert 'load_dataset("me/claudesidian", name="balanced_254"' in card
     assert "hf download me/claudesidian recipes/kto_full_eval.yaml --repo-type dataset --local-dir ." in card
@@ -224,26 +199,26 @@ def test_push_uploads_the_folder_in_one_commit_naming_the_repository(exported, t
     assert yaml.safe_load(recipe)["dataset_name"] == "me/claudesidian"
     assert (folder / "README.md").read_text(encoding="utf-8") == card  # the folder now says what the Hub holds
     lines = exporter.pinned_load_lines(str(folder), "me/claudesidian", sha)
+    assert lines == result.stdout.splitlines()[1:]
     assert f'load_dataset("me/claudesidian", name="full_eval", revision="{sha}")' in lines
     assert re.findall(r'name="(\w+)"', " ".join(lines)) == ["balanced_254", "full", "full_eval", "mixed8", CUSTOM,
                                                              "conv"]
+    assert fake_hub.unanswered == []
 
 
-def test_pushing_a_pushed_folder_elsewhere_names_only_the_new_repository(exported, tmp_path):
-    import shutil
-
-    folder = tmp_path / "copy"
-    shutil.copytree(exported, folder)
-    exporter.push(str(folder), "me/first", api=FakeHfApi())
-    api = FakeHfApi()
-    exporter.push(str(folder), "team/second", api=api)
-    card, recipe = api.calls[1][3]["README.md"], api.calls[1][3]["recipes/kto_full_eval.yaml"]
-    assert "me/first" not in card + recipe and card.count("team/second") >= 4
+def test_pushing_a_pushed_folder_elsewhere_names_only_the_new_repository(exported, fake_hub, tmp_path):
+    folder = shutil.copytree(exported, tmp_path / "copy")
+    pushed_sha(push(folder, "me/first", fake_hub, tmp_path / "home"))
+    pushed_sha(push(folder, "me/second", fake_hub, tmp_path / "home"))
+    files = fake_hub.files("me/second")
+    card, recipe = files["README.md"].decode(), files["recipes/kto_full_eval.yaml"].decode()
+    assert "me/first" not in card + recipe and card.count("me/second") >= 4
+    assert fake_hub.unanswered == []
 
 
 def test_push_of_a_folder_without_card_is_refused(tmp_path):
     with pytest.raises(cs.OptionError, match="run `claudesidian-synthetic export"):
-        exporter.push(str(tmp_path), "me/x", api=FakeHfApi())
+        exporter.push(str(tmp_path), "me/x")
 
 
 def test_push_without_network_is_one_line_and_hides_the_token(exported, tmp_path):
