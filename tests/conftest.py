@@ -139,3 +139,17 @@ def prompt_digests(dataset) -> set:
     if "conversations" in columns:
         return {cs.json_digest(row["conversations"][:-1]) for row in dataset}
     return {cs.json_digest(row["prompt"]) for row in dataset}
+
+
+# The fake Hub's accounts: `me` writes with `hf_good`, reads only with `hf_read`; `you` writes with `hf_you`.
+HUB_TOKENS = {"hf_good": "me", "hf_read": "me", "hf_you": "you"}
+
+
+@pytest.fixture
+def fake_hub():
+    """A fake Hub (tests/fake_hub.py) with the accounts of HUB_TOKENS; reach it through `fake_hub.endpoint`."""
+    from fake_hub import FakeHub
+
+    hub = FakeHub(tokens=HUB_TOKENS, read_only={"hf_read"})
+    yield hub
+    hub.close()

@@ -1,0 +1,66 @@
+"""What users run against a fake Hub (tests/fake_hub.py), each in a fresh process with HF_ENDPOINT set:
+the CLI's push, and `datasets.load_dataset` by repository id compared with the exported folder. Shared
+by tests/test_hub.py and the version matrix (tests/compat), so it runs under every `datasets`."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import yaml
+from conftest import REPO
+
+# Loads configs and splits from the Hub (argv: repo, revision, streaming, [[folder, name, split], ...]) and
+# from the folder, and prints one JSON result per pair.
+LOAD = r"""
+import json, sys
+import datasets
+repo, revision, streaming, pairs = json.loads(sys.argv[1])
+results = []
+for folder, name, split in pairs:
+    local = datasets.load_dataset(folder, name=name, split=split)
+    try:
+        remote = datasets.load_dataset(repo, name=name, split=split, revision=revision, streaming=streaming)
+    except Exception as error:
+        results.append({"error": f"{type(error).__name__}: {error}"})
+        continue
+    rows = list(remote) if streaming else remote.to_list()
+    results.append({"rows": len(rows), "same": rows == local.to_list(), "features": remote.features == local.features})
+print(json.dumps(results))
+"""
+
+
+def run(args, hub, home, token=None, timeout=300) -> subprocess.CompletedProcess:
+    """A fresh process as a user runs it: the Hub at the fake's endpoint, caches under `home`."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update({"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home), "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"})
+    if token:
+        env["HF_TOKEN"] = token
+    return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def push(folder, repo_id, hub, home, *options, token="hf_good") -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "claudesidian_tools.cli", "push", str(folder), repo_id, *options], hub, home,
+               token)
+
+
+def pushed_sha(result) -> str:
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("commit ")]
+    return line.split()[1]
+
+
+def load(hub, home, repo_id, pairs, *, revision=None, streaming=False, token=None) -> list[dict]:
+    result = run([sys.executable, "-c", LOAD, json.dumps([repo_id, revision, streaming, pairs])], hub, home, token)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def configs_and_splits(folder) -> list[list[str]]:
+    """[folder, config, split] of every config and split the folder's card lists."""
+    card = (pathlib.Path(folder) / "README.md").read_text(encoding="utf-8")
+    return [[str(folder), config["config_name"], entry["split"]]
+            for config in yaml.safe_load(card.split("---")[1])["configs"] for entry in config["data_files"]]
+
+
