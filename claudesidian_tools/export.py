@@ -202,8 +202,8 @@ def export(
         for entry in manifest["configs"]:
             if entry["recipe"]:
                 _write_text(staging, entry["recipe"], render_recipe(entry, location=location))
-        manifest["files"] = _files_under(staging) + [MANIFEST]
-        _write_text(staging, MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        manifest["files"] = sorted([*_files_under(staging), MANIFEST])
+        _write_text(staging, MANIFEST, json.dumps(manifest, indent=1) + "\n")
         _move_in(staging, target, previous)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
