@@ -58,9 +58,10 @@ class MixedLabelBatchSampler:
     Every index appears once per epoch. Use it as ``DataLoader(dataset, batch_sampler=sampler)`` or from
     a trainer's ``get_train_dataloader``. With ``drop_last=False`` the last, shorter batch is kept.
 
-    >>> sampler = MixedLabelBatchSampler([True, True, True, False, False, True], batch_size=3, seed=0)
-    >>> [sorted(batch) for batch in sampler] == [sorted(batch) for batch in sampler]
-    True
+    >>> labels = [True, True, True, False, False, True]
+    >>> sampler = MixedLabelBatchSampler(labels, batch_size=3, seed=0)
+    >>> [sorted(labels[index] for index in batch) for batch in sampler]
+    [[False, True, True], [False, True, True]]
     >>> len(sampler)
     2
     """

@@ -24,6 +24,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 import traceback
 import urllib.parse
 from collections.abc import Collection, Mapping
@@ -96,6 +97,7 @@ class FakeHub:
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []
         self.unanswered: list[tuple[str, str]] = []
+        self.delay = 0.0  # seconds before each answer: a slow but working network
         self._blobs: dict[str, bytes] = {}
         self._lock = threading.RLock()
         if storage:
@@ -208,6 +210,7 @@ class FakeHub:
         url = urllib.parse.urlsplit(handler.path)
         method, shown = handler.command, urllib.parse.unquote(url.path)
         self.requests.append((method, shown))
+        time.sleep(self.delay)
         body = self._read_body(handler)
         try:
             for methods, pattern, name in ROUTES:

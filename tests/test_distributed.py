@@ -2,26 +2,16 @@
 every rank with `split_dataset_by_node` and with accelerate's batch-sampler sharding."""
 
 import json
-import pathlib
-import sys
 
 import datasets
 import pytest
+from conftest import generate_source, run_cli, single_label_batches
 from datasets.distributed import split_dataset_by_node
-from test_cli import run_cli
 
 import claudesidian_synthetic as cs
 from claudesidian_tools import export as exporter
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
-from benchmark import generate_source  # noqa: E402
-
 BATCH = 4
-
-
-def single_label_batches(labels, size=BATCH) -> int:
-    complete = len(labels) - len(labels) % size
-    return sum(len(set(labels[start : start + size])) == 1 for start in range(0, complete, size))
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +116,11 @@ def test_accelerate_sharding_keeps_every_batch_mixed(source_path, world_size, sp
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--num-shards", "0"], "num_shards=0: must be a positive whole number"),
+        (["--num-shards", "0"], "--num-shards 0: must be a positive whole number"),
         (["--num-shards", "2", "--max-shard-size", "1MB"], "give one"),
-        (["--max-shard-size", "lots"], "max_shard_size='lots': give a size"),
+        (["--max-shard-size", "lots"], "--max-shard-size lots: give a size"),
         (["--num-shards", "30"], "full_eval/test: 30 shards asked for, but it has only 25 batches of 4"),
+        (["--num-shards", "5"], "pairs/test: 5 shards asked for, but it has only 3 rows"),
     ],
 )
 def test_bad_sharding_options(source_path, tmp_path, args, message):

@@ -10,6 +10,9 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 from conftest import PUBLISHED_SHA256, REPO, as_source_rows
@@ -35,10 +38,11 @@ def hub(tmp_path, source_path):
     fake.close()
 
 
-def cli(*args, endpoint, home, offline=None, wait=True):
+def cli(*args, endpoint, home, offline=None, wait=True, extra=None):
     """The installed command in a fresh process: no --source, the Hub at `endpoint`, caches under `home`."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGINGFACE_"))}
-    env.update({"HF_ENDPOINT": endpoint, "HF_HOME": str(home)})
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("HF_", "HUGGINGFACE_")) and key.lower() not in ("http_proxy", "https_proxy")}
+    env.update({"HF_ENDPOINT": endpoint, "HF_HOME": str(home), **(extra or {})})
     if offline:
         env[offline] = "1"
     process = subprocess.Popen([sys.executable, "-m", "claudesidian_tools.cli", *args], cwd=REPO, env=env,
@@ -76,22 +80,97 @@ def test_a_revision_is_fetched_and_checked(hub, tmp_path):
 def test_a_revision_that_does_not_exist_is_one_line(hub, tmp_path):
     _, err, code = cli("build", "full", "--revision", "no-such-revision", endpoint=hub.endpoint, home=tmp_path / "h")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert "RevisionNotFoundError" in err and "check revision=" in err
+    assert "RevisionNotFoundError" in err and "check --revision" in err
 
 
-def test_no_network_is_one_line_and_exit_2_for_build_stats_and_export(tmp_path):
-    """Nothing listens at the endpoint (as with no network); huggingface_hub retries, then one line."""
-    down = "http://127.0.0.1:9"
-    processes = [
-        cli(*args, endpoint=down, home=tmp_path / str(number), wait=False)
-        for number, args in enumerate([["build", "balanced_254"], ["stats", "full"], ["export", str(tmp_path / "x")]])
-    ]
-    for process in processes:
-        _, err = process.communicate(timeout=300)
-        assert process.returncode == 2, err
-        assert len(err.strip().splitlines()) == 1, err
-        assert err.startswith("claudesidian-synthetic: error: ") and "pass source=" in err and "--source" in err
+def _startup(tmp_path) -> float:
+    """Seconds a fresh process of the command line takes to start (it imports `datasets`)."""
+    start = time.monotonic()
+    _, _, code = cli("configs", endpoint="http://127.0.0.1:9", home=tmp_path / "startup")
+    assert code == 0
+    return time.monotonic() - start
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9", "http://claudesidian-nowhere.invalid"],
+                         ids=["closed port", "unresolvable host"])
+def test_no_network_is_one_line_and_exit_2_within_3_seconds(tmp_path, endpoint):
+    """Nothing answers at the endpoint: one line after one quick request, not 20 s of retries."""
+    startup = _startup(tmp_path)
+    for number, args in enumerate([["build", "balanced_254"], ["stats", "full"], ["export", str(tmp_path / "x")]]):
+        start = time.monotonic()
+        _, err, code = cli(*args, endpoint=endpoint, home=tmp_path / str(number))
+        spent = time.monotonic() - start - startup
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert err.startswith("claudesidian-synthetic: error: ") and "pass --source FILE" in err
+        assert spent < 3, f"{args[0]}: the error came {spent:.1f} s after the start-up ({startup:.1f} s)"
     assert not (tmp_path / "x").exists()
+
+
+def test_a_slow_but_working_hub_still_serves_the_source(hub, tmp_path):
+    hub.delay = 1.0  # every answer a second late: slower than the no-network error, and it must work
+    out = tmp_path / "b.jsonl"
+    _, err, code = cli("build", "balanced_254", "--format", "raw", "--out", str(out), endpoint=hub.endpoint,
+                       home=tmp_path / "home")
+    assert code == 0, err
+    assert sha256(out) == PUBLISHED_SHA256
+
+
+def test_a_proxy_reaches_the_hub(hub, tmp_path):
+    """HTTPS_PROXY / HTTP_PROXY: the quick first request goes through the proxy as the download does."""
+    proxy = Proxy()
+    try:
+        out = tmp_path / "b.jsonl"
+        _, err, code = cli("build", "balanced_254", "--format", "raw", "--out", str(out), endpoint=hub.endpoint,
+                           home=tmp_path / "home", extra={"HTTP_PROXY": proxy.url, "HTTPS_PROXY": proxy.url,
+                                                          "NO_PROXY": ""})
+        assert code == 0, err
+        assert sha256(out) == PUBLISHED_SHA256
+        assert any(RESOLVE in url for url in proxy.forwarded)  # the source came through the proxy
+    finally:
+        proxy.close()
+
+
+class Proxy:
+    """A forwarding HTTP proxy on localhost: it reads the absolute URL a client asks a proxy for, fetches
+    it, and answers with what it got."""
+
+    def __init__(self):
+        self.forwarded = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                proxy.forwarded.append(self.path)
+                request = urllib.request.Request(self.path, method=self.command, headers={
+                    key: value for key, value in self.headers.items() if key.lower() not in ("host", "proxy-connection")
+                })
+                try:
+                    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request) as answer:
+                        status, headers, body = answer.status, answer.headers, answer.read()
+                except urllib.error.HTTPError as error:
+                    status, headers, body = error.code, error.headers, error.read()
+                self.send_response(status)
+                for key, value in headers.items():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                length = headers.get("Content-Length") if self.command == "HEAD" else None
+                self.send_header("Content-Length", length or str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_HEAD = do_GET
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self._server.shutdown()
+        self._server.server_close()
 
 
 @pytest.mark.parametrize("offline", ["HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"])
@@ -108,7 +187,7 @@ def test_offline_serves_a_warm_cache_and_refuses_a_cold_one_in_one_line(hub, tmp
     assert [request for request in hub.requests[before:] if "resolve" in request[1]] == []  # nothing was asked
     _, err, code = cli("build", "balanced_254", endpoint=hub.endpoint, home=tmp_path / "cold", offline=offline)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert "offline mode" in err and "pass source=" in err
+    assert "offline mode" in err and "pass --source FILE" in err
 
 
 def test_the_python_api_raises_source_error(tmp_path):
@@ -151,10 +230,10 @@ def test_streaming_a_url_source(web):
 
 
 def test_missing_url_is_one_clear_error(web):
-    with pytest.raises(cs.SourceError, match="could not be downloaded.*check revision="):
+    with pytest.raises(cs.SourceError, match="could not be downloaded.*check revision"):
         cs.load("full", source=f"{web}/v2/{cs.SOURCE_FILENAME}")
 
 
 def test_unreachable_host_says_to_pass_source():
-    with pytest.raises(cs.SourceError, match="Without network, pass source="):
+    with pytest.raises(cs.SourceError, match="Without network, pass source=FILE"):
         cs.load("full", source="http://127.0.0.1:9/" + cs.SOURCE_FILENAME)

@@ -1,6 +1,5 @@
 """Faults that happen on shared training boxes: killed builds, concurrent loads, mutated sources."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -9,15 +8,12 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, as_source_rows
+from conftest import REPO, as_source_rows, generate_source
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import claudesidian_synthetic as cs
-
-_spec = importlib.util.spec_from_file_location("benchmark", REPO / "benchmarks" / "benchmark.py")
-benchmark = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(benchmark)
+from benchmarks import benchmark
 
 
 def _python(code: str, cache, **kwargs) -> subprocess.Popen:
@@ -30,7 +26,7 @@ def _python(code: str, cache, **kwargs) -> subprocess.Popen:
 @pytest.mark.slow
 def test_build_killed_midway_leaves_no_half_dataset(tmp_path):
     source = tmp_path / "big.jsonl"
-    benchmark.generate_source(source, 100_000)
+    generate_source(source, 100_000)
     cache = tmp_path / "hf"
     code = f"import claudesidian_synthetic as cs\ncs.load('balanced_custom', source={str(source)!r})"
     process = _python(code, cache)
@@ -115,16 +111,40 @@ def test_mutated_source_gives_the_exact_rows_or_a_named_line(tmp_path, source_pa
     assert scan.labels.tolist() == expected
 
 
-def test_fuzzed_rows_are_the_source_rows(tmp_path, source_path):
-    # The rows a scan accepts are read back exactly: prompt + completion is the source line's conversations.
+BENIGN = st.sampled_from(["keys reversed", "spaces", "crlf", "ascii escapes", "null context", "as is"])
+
+
+def _rewrite(line: bytes, how: str) -> bytes:
+    """The same row written another way JSON allows."""
+    row = json.loads(line)
+    if how == "keys reversed":
+        return json.dumps(dict(reversed(list(row.items())))).encode()
+    if how == "spaces":
+        return b" \t" + json.dumps(row, indent=1).replace("\n", " ").encode() + b"  "
+    if how == "crlf":
+        return line + b"\r"
+    if how == "ascii escapes":
+        return json.dumps(row, ensure_ascii=True).encode()
+    if how == "null context":
+        return json.dumps({**row, "context": row.get("context")}).encode()
+    return line
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(picked=st.lists(st.tuples(st.integers(0, 999), BENIGN), min_size=2, max_size=40))
+def test_rows_written_any_way_json_allows_are_read_back_exactly(tmp_path, source_rows, source_path, picked):
+    """Any sample of source lines, each rewritten the way JSON allows, builds exactly the parsed rows."""
     with open(source_path, "rb") as file:
-        lines = [file.readline() for _ in range(60)]
-    path = tmp_path / "head.jsonl"
-    path.write_bytes(b"".join(lines))
-    dataset = cs.load("balanced_custom", split="train", source=str(path), order="source")
-    originals = [json.loads(line) for line in lines]
-    rows = as_source_rows(dataset)
-    assert all(row["conversations"] in [o["conversations"] for o in originals] for row in rows)
+        lines = file.read().splitlines()
+    path = tmp_path / "sample.jsonl"
+    path.write_bytes(b"\n".join(_rewrite(lines[index], how) for index, how in picked) + b"\n")
+    expected = [{**source_rows[index], "context": source_rows[index].get("context")} for index, _ in picked]
+    labels = [row["label"] for row in expected]
+    if all(labels) or not any(labels):
+        return  # a balanced config needs both labels (tested elsewhere)
+    dataset = cs.load("balanced_custom", split="train", source=str(path), order="source",
+                      desirable=sum(labels), undesirable=len(labels) - sum(labels))
+    assert as_source_rows(dataset) == expected
 
 
 def _run_at_10k_rows(script: str, tmp_path) -> dict:

@@ -1,6 +1,7 @@
 """KTO helpers (weights, sampler, stats) and an end-to-end KTOTrainer run on the CPU."""
 
 import copy
+import logging
 import math
 
 import pytest
@@ -10,13 +11,7 @@ from hypothesis import strategies as st
 from tiny_model import need_trl, tiny_model_and_tokenizer
 
 import claudesidian_synthetic as cs
-from claudesidian_tools.kto import (
-    MixedLabelBatchSampler,
-    dataset_stats,
-    homogeneous_batches,
-    kto_weights,
-    weighted_ratio,
-)
+from claudesidian_tools.kto import MixedLabelBatchSampler, homogeneous_batches, kto_weights, weighted_ratio
 
 labels_strategy = st.lists(st.booleans(), min_size=2, max_size=300).filter(lambda labels: 0 < sum(labels) < len(labels))
 
@@ -36,19 +31,45 @@ def test_weights_of_full_and_balanced(source_path):
 
 @settings(max_examples=300, deadline=None)
 @given(labels=labels_strategy)
-def test_weights_sit_inside_eq_8_and_trls_check(labels):
+def test_weights_sit_inside_eq_8(labels):
     weights = kto_weights(labels)
     assert 1.0 <= weighted_ratio(weights, labels) <= 4 / 3
-    # TRL's own check (KTOTrainer._prepare_dataset): either weight inside its rounded range.
     n_d, n_u = sum(labels), len(labels) - sum(labels)
-    if n_d != n_u:
-        low_d = round(n_u * weights["undesirable_weight"] / n_d, 2)
-        high_d = round(n_u * weights["undesirable_weight"] / n_d * 1.33, 2)
-        low_u = round(n_d * weights["desirable_weight"] / n_u / 1.33, 2)
-        high_u = round(n_d * weights["desirable_weight"] / n_u, 2)
-        assert low_d <= weights["desirable_weight"] <= high_d or low_u <= weights["undesirable_weight"] <= high_u
     minority_weight = weights["undesirable_weight"] if n_u < n_d else weights["desirable_weight"]
-    assert minority_weight >= 1.0
+    assert minority_weight >= 1.0 and max(weights.values()) == minority_weight
+
+
+def _trl_warns_about(weights: dict, labels: list) -> bool:
+    """Whether TRL's KTOTrainer, preparing a dataset with these labels, warns that the weights are out of
+    its recommended range: TRL's own check (it lives inside `_prepare_dataset`)."""
+    import datasets
+    import trl
+
+    model, tokenizer = tiny_model_and_tokenizer()
+    rows = [{"prompt": [{"role": "user", "content": "the question"}],
+             "completion": [{"role": "assistant", "content": "the answer"}], "label": label} for label in labels]
+    args = trl.KTOConfig(output_dir="unused", per_device_train_batch_size=2, report_to=[], use_cpu=True,
+                         max_length=64, **weights)
+    trainer = trl.KTOTrainer(model=model, ref_model=copy.deepcopy(model), args=args,
+                             train_dataset=datasets.Dataset.from_list(rows[:4]), processing_class=tokenizer)
+    warnings = []
+    handler = logging.Handler()
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger("trl.trainer.kto_trainer").addHandler(handler)
+    try:
+        trainer._prepare_dataset(datasets.Dataset.from_list(rows), tokenizer, args, "train")
+    finally:
+        logging.getLogger("trl.trainer.kto_trainer").removeHandler(handler)
+    return any("weights on the desirable and undesirable losses" in message for message in warnings)
+
+
+@pytest.mark.kto
+@pytest.mark.parametrize(("desirable", "undesirable"), [(746, 254), (671, 229), (30, 10), (10, 30), (100, 3)])
+def test_trls_own_check_accepts_the_weights(desirable, undesirable):
+    need_trl()
+    labels = [True] * desirable + [False] * undesirable
+    assert not _trl_warns_about(kto_weights(labels), labels)
+    assert _trl_warns_about({"desirable_weight": 1.0, "undesirable_weight": 1.0}, labels)  # the check can fail
 
 
 def test_weights_need_both_labels():
@@ -104,11 +125,6 @@ def test_sampler_feeds_a_torch_dataloader():
 def test_homogeneous_batches():
     assert homogeneous_batches([True, True, False, True, False, False, True], 2) == 2
     assert homogeneous_batches([True, False, True, False], 4) == 0
-
-
-def test_stats_of_full(source_path):
-    stats = dataset_stats(cs.load("full", split="train", source=source_path))
-    assert (stats["rows"], stats["desirable"], stats["undesirable"], stats["duplicates"]) == (1000, 746, 254, 19)
 
 
 @pytest.mark.kto
