@@ -219,7 +219,7 @@ def command_verify(args: argparse.Namespace) -> None:
     from claudesidian_tools.verify import verify
 
     for line in verify(args.target, revision=args.revision, source=args.source):
-        print(line)
+        print(line, flush=True)
 
 
 def command_configs(args: argparse.Namespace) -> None:

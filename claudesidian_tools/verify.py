@@ -22,8 +22,9 @@ class Mismatch(cs.ClaudesidianError):
     """A file of the export holds other rows than the code builds from the source."""
 
 
-def verify(folder_or_repo: str, *, revision: str | None = None, source: str | None = None) -> list[str]:
-    """One line per config ("N rows identical"); raise Mismatch at the first row that differs."""
+def verify(folder_or_repo: str, *, revision: str | None = None, source: str | None = None) -> Iterator[str]:
+    """One line per config ("N rows identical"), as each is checked; raise Mismatch at the first row that
+    differs, VerifyError for what cannot be checked."""
     folder = _local(folder_or_repo, revision)
     manifest = read_manifest(folder)
     card_path = os.path.join(folder, "README.md")
@@ -35,8 +36,10 @@ def verify(folder_or_repo: str, *, revision: str | None = None, source: str | No
     source = _source_for(manifest, source)
     card = huggingface_hub.DatasetCard.load(card_path)
     recorded = {entry["name"]: entry for entry in manifest["configs"]}
-    lines = []
-    for listed in card.data.to_dict().get("configs", []):
+    listed_configs = card.data.to_dict().get("configs", [])
+    if not listed_configs:
+        raise VerifyError(f"{folder_or_repo}: the card lists no configs; nothing to verify")
+    for listed in listed_configs:
         name = listed["config_name"]
         if name not in recorded:
             raise VerifyError(f"{folder_or_repo}: the card lists the config {name}, which the manifest does not "
@@ -45,10 +48,7 @@ def verify(folder_or_repo: str, *, revision: str | None = None, source: str | No
                  for item in listed["data_files"]}
         rows = _compare(folder, recorded[name], files, source, manifest)
         splits = ", ".join(f"{split} {count}" for split, count in rows.items())
-        lines.append(f"{name}: {sum(rows.values())} rows identical ({splits})")
-    if not lines:
-        raise VerifyError(f"{folder_or_repo}: the card lists no configs; nothing to verify")
-    return lines
+        yield f"{name}: {sum(rows.values())} rows identical ({splits})"
 
 
 def _local(folder_or_repo: str, revision: str | None) -> str:

@@ -1,0 +1,99 @@
+"""`verify`: an export, in a folder or at a Hub revision, is rebuilt from the source and compared row for row."""
+
+import shutil
+import sys
+
+import pyarrow.parquet
+import pytest
+from conftest import run_cli
+from hub_client import push, pushed_sha, run
+
+from claudesidian_tools import export as exporter
+
+SPECS = ["balanced_254", "full_eval", "pairs"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, source_path):
+    folder = tmp_path_factory.mktemp("verify") / "export"
+    exporter.export(str(folder), [exporter.parse_config_spec(spec) for spec in SPECS], source=source_path)
+    return folder
+
+
+def change_one_row(folder, config: str, split: str, row: int) -> None:
+    """Rewrite one Parquet file with the reply of one row changed (what a tampered upload looks like)."""
+    path = folder / "data" / config / f"{split}-00000-of-00001.parquet"
+    rows = pyarrow.parquet.read_table(path).to_pylist()
+    column = "completion" if "completion" in rows[row] else "chosen"
+    rows[row][column][0]["content"] += " (edited)"
+    schema = pyarrow.parquet.read_schema(path)
+    pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows, schema=schema), path)
+
+
+def test_an_export_verifies(exported, source_path, tmp_path):
+    result = run_cli("verify", str(exported), "--source", source_path, cache=tmp_path / "hf")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "balanced_254: 508 rows identical (train 508)",
+        "full_eval: 1000 rows identical (train 900, test 100)",
+        "pairs: 43 rows identical (train 40, test 3)",
+    ]
+
+
+def test_one_changed_row_is_named(exported, source_path, tmp_path):
+    folder = shutil.copytree(exported, tmp_path / "copy")
+    change_one_row(folder, "full_eval", "test", 17)
+    result = run_cli("verify", str(folder), "--source", source_path, cache=tmp_path / "hf")
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines() == ["balanced_254: 508 rows identical (train 508)"]
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("claudesidian-synthetic: error: full_eval, split test, row 17: different")
+
+
+def test_a_folder_that_is_not_an_export_cannot_be_verified(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "README.md").write_text("# my notes\n")
+    result = run_cli("verify", str(tmp_path / "mine"), cache=tmp_path / "hf")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "is not an export of claudesidian-synthetic (no claudesidian_export.json)" in result.stderr
+
+
+def test_an_export_without_its_card_cannot_be_verified(exported, tmp_path):
+    folder = shutil.copytree(exported, tmp_path / "copy")
+    (folder / "README.md").unlink()
+    result = run_cli("verify", str(folder), cache=tmp_path / "hf")
+    assert result.returncode == 2 and "(no README.md)" in result.stderr
+
+
+def test_an_unknown_source_version_cannot_be_verified_without_that_source(source_path, tmp_path):
+    with open(source_path, encoding="utf-8") as file:
+        (tmp_path / "v2.jsonl").write_text("".join(file.readlines()[3:]), encoding="utf-8")
+    folder = tmp_path / "v2-export"
+    exporter.export(str(folder), [exporter.parse_config_spec("mine=balanced_custom")], source=str(tmp_path / "v2.jsonl"))
+    refused = run_cli("verify", str(folder), cache=tmp_path / "hf")
+    assert refused.returncode == 2 and "not the v1.0.0 file this version knows; pass --source" in refused.stderr
+    wrong = run_cli("verify", str(folder), "--source", source_path, cache=tmp_path / "hf")
+    assert wrong.returncode == 2 and "pass the source it was made from" in wrong.stderr
+    right = run_cli("verify", str(folder), "--source", str(tmp_path / "v2.jsonl"), cache=tmp_path / "hf")
+    assert right.returncode == 0 and right.stdout.strip() == "mine: 508 rows identical (train 508)", right.stderr
+
+
+def test_a_pushed_repository_verifies_at_a_pinned_revision(exported, fake_hub, source_path, tmp_path):
+    """Through the fake Hub: the first push verifies at its sha; a later push of a changed file does not,
+    and the first sha still does."""
+    hub, home = fake_hub, tmp_path / "home"
+    folder = shutil.copytree(exported, tmp_path / "first")
+    good = pushed_sha(push(folder, "me/kto", hub, home))
+    change_one_row(folder, "pairs", "train", 5)
+    bad = pushed_sha(push(folder, "me/kto", hub, home))
+    assert bad != good
+    verify = ["-m", "claudesidian_tools.cli", "verify", "me/kto", "--source", source_path, "--revision"]
+    at_good = run([sys.executable, *verify, good], hub, home)
+    assert at_good.returncode == 0, at_good.stderr
+    assert at_good.stdout.splitlines()[-1] == "pairs: 43 rows identical (train 40, test 3)"
+    at_bad = run([sys.executable, *verify, bad], hub, home)
+    assert at_bad.returncode == 1 and "pairs, split train, row 5: different" in at_bad.stderr
+    missing = run([sys.executable, "-m", "claudesidian_tools.cli", "verify", "me/nothing", "--source", source_path],
+                  hub, home)
+    assert missing.returncode == 2 and "cannot download me/nothing" in missing.stderr
+    assert hub.unanswered == []
