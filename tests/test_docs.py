@@ -1,11 +1,11 @@
 """Documentation is code: every code block of the README and of the generated dataset card runs here,
-and every figure of the README's configs table is what `stats` reports.
+every figure of the README's tables is what `stats` reports, and its lists of configs and options are
+the builder's.
 
 Where a block names the example model (`EXAMPLE_MODEL`) a tiny local model is put in its place, the
 source path `../shared/data/...` becomes the test's source, and training gets a step limit; nothing
 else of a block is changed."""
 
-import ast
 import os
 import re
 import shutil
@@ -20,7 +20,9 @@ from tiny_model import need_trl, save_tiny_model
 
 import claudesidian_synthetic as cs
 from claudesidian_tools import export as exporter
-from claudesidian_tools.kto import dataset_stats
+from claudesidian_tools.card import EXAMPLE_MODEL, render_card, render_recipe
+from claudesidian_tools.cli import option_default_text
+from claudesidian_tools.stats import dataset_stats
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 README_SOURCE = "../shared/data/syngen_toolset_v1.0.0_claude.jsonl"
@@ -41,7 +43,7 @@ def model(tmp_path_factory):
 
 
 def marked(code: str, model: str, source: str) -> str:
-    return code.replace(exporter.EXAMPLE_MODEL, model).replace(README_SOURCE, source)
+    return code.replace(EXAMPLE_MODEL, model).replace(README_SOURCE, source)
 
 
 def run(command, cwd, **kwargs) -> str:
@@ -52,7 +54,7 @@ def run(command, cwd, **kwargs) -> str:
 
 
 def test_the_readme_has_the_blocks_this_file_runs():
-    assert len(blocks(README, "bash")) == 3 and len(blocks(README, "python")) == 2 and len(blocks(README, "text")) == 1
+    assert len(blocks(README, "bash")) == 4 and len(blocks(README, "python")) == 2 and len(blocks(README, "text")) == 1
 
 
 def test_readme_python_blocks_run(model, source_path, tmp_path):
@@ -64,19 +66,24 @@ def test_readme_python_blocks_run(model, source_path, tmp_path):
         run([sys.executable, f"block{number}.py"], cwd=tmp_path, env={"PYTHONPATH": str(REPO)})
 
 
-def test_readme_quickstart_commands_run(model, source_path, tmp_path):
-    (quickstart,) = [block for block in blocks(README, "bash") if "trl kto" in block]
-    for line in quickstart.strip().splitlines():
+def test_readme_quickstart_and_stages_run(model, source_path, tmp_path):
+    """The quickstart's commands, then the staged training's (SFT, then DPO from the SFT model, then the
+    held-out check), in one folder as a user types them."""
+    quickstart, stages = [block for block in blocks(README, "bash") if "trl " in block]
+    outputs = []
+    for line in (quickstart + stages).strip().splitlines():
         if "pip install" in line:
             print(f"not run: {line!r}: this test environment is that install (.ci/run installs .[test,kto])")
             continue
         line = marked(line, model, source_path).replace(".venv/bin/", BIN + "/")
-        if "trl kto" in line:
+        if " trl " in f" {line}" or line.startswith(BIN + "/trl"):
             assert line.endswith("--use_cpu true")  # as written, it runs on a machine without a GPU
             line += " " + " ".join(TRAIN_LIMIT)
-        output = run(["bash", "-c", line], cwd=tmp_path)
-        if "trl kto" in line:
-            assert "Training completed" in output and "'eval_loss'" in output
+        outputs.append(run(["bash", "-c", line], cwd=tmp_path))
+    trained = [output for output in outputs if "Training completed" in output]
+    assert len(trained) == 3 and all("'eval_loss'" in output for output in trained)  # kto, sft, dpo
+    held_out = [line for line in outputs[-1].splitlines() if line.startswith("prompts of ")]
+    assert len(held_out) == 6 and all(line.endswith(": 0") for line in held_out)
 
 
 def test_readme_main_command_runs_verbatim_in_a_fresh_copy(tmp_path):
@@ -118,31 +125,65 @@ def test_readme_command_line_synopsis_matches_the_parser():
             assert option in options, (command, option)
 
 
-def _readme_config_rows():
-    section = README.split("## Configs")[1].split("\n\n")[1]
-    for line in section.splitlines()[2:]:
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
+def _table(section_title: str, number: int = 0) -> list[list[str]]:
+    """The cells of the `number`-th table after a README heading."""
+    text = README.split(section_title + "\n")[1]
+    tables = [part for part in text.split("\n\n") if part.startswith("| ")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in tables[number].splitlines()[2:]]
+
+
+def test_readme_configs_list_is_the_configs_table():
+    rows = _table("## Configs", 0)
+    assert [re.match(r"`(\w+)`", row[0]).group(1) for row in rows] == list(cs.CONFIGS)
+    for row in rows:
+        named = cs.CONFIGS[re.match(r"`(\w+)`", row[0]).group(1)]
+        assert row[1] == named.purpose and ("(default)" in row[0]) == (named.name == cs.DEFAULT_CONFIG_NAME)
+        own = {key: value for key, value in named.option_defaults().items() if value != cs.OPTION_DEFAULTS[key]}
+        stated = sorted(filter(None, row[2].strip("`").split(", ")))
+        assert stated == sorted(f"{key}={value!r}".replace("'", '"') for key, value in own.items()), row
+        assert row[3] == ("yes" if named.exported else "no")
+
+
+def test_readme_option_list_is_the_declarations():
+    listed = re.findall(r"^- `(\w+)` \(`(--[a-z-]+)`\): (.*)$", README.split("### Options")[1], flags=re.M)
+    assert [name for name, _, _ in listed] == [field.name for field in cs.OPTIONS]
+    for (name, flag, text), field in zip(listed, cs.OPTIONS):
+        assert flag == "--" + name.replace("_", "-")
+        assert text == f"{field.metadata['help']} {option_default_text(name)}."
+
+
+def test_readme_configs_figures_are_what_stats_reports(source_path):
+    rows = _table("## Configs", 1)
+    assert len(rows) == 10
+    for cells in rows:
         name = re.match(r"`(\w+)`", cells[0]).group(1)
-        options_text = re.search(r", `(.*)`", cells[0])
-        options = {}
-        if options_text:
-            options = ast.literal_eval("{" + re.sub(r"(\w+)=", r"'\1': ", options_text.group(1)) + "}")
-        yield name, options, cells[1:]
+        stats = dataset_stats(cs.load(name, split=cells[1], source=source_path))
+        weights = stats.get("kto_weights")
+        expected = [str(stats["rows"]), f"{stats['desirable']} / {stats['undesirable']}" if "desirable" in stats
+                    else ""]
+        if "first_50" in stats:
+            expected += [f"{stats['first_50']['desirable']} / {stats['first_50']['undesirable']}",
+                         f"{stats['homogeneous_batches']['4']} of {stats['rows'] // 4}",
+                         f"{weights['desirable_weight']}, {weights['undesirable_weight']}"]
+        else:
+            expected += ["", "", ""]
+        assert cells[2:] == expected, cells
 
 
-def test_readme_configs_table_is_what_stats_reports(source_path):
-    rows = list(_readme_config_rows())
-    assert len(rows) == 6
-    for name, options, cells in rows:
-        split, figures = cells[0], cells[1:]
-        stats = dataset_stats(cs.load(name, split=split, source=source_path, **options))
-        weights = stats["kto_weights"]
-        assert figures == [
-            str(stats["rows"]), f"{stats['desirable']} / {stats['undesirable']}",
-            f"{stats['first_50']['desirable']} / {stats['first_50']['undesirable']}",
-            f"{stats['homogeneous_batches']['4']} of {stats['rows'] // 4}",
-            f"{weights['desirable_weight']}, {weights['undesirable_weight']}",
-        ], (name, options, split)
+def test_readme_length_figures_are_what_stats_reports(source_path):
+    rows = _table("## What a subset teaches: lengths and truncation")
+    assert len(rows) == 4
+    for cells in rows:
+        name = re.match(r"`(\w+)`", cells[0]).group(1)
+        lengths = dataset_stats(cs.load(name, split=cells[1], source=source_path))["lengths"]
+        desirable, undesirable = lengths["desirable"], lengths["undesirable"]
+        assert cells[2:] == [f"{desirable['rows']} / {undesirable['rows']}",
+                             f"{desirable['completion_chars']['median']:g} / "
+                             f"{undesirable['completion_chars']['median']:g}",
+                             f"{lengths['ks_completion_chars']:.2f}"], cells
+    figures = README.split("## What a subset teaches")[1]
+    assert "396 instead of the\n508 of `balanced_254`" in figures or "396 instead of the 508" in " ".join(
+        figures.split())
 
 
 @pytest.fixture(scope="module")
@@ -155,37 +196,44 @@ def card_folder(tmp_path_factory, source_path):
 def test_card_python_blocks_run(card_folder, tmp_path):
     card = (card_folder / "README.md").read_text(encoding="utf-8")
     first, legacy = blocks(card, "python")
-    output = run([sys.executable, "-c", first + "\nprint('ROWS', len(ds))"], cwd=tmp_path)
+    output = run([sys.executable, "-c", first + "\nprint('ROWS', len(ds))"], cwd=card_folder.parent)
     assert "ROWS 508" in output
     print("not run here: the loading-script block needs datasets<4; tests/compat runs it under datasets 3.6")
     assert "trust_remote_code=True" in legacy
 
 
-def test_card_trl_block_runs(card_folder, model, tmp_path):
+def test_card_trl_blocks_run(card_folder, model, tmp_path):
+    """The card's `trl kto`, `trl sft` and `trl dpo` lines, from the folder that holds the export."""
     card = (card_folder / "README.md").read_text(encoding="utf-8")
-    (command,) = blocks(card, "bash")
+    commands = blocks(card, "bash")
+    assert [command.split()[1] for command in commands] == ["kto", "sft", "dpo"]
     assert "add\n`--use_cpu true`" in card or "add `--use_cpu true`" in card
-    command = marked(command.strip(), model, "") + " " + " ".join(TRAIN_LIMIT + CPU)
-    output = run(["bash", "-c", command.replace("trl kto", f"{BIN}/trl kto")], cwd=tmp_path)
-    assert "Training completed" in output and "'eval_loss'" in output
+    for command in commands:
+        command = marked(command.strip(), model, "") + " " + " ".join(TRAIN_LIMIT + CPU)
+        output = run(["bash", "-c", command.replace("trl ", f"{BIN}/trl ", 1)], cwd=card_folder.parent)
+        assert "Training completed" in output and "'eval_loss'" in output
 
 
 def test_pushed_card_fetches_from_the_repository_it_names(card_folder, tmp_path):
-    """After `push`, the card's download lines run against the Hub (a fake one at HF_ENDPOINT)."""
+    """The card `push` uploads: its download lines run against the Hub (a fake one at HF_ENDPOINT)."""
     repo = tmp_path / "repo"
     shutil.copytree(card_folder, repo)
-    exporter._relocate(str(repo), "me/claudesidian-kto")  # what `push` uploads
+    manifest = exporter.read_manifest(str(repo))
+    (repo / "README.md").write_text(render_card(manifest, location="me/claudesidian-kto", is_repo=True))
+    for entry in manifest["configs"]:  # what `push` uploads: the card and the recipes rendered for the repository
+        if entry["recipe"]:
+            (repo / entry["recipe"]).write_text(render_recipe(entry, location="me/claudesidian-kto", is_repo=True))
     hub = FakeHub()
     hub.add("me/claudesidian-kto", "main", str(repo))
     try:
         card = (repo / "README.md").read_text(encoding="utf-8")
-        (command,) = blocks(card, "bash")
-        fetch = command.strip().splitlines()[0]
-        assert fetch.startswith("hf download me/claudesidian-kto recipes/kto_full_eval.yaml")
-        env = {"HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "home")}
-        run(["bash", "-c", fetch.replace("hf download", f"{BIN}/hf download")], cwd=tmp_path, env=env)
-        recipe = yaml.safe_load((tmp_path / "recipes" / "kto_full_eval.yaml").read_text(encoding="utf-8"))
-        assert recipe["dataset_name"] == "me/claudesidian-kto"
+        for command in blocks(card, "bash"):
+            fetch = command.strip().splitlines()[0]
+            assert fetch.startswith("hf download me/claudesidian-kto recipes/")
+            env = {"HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "home")}
+            run(["bash", "-c", fetch.replace("hf download", f"{BIN}/hf download")], cwd=tmp_path, env=env)
+            recipe = yaml.safe_load((tmp_path / fetch.split()[3]).read_text(encoding="utf-8"))
+            assert recipe["dataset_name"] == "me/claudesidian-kto"
         offline = re.search(r"`(hf download [^`]+)`", card).group(1)
         run(["bash", "-c", offline.replace("DIR", "whole").replace("hf download", f"{BIN}/hf download")],
             cwd=tmp_path, env=env)

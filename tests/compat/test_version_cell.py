@@ -45,6 +45,18 @@ def test_loading_script(source_path, published_rows, source_rows, name):
 
 
 @pytest.mark.skipif(VERSION >= Version("4.0"), reason="datasets>=4 refuses loading scripts")
+@pytest.mark.parametrize("name", [name for name in cs.CONFIGS if name not in ("balanced_254", "full")])
+def test_loading_script_builds_every_config_as_load_does(source_path, name):
+    """Every entry of the configs table is a config of the loading script too."""
+    scripted = datasets.load_dataset(str(REPO / "claudesidian_synthetic.py"), name=name, trust_remote_code=True,
+                                     source=source_path)
+    built = cs.load(name, source=source_path)
+    assert list(scripted) == list(built)
+    for split in built:
+        assert scripted[split].to_list() == built[split].to_list(), (name, split)
+
+
+@pytest.mark.skipif(VERSION >= Version("4.0"), reason="datasets>=4 refuses loading scripts")
 def test_loading_script_custom_options(source_path):
     dataset = datasets.load_dataset(
         str(REPO / "claudesidian_synthetic.py"), name="balanced_custom", split="train", trust_remote_code=True,
@@ -54,7 +66,7 @@ def test_loading_script_custom_options(source_path):
 
 
 def test_exported_folder(export_dir, published_rows):
-    assert sorted(datasets.get_dataset_config_names(export_dir))[:2] == ["balanced_254", "full"]
+    assert datasets.get_dataset_config_names(export_dir)[:2] == ["balanced_254", "full"]
     dataset = datasets.load_dataset(export_dir, name="balanced_254", split="train")
     assert as_source_rows(dataset) == published_rows
     assert len(datasets.load_dataset(export_dir, name="full", split="train")) == 1000
@@ -78,8 +90,19 @@ def test_card_loading_script_block(export_dir, source_path, tmp_path):
     hub.add(cs.SOURCE_REPO_ID, "main", str(tmp_path / "main"))
     try:
         env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "home")}
-        result = subprocess.run([sys.executable, "-c", block + "\nprint('ROWS', len(ds['train']))"], cwd=tmp_path,
-                                env=env, capture_output=True, text=True, timeout=600)
+        # From the folder that holds the export, as the card says its commands run.
+        result = subprocess.run([sys.executable, "-c", block + "\nprint('ROWS', len(ds['train']))"],
+                                cwd=os.path.dirname(os.path.abspath(export_dir)), env=env, capture_output=True,
+                                text=True, timeout=600)
     finally:
         hub.close()
     assert "ROWS 500" in result.stdout, result.stderr[-3000:]
+
+
+def test_a_folder_named_like_the_loading_script_loads_its_parquet(export_dir, tmp_path, published_rows):
+    """The script lies in loading_script/, so no `datasets` takes a folder named after it for a script."""
+    import shutil
+
+    folder = shutil.copytree(export_dir, tmp_path / "claudesidian_synthetic")
+    dataset = datasets.load_dataset(str(folder), name="balanced_254", split="train")
+    assert as_source_rows(dataset) == published_rows
