@@ -126,7 +126,8 @@ class ClaudesidianError(ValueError):
 
     def render(self, voice: str = "python") -> str:
         voice = self.voice or voice
-        words = {key: value.render(voice) if hasattr(value, "render") else value for key, value in self.mentions.items()}
+        words = {key: value.render(voice) if hasattr(value, "render") else value
+                 for key, value in self.mentions.items()}
         return self.template.format(**words)
 
 
@@ -313,7 +314,9 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
         if self.test_size == 0:  # `None` cannot say "no test split": `datasets` drops None overrides
             self.test_size = None
         given = {name for name, default in defaults.items() if getattr(self, name) != default}
-        for option in sorted(given - named.takes)[:1]:
+        refused = sorted(given - named.takes)
+        if refused:
+            option = refused[0]
             raise OptionError(
                 "{given} is not an option of {config} ({purpose}); " + named.why_not,
                 given=Mention(option, getattr(self, option)), config=Mention("name", self.name),
@@ -385,6 +388,7 @@ class Selection:
     orders: tuple
     why_not: str
     test_split: str
+    pairs_rows: bool = False  # an example is two source rows of one prompt (reads each row's prompt and reply)
 
 
 _ALWAYS = frozenset({"source", "revision", "seed", "test_size", "layout", "order"})
@@ -396,15 +400,15 @@ SELECTIONS = {
     "balanced": Selection(
         frozenset(OPTION_DEFAULTS), ("kto", "conversations"), ORDERS, "", "every_row",
     ),
-    "desirable": Selection(
+    "desirable_only": Selection(
         _ALWAYS | {"dedupe"}, ("messages", "conversations"), ("shuffle", "source"),
-        "it holds the desirable rows only; for both labels use {custom} (KTO) or {pairs} (DPO)", "desirable",
+        "it holds the desirable rows only; for both labels use {custom} (KTO) or {pairs} (DPO)", "desirable_only",
     ),
-    "pairs": Selection(
+    "preference_pairs": Selection(
         _ALWAYS, ("preference",), ("shuffle", "source"),
         "it holds every distinct (desirable, undesirable) reply pair of each prompt that has both labels, "
         "so its size follows from the source; for counts and ratios use {custom}",
-        "pairs",
+        "preference_pairs", pairs_rows=True,
     ),
 }
 
@@ -459,11 +463,12 @@ CONFIGS = {
             "balanced", {"length_strata": 10, "order": "mixed", "batch_size": 4}, exported=True,
         ),
         NamedConfig(
-            "sft", "the desirable conversations, for supervised fine-tuning (SFT)", "desirable", _HELD_OUT,
+            "sft", "the desirable conversations, for supervised fine-tuning (SFT)", "desirable_only", _HELD_OUT,
             exported=True,
         ),
         NamedConfig(
-            "pairs", "preference pairs of the prompts that have both labels, for DPO or ORPO", "pairs", _HELD_OUT,
+            "pairs", "preference pairs of the prompts that have both labels, for DPO or ORPO", "preference_pairs",
+            _HELD_OUT,
             exported=True,
         ),
     )
@@ -511,10 +516,11 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
         if source is not None and not _is_url(source):
             source = os.path.abspath(os.path.expanduser(str(source)))
             fix = "Pass {source} (a local copy of " + SOURCE_FILENAME + "), or leave it out to use the Hub file"
+            given = Mention("source", _Placeholder("FILE"))
             if os.path.isdir(source):
-                raise SourceError(source, "is a folder, not a file", fix, source=Mention("source", _Placeholder("FILE")))
+                raise SourceError(source, "is a folder, not a file", fix, source=given)
             if not os.path.isfile(source):
-                raise SourceError(source, "no such file", fix, source=Mention("source", _Placeholder("FILE")))
+                raise SourceError(source, "no such file", fix, source=given)
             kwargs["source"] = source
         # The cache entry is keyed by this code and the source's bytes, so an edited local source (or
         # an edited builder) is rebuilt instead of served stale.
@@ -900,7 +906,7 @@ class RowKeys:
 
 
 def needs_row_keys(config: ClaudesidianSyntheticConfig) -> bool:
-    return config.test_size is not None or CONFIGS[config.name].selection == "pairs"
+    return config.test_size is not None or SELECTIONS[CONFIGS[config.name].selection].pairs_rows
 
 
 def read_row_keys(path: str, scan: SourceScan) -> RowKeys:
@@ -999,12 +1005,13 @@ def _pairs(candidates: Candidates, config: ClaudesidianSyntheticConfig, rng: ran
     return pairs
 
 
-_CHOOSERS = {"every_row": _every_row, "balanced": _balanced, "desirable": _desirable, "pairs": _pairs}
+_CHOOSERS = {"every_row": _every_row, "balanced": _balanced, "desirable_only": _desirable,
+             "preference_pairs": _pairs}
 _EMPTY = {
     "every_row": "the source has no row",
     "balanced": "the source has no row",
-    "desirable": "none of them is desirable",
-    "pairs": "no prompt among them has both a desirable and an undesirable reply",
+    "desirable_only": "none of them is desirable",
+    "preference_pairs": "no prompt among them has both a desirable and an undesirable reply",
 }
 
 
@@ -1101,8 +1108,10 @@ def class_counts(
         else:
             counts = (n_desirable, round(n_desirable / ratio))
         if min(counts) < 1:
-            raise OptionError("{ratio} leaves no row of one label " + f"({counts[0]} desirable, {counts[1]} undesirable)",
-                              ratio=Mention("ratio", ratio))
+            raise OptionError(
+                "{ratio} leaves no row of one label " + f"({counts[0]} desirable, {counts[1]} undesirable)",
+                ratio=Mention("ratio", ratio),
+            )
         return counts
     if desirable is None and undesirable is None:
         smaller = min(n_desirable, n_undesirable)

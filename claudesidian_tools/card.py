@@ -54,8 +54,8 @@ _SELECTION_WORDS = {
     "every_row": "every source row",
     "balanced": "the published recipe on these options: one `random.Random(seed)` samples the desirable rows, "
     "then the undesirable rows (a label kept whole is not drawn), concatenated desirable then undesirable",
-    "desirable": "every desirable row, as one `messages` conversation",
-    "pairs": "every distinct (desirable reply, undesirable reply) pair of each prompt answered both ways",
+    "desirable_only": "every desirable row, as one `messages` conversation",
+    "preference_pairs": "every distinct (desirable reply, undesirable reply) pair of each prompt answered both ways",
 }
 
 
@@ -104,9 +104,6 @@ def describe(entry: Mapping) -> str:
     resolved = entry["resolved"]
     named = cs.CONFIGS[entry["config"]]
     how = _SELECTION_WORDS[named.selection]
-    if named.name == "balanced_254":
-        how = "the published file, exactly: every undesirable row plus `random.Random(42).sample` of as many " \
-              "desirable rows, concatenated desirable then undesirable"
     if resolved.get("length_strata"):
         how += (f", with the labels' reply lengths matched: {resolved['length_strata']} strata cut at the smaller "
                 "label's length quantiles, as many rows of each label per stratum as its smaller side has")

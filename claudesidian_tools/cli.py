@@ -125,8 +125,10 @@ def _write_atomically(path: str, lines) -> None:
     try:
         handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as error:
-        raise cs.OptionError("{out}: cannot write in " + f"{folder} ({error.strerror}); choose a folder you can write to",
-                             out=cs.Mention("out", path)) from None
+        raise cs.OptionError(
+            "{out}: cannot write in " + f"{folder} ({error.strerror}); choose a folder you can write to",
+            out=cs.Mention("out", path),
+        ) from None
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as file:
             file.writelines(lines)

@@ -188,8 +188,8 @@ def export(
     try:
         os.chmod(staging, 0o777 & ~_umask())
         exported = [
-            _write_config(staging, spec, source=source, revision=revision, num_shards=num_shards,
-                          max_bytes=max_bytes, tokenizer=loaded_tokenizer, max_length=max_length, defaults=not named_by_user)
+            _write_config(staging, spec, source=source, revision=revision, num_shards=num_shards, max_bytes=max_bytes,
+                          tokenizer=loaded_tokenizer, max_length=max_length, defaults=not named_by_user)
             for spec in specs
         ]
         figures_skipped = _write_figures(staging, exported)
@@ -319,7 +319,7 @@ def _stats_batch_sizes(config: cs.ClaudesidianSyntheticConfig) -> list[int]:
     return sorted({2, 4, 8, *([config.batch_size] if config.batch_size else [])})
 
 
-def _flush(buffer: list, writer: "_ShardWriter", figures: SplitFigures, schema: pa.Schema) -> None:
+def _flush(buffer: list, writer: _ShardWriter, figures: SplitFigures, schema: pa.Schema) -> None:
     """Count and write the buffered rows as Arrow chunks of `ROWS_PER_CHUNK` rows, then empty it."""
     if not buffer:
         return

@@ -14,7 +14,7 @@ import pytest
 from conftest import PUBLISHED_SHA256, REPO, last_line, run_cli
 
 import claudesidian_synthetic as cs
-from claudesidian_tools.cli import make_parser
+from claudesidian_tools.cli import main, make_parser
 
 COMMANDS = ["configs", "build", "stats", "export", "push", "infos", "verify"]
 
@@ -167,14 +167,22 @@ def test_stats_reports_each_split_and_the_prompts_they_share(source_path, tmp_pa
         (["stats", "full", "--tokenizer", "/nonexistent-tokenizer"], "--tokenizer /nonexistent-tokenizer: "),
     ],
 )
-def test_errors_are_one_line_and_exit_2(source_path, tmp_path, args, message):
+def test_errors_are_one_line_and_exit_2(source_path, capsys, args, message):
+    """The command line's own `main`, in this process (the same code as the installed command: see the
+    end-to-end case below), so the table stays quick."""
     if "--source" not in args:
         args = [*args, "--source", source_path]
-    result = run_cli(*args, cache=tmp_path / "hf")
-    assert result.returncode == 2
-    assert last_line(result).startswith("claudesidian-synthetic: error: ") and message in last_line(result)
-    assert "Traceback" not in result.stderr
-    assert not re.search(r"\b(" + "|".join(cs.OPTION_DEFAULTS) + r"|name)=", last_line(result))  # flags, not keywords
+    assert main(args) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("claudesidian-synthetic: error: ") and message in line
+    assert not re.search(r"\b(" + "|".join(cs.OPTION_DEFAULTS) + r"|name)=", line)  # flags, not keywords
+
+
+def test_an_error_in_a_fresh_process_is_one_line_and_exit_2(source_path, tmp_path):
+    result = run_cli("build", "balanced_custom", "--source", source_path, "--desirable", "800", cache=tmp_path / "hf")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert last_line(result) == (f"claudesidian-synthetic: error: {source_path}: --desirable 800 but the source has "
+                                 "only 746 desirable rows: ask for at most 746, or add --replacement to oversample")
 
 
 def test_python_speaks_keywords_where_the_command_line_speaks_flags(source_path):
@@ -240,7 +248,7 @@ def test_ctrl_c_during_a_build_is_one_line_and_writes_nothing(tmp_path):
     from conftest import generate_source
 
     source = tmp_path / "big.jsonl"
-    generate_source(source, 200_000)
+    generate_source(source, 80_000)
     out = tmp_path / "out.jsonl"
     process = subprocess.Popen([sys.executable, "-m", "claudesidian_tools.cli", "build", "balanced_custom",
                                 "--source", str(source), "--out", str(out)], cwd=REPO, stderr=subprocess.PIPE,

@@ -10,6 +10,7 @@ from datasets.distributed import split_dataset_by_node
 
 import claudesidian_synthetic as cs
 from claudesidian_tools import export as exporter
+from claudesidian_tools.cli import main
 
 BATCH = 4
 
@@ -123,9 +124,10 @@ def test_accelerate_sharding_keeps_every_batch_mixed(source_path, world_size, sp
         (["--num-shards", "5"], "pairs/test: 5 shards asked for, but it has only 3 rows"),
     ],
 )
-def test_bad_sharding_options(source_path, tmp_path, args, message):
-    result = run_cli("export", str(tmp_path / "out"), "--source", source_path, *args, cache=tmp_path / "hf")
-    assert result.returncode == 2 and message in result.stderr, result.stderr
+def test_bad_sharding_options(source_path, tmp_path, capsys, args, message):
+    assert main(["export", str(tmp_path / "out"), "--source", source_path, *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
     assert not (tmp_path / "out").exists()
 
 

@@ -203,15 +203,22 @@ def test_card_python_blocks_run(card_folder, tmp_path):
 
 
 def test_card_trl_blocks_run(card_folder, model, tmp_path):
-    """The card's `trl kto`, `trl sft` and `trl dpo` lines, from the folder that holds the export."""
+    """The card's `trl kto`, `trl sft` and `trl dpo` lines, from the folder that holds the export: each
+    trains from its recipe and evaluates on every row of the held-out split."""
     card = (card_folder / "README.md").read_text(encoding="utf-8")
     commands = blocks(card, "bash")
     assert [command.split()[1] for command in commands] == ["kto", "sft", "dpo"]
     assert "add\n`--use_cpu true`" in card or "add `--use_cpu true`" in card
+    manifest = {entry["recipe"]: entry for entry in exporter.read_manifest(str(card_folder))["configs"]}
     for command in commands:
+        recipe_path = command.split("--config ")[1].split()[0]
+        recipe = yaml.safe_load((card_folder.parent / recipe_path).read_text(encoding="utf-8"))
+        test_rows = manifest[recipe_path.split("/", 1)[1]]["stats"]["test"]["rows"]
+        batches = -(-test_rows // recipe.get("per_device_eval_batch_size", 8))  # TRL's default eval batch: 8
         command = marked(command.strip(), model, "") + " " + " ".join(TRAIN_LIMIT + CPU)
         output = run(["bash", "-c", command.replace("trl ", f"{BIN}/trl ", 1)], cwd=card_folder.parent)
         assert "Training completed" in output and "'eval_loss'" in output
+        assert f"{batches}/{batches}" in output, (recipe_path, batches)  # every test row, in the recipe's batches
 
 
 def test_pushed_card_fetches_from_the_repository_it_names(card_folder, tmp_path):

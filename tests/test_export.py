@@ -19,6 +19,7 @@ from test_cli import interrupt_when
 import claudesidian_synthetic as cs
 from claudesidian_tools import export as exporter
 from claudesidian_tools.card import size_category
+from claudesidian_tools.cli import main
 from claudesidian_tools.stats import dataset_stats
 
 EXTRA = ["mixed8=full:order=mixed,batch_size=8", "balanced_custom:desirable=300,undesirable=200,seed=7",
@@ -308,12 +309,13 @@ def test_export_refuses_to_replace_a_file_it_did_not_write(source_path, tmp_path
         (["mixed4=full:order=mixed"], "--config mixed4=full:order=mixed: order=mixed needs batch_size"),
     ],
 )
-def test_bad_specs_are_refused_before_anything_is_written(source_path, tmp_path, specs, message):
+def test_bad_specs_are_refused_before_anything_is_written(source_path, tmp_path, capsys, specs, message):
     args = [part for spec in specs for part in ("--config", spec)]
-    result = run_cli("export", str(tmp_path / "out"), "--source", source_path, *args, cache=tmp_path / "hf")
-    assert result.returncode == 2 and message in result.stderr, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert os.listdir(tmp_path) == []  # nothing written, not even beside the folder
+    (tmp_path / "work").mkdir()
+    assert main(["export", str(tmp_path / "work" / "out"), "--source", source_path, *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert os.listdir(tmp_path / "work") == []  # nothing written, not even beside the folder
 
 
 def test_another_version_of_the_source_exports_its_balanced_custom_configs(source_path, tmp_path):
@@ -366,3 +368,63 @@ def test_interrupt_handling_is_deferred_while_files_move():
             os.kill(os.getpid(), signal.SIGINT)  # held until the block ends
             moved = True
     assert moved
+
+
+# --- figures and max_length -------------------------------------------------------------------------
+
+
+def test_without_matplotlib_the_export_says_once_that_figures_were_skipped(source_path, tmp_path):
+    code = ("import sys; sys.modules['matplotlib'] = None\n"  # an import of matplotlib fails, as without the extra
+            "from claudesidian_tools.cli import main\n"
+            f"sys.exit(main(['export', {str(tmp_path / 'out')!r}, '--source', {source_path!r}, '--config', 'full',"
+            " '--config', 'pairs']))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("figures skipped: install the plots extra") == 1
+    assert not (tmp_path / "out" / "figures").exists()
+    assert "figures/" not in (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def tokenizer_folder(tmp_path_factory):
+    from tiny_model import need_trl
+
+    need_trl()
+    from tiny_model import tiny_model_and_tokenizer
+
+    folder = tmp_path_factory.mktemp("tokenizer")
+    tiny_model_and_tokenizer()[1].save_pretrained(folder)
+    return str(folder)
+
+
+def test_with_a_tokenizer_each_recipe_covers_its_longest_row(source_path, tokenizer_folder, tmp_path):
+    from claudesidian_tools.lengths import load_tokenizer, token_lengths
+    from claudesidian_tools.stats import replies_of
+
+    result = run_cli("export", str(tmp_path / "out"), "--source", source_path, "--config", "full_eval",
+                     "--config", "sft", "--tokenizer", tokenizer_folder, cache=tmp_path / "hf")
+    assert result.returncode == 0, result.stderr
+    tokenizer = load_tokenizer(tokenizer_folder)
+    for name, recipe_path, layout in (("full_eval", "kto_full_eval", "kto"), ("sft", "sft_sft", "messages")):
+        longest = 0
+        for rows in cs.load(name, source=source_path).values():
+            _, prompts, replies = replies_of(rows.to_dict(), layout)
+            longest = max(longest, int(token_lengths(tokenizer, prompts, replies)[1].max()))
+        recipe = yaml.safe_load((tmp_path / "out" / "recipes" / f"{recipe_path}.yaml").read_text())
+        assert recipe["max_length"] == longest, name
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert f"With the tokenizer `{tokenizer_folder}`" in card and "the longest row in tokens, so nothing is cut" in card
+
+
+def test_a_given_max_length_is_set_and_what_it_truncates_is_said(source_path, tokenizer_folder, tmp_path):
+    result = run_cli("export", str(tmp_path / "out"), "--source", source_path, "--config", "full",
+                     "--tokenizer", tokenizer_folder, "--max-length", "300", cache=tmp_path / "hf")
+    assert result.returncode == 0, result.stderr
+    recipe = yaml.safe_load((tmp_path / "out" / "recipes" / "kto_full.yaml").read_text())
+    manifest = json.loads((tmp_path / "out" / exporter.MANIFEST).read_text())
+    truncation = manifest["configs"][0]["stats"]["train"]["lengths"]["truncation"]
+    assert recipe["max_length"] == 300 and truncation["max_length"] == 300 and truncation["truncated"] > 0
+    card = " ".join((tmp_path / "out" / "README.md").read_text(encoding="utf-8").split())
+    assert f"`max_length: 300` as given: it truncates {truncation['truncated']} rows and drops " \
+           f"{truncation['dropped']}" in card

@@ -69,7 +69,8 @@ def test_an_unknown_source_version_cannot_be_verified_without_that_source(source
     with open(source_path, encoding="utf-8") as file:
         (tmp_path / "v2.jsonl").write_text("".join(file.readlines()[3:]), encoding="utf-8")
     folder = tmp_path / "v2-export"
-    exporter.export(str(folder), [exporter.parse_config_spec("mine=balanced_custom")], source=str(tmp_path / "v2.jsonl"))
+    exporter.export(str(folder), [exporter.parse_config_spec("mine=balanced_custom")],
+                    source=str(tmp_path / "v2.jsonl"))
     refused = run_cli("verify", str(folder), cache=tmp_path / "hf")
     assert refused.returncode == 2 and "not the v1.0.0 file this version knows; pass --source" in refused.stderr
     wrong = run_cli("verify", str(folder), "--source", source_path, cache=tmp_path / "hf")
