@@ -10,6 +10,8 @@ desirable, a preference pair two (the chosen reply desirable, the rejected one u
 from __future__ import annotations
 
 import array
+import hashlib
+import marshal
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -49,6 +51,21 @@ def _chars(messages: list) -> int:
     return sum(len(message["content"]) for message in messages)
 
 
+def _plain(value):
+    """A column value as plain tuples, the same whatever order its keys came in: a list of messages,
+    the context (its fields in schema order) or a label. Quicker than a general canonical form."""
+    if type(value) is list:
+        return tuple((message["role"], message["content"]) for message in value)
+    if type(value) is dict:
+        return tuple(value.get(name) for name in cs.CONTEXT_FIELDS)
+    return value
+
+
+def _digest(value) -> bytes:
+    """16 bytes that stand for a plain value (marshal's format 2 writes every value whole)."""
+    return hashlib.blake2b(marshal.dumps(value, 2), digest_size=16).digest()
+
+
 class SplitFigures:
     """The figures of one split, accumulated batch by batch: per row a label byte, two lengths and two
     16-byte digests (never the text), so memory follows the row count, not the text."""
@@ -66,13 +83,13 @@ class SplitFigures:
         columns = list(batch)
         self.rows += len(batch[columns[0]])
         for values in zip(*batch.values()):
-            self._rows += cs.json_digest(dict(zip(columns, values)))
+            self._rows += _digest(tuple(map(_plain, values)))
         labels, prompts, replies = replies_of(batch, self.layout)
         self.labels += bytes(map(bool, labels))
         self.prompt_chars.extend(map(_chars, prompts))
         self.reply_chars.extend(map(_chars, replies))
         for prompt in prompts[:: 2 if self.layout == "preference" else 1]:
-            self._prompts += cs.json_digest(prompt)
+            self._prompts += _digest(_plain(prompt))
         if self.tokenizer is not None:
             from claudesidian_tools.lengths import token_lengths
 
