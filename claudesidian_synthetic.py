@@ -276,7 +276,7 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
     seed: int = _option(PUBLISHED_SEED, _WHOLE, "random seed of the sampling, the order and the test split "
                         f"({PUBLISHED_SEED} is the published one)")
     replacement: bool = _option(False, _FLAG, "draw with replacement, so a label can be oversampled past its size")
-    dedupe: bool = _option(False, _FLAG, "drop exact duplicate lines before selecting (the test split keeps them)")
+    dedupe: bool = _option(False, _FLAG, "drop exact duplicate lines before selecting, from both splits")
     order: str = _option(
         "shuffle",
         _choice(*ORDERS),
@@ -523,11 +523,13 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
             if not os.path.isfile(source):
                 raise SourceError(source, "no such file", fix, source=given)
             kwargs["source"] = source
-        # The cache entry is keyed by this code and the source's bytes, so an edited local source (or
-        # an edited builder) is rebuilt instead of served stale.
+        # The cache entry is keyed by this code, the source's bytes and the `datasets` version, so an edited
+        # local source (or an edited builder) is rebuilt instead of served stale, and a `datasets` that
+        # cannot read another's cache files (3.x reads no 5.x `List`) never meets them.
         self._source_sha256 = _sha256_of_file(source) if source and not _is_url(source) else None
         code = kwargs.get("hash") or _sha256_of_file(__file__)
-        kwargs["hash"] = hashlib.sha256(f"{code}:{self._source_sha256}".encode()).hexdigest()[:16]
+        key = f"{code}:{self._source_sha256}:{datasets.__version__}"
+        kwargs["hash"] = hashlib.sha256(key.encode()).hexdigest()[:16]
         super().__init__(*args, **kwargs)
         self.config.check()
 
@@ -950,6 +952,8 @@ def plan_splits(scan: SourceScan, config: ClaudesidianSyntheticConfig, keys: Opt
     if config.test_size is not None:
         held_out = np.array(held_out_rows(scan.labels.tolist(), keys.prompts, config.test_size, config.seed))
         candidates = np.setdiff1d(candidates, held_out)
+        if config.dedupe:  # identical lines share a prompt, so a line's first copy is on its side too
+            held_out = held_out[~scan.duplicate[held_out]]
         test_rng = random_stream(config.seed, "test_order")
         try:
             splits["test"] = choose(SELECTIONS[named.selection].test_split, scan, held_out, config, keys, test_rng)

@@ -72,10 +72,13 @@ def location_text(location: str, is_repo: bool) -> dict[str, str]:
     """The card's words that depend on where the data is: a folder (by its name, used from the folder
     that holds it, so a moved or copied export still works) or a Hub repository."""
     if not is_repo:
+        # "./name", not "name": `datasets` reads a path that starts with "./" as a folder only, so a moved
+        # or renamed folder is an error, never a Hub repository or a cached dataset of that name.
         return {
-            "load": location,
-            "dataset_name": location,
-            "run_from": f", from the folder that holds `{location}/` (as every command below)",
+            "load": f"./{location}",
+            "dataset_name": f"./{location}",
+            "run_from": f", from the folder that holds `{location}/` (as every command below; the recipes name "
+                        f"`./{location}`: after renaming the folder, change `dataset_name` in them too)",
             "offline": "This folder needs no network: every config loads from its Parquet files.",
             "script": f'script = "{location}/{_script_path()}"',
             "fetch": "",
@@ -87,7 +90,8 @@ def location_text(location: str, is_repo: bool) -> dict[str, str]:
         "run_from": "",
         "offline": f"Offline: download the repository once (`hf download {location} --repo-type dataset "
         "--local-dir DIR`), then `load_dataset(DIR, name=...)`.",
-        "script": f'script = hf_hub_download("{location}", "{_script_path()}", repo_type="dataset")',
+        "script": f'from huggingface_hub import hf_hub_download\n'
+                  f'script = hf_hub_download("{location}", "{_script_path()}", repo_type="dataset")',
         "fetch": f"hf download {location} {{recipe}} --repo-type dataset --local-dir .\n",
         "recipes": "recipes",
     }
@@ -116,10 +120,14 @@ def describe(entry: Mapping) -> str:
     if resolved.get("dedupe"):
         text += "; exact duplicate lines dropped first"
     if "test" in entry["stats"]:
-        text += (f". The `test` split ({entry['stats']['test']['rows']} rows) was held out of the source first: "
+        test = entry["stats"]["test"]
+        text += (f". The `test` split ({test['rows']} rows) was held out of the source first: "
                  f"prompt-disjoint ({entry['shared_prompts']} prompts shared with `train`), stratified by label, "
                  f"seed {resolved['seed']}, test size {resolved['test_size']}, the same prompts in every config "
                  "with these two options")
+        if test["duplicates"]:
+            text += (f"; {test['duplicates']} of its rows repeat another of its rows exactly (the source repeats "
+                     "some lines; `dedupe=True` keeps one of each, in both splits)")
     return text
 
 
@@ -170,6 +178,7 @@ def card_context(manifest: Mapping, location: str, is_repo: bool) -> dict:
         "shards": "; ".join(f"`{entry['name']}` " + ", ".join(f"{split} {len(paths)}" for split, paths in
                                                               entry["data_files"].items()) for entry in entries),
         "script": _script_path(),
+        "source_file": cs.SOURCE_FILENAME,
     }
 
 

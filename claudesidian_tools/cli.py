@@ -6,6 +6,7 @@ flags, types, choices, help and defaults are written once, there."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
 import os
@@ -16,6 +17,7 @@ import datasets
 import huggingface_hub
 
 import claudesidian_synthetic as cs
+from claudesidian_tools.interrupts import interrupt_deferred
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -132,9 +134,11 @@ def _write_atomically(path: str, lines) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as file:
             file.writelines(lines)
-        os.replace(temporary, path)
+        with interrupt_deferred(f"{path} was written before the interrupt"):
+            os.replace(temporary, path)
     except BaseException:
-        os.unlink(temporary)
+        with contextlib.suppress(FileNotFoundError):  # renamed already: the file is whole
+            os.unlink(temporary)
         raise
 
 
@@ -151,6 +155,10 @@ def jsonl_lines(dataset: datasets.Dataset):
 
 def command_build(args: argparse.Namespace) -> None:
     _check_out(args.out)
+    if args.source and args.out not in (None, "-") and os.path.exists(args.out) and os.path.exists(args.source) \
+            and os.path.samefile(args.out, args.source):
+        raise cs.OptionError(f"--out {args.out} is the source file itself (--source {args.source}); writing it would "
+                             "replace the data it is built from: choose another --out")
     options = _config_options(args)
     if args.format is not None:
         layout = {"kto": "kto", "raw": "conversations"}[args.format]
@@ -168,7 +176,6 @@ def command_build(args: argparse.Namespace) -> None:
         sys.stdout.writelines(lines)
     else:
         _write_atomically(args.out, lines)
-        args.interrupted = f"{args.out} was written before the interrupt"
     where = args.out if args.out not in (None, "-") else "stdout"
     others = [split for split in dataset_dict if split != args.split]
     note = f"; the config also has {', '.join(others)} (--split)" if others else ""
@@ -180,17 +187,16 @@ def command_build(args: argparse.Namespace) -> None:
 def command_stats(args: argparse.Namespace) -> None:
     from claudesidian_tools.stats import config_stats, draw_figure, print_stats
 
-    if args.plot and len(args.config) > 1:
-        raise cs.OptionError(f"--plot draws one config, and {len(args.config)} were given; give one config")
+    if args.plot:
+        _check_plot(args.plot, args.config)
     tokenizer = _tokenizer(args)
     options = _config_options(args)
     results = {name: config_stats(cs.load(name, **options), batch_size=args.batch_size, tokenizer=tokenizer,
                                   max_length=args.max_length) for name in args.config}
     if args.plot:
         (name, stats), = results.items()
-        if not draw_figure(args.plot, name, stats, args.batch_size):
-            raise cs.OptionError("--plot needs matplotlib: install the plots extra "
-                                 "(pip install 'claudesidian-synthetic[plots]')")
+        draw_figure(args.plot, name, stats, args.batch_size)
+        print(f"drew {args.plot}", file=sys.stderr)
     if len(results) == 1:
         (name, stats), = results.items()
         print(json.dumps(stats)) if args.json else print_stats(name, stats)
@@ -205,6 +211,22 @@ def command_stats(args: argparse.Namespace) -> None:
         print_stats(name, stats)
     for leak in leaks:
         print(f"prompts of {leak['test']}'s test split in {leak['train']}'s train split: {leak['shared']}")
+
+
+def _check_plot(path: str, configs: list) -> None:
+    """Before anything is built: one config, a .png file in a folder that exists, and matplotlib."""
+    from claudesidian_tools.plots import plots_available
+
+    if len(configs) > 1:
+        raise cs.OptionError(f"--plot draws one config, and {len(configs)} were given; give one config")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not path.lower().endswith(".png") or os.path.isdir(path):
+        raise cs.OptionError(f"--plot {path}: give the path of a .png file (the figure is a PNG image)")
+    if not os.path.isdir(folder):
+        raise cs.OptionError(f"--plot {path}: the folder {folder} does not exist; create it, or choose another path")
+    if not plots_available():
+        raise cs.OptionError("--plot needs matplotlib: install the plots extra "
+                             "(pip install 'claudesidian-synthetic[plots]')")
 
 
 def _tokenizer(args: argparse.Namespace):
@@ -243,6 +265,7 @@ def command_export(args: argparse.Namespace) -> None:
     args.interrupted = f"{args.folder} is as it was"
     exported = export(args.folder, specs, source=args.source, revision=args.revision, num_shards=args.num_shards,
                       max_shard_size=args.max_shard_size, tokenizer=args.tokenizer, max_length=args.max_length)
+    args.interrupted = f"{args.folder} holds the new export"
     for item in exported:
         rows = ", ".join(
             f"{split} {stats['rows']} rows in {len(item.data_files[split])} shard(s)"
@@ -352,19 +375,24 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = make_parser()
-    args = _parse(parser, argv)
+    args = argparse.Namespace()
     # `huggingface_hub` logs each retry of an unreachable Hub; the one error line below says it all.
     huggingface_hub.utils.logging.set_verbosity_error()
+    if not sys.stderr.isatty():  # progress bars are for a person watching, not for a log
+        datasets.disable_progress_bars()
     try:
+        args = _parse(make_parser(), argv)
         args.run(args)
     except cs.ClaudesidianError as error:
         print(f"claudesidian-synthetic: error: {error.render('cli')}", file=sys.stderr)
         return 1 if type(error).__name__ == "Mismatch" else 2
     except (OSError, huggingface_hub.errors.HfHubHTTPError) as error:
-        # Network and file-system failures: one line, no traceback (the token never appears in these).
-        message = " ".join(str(error).split())
-        print(f"claudesidian-synthetic: error: {type(error).__name__}: {message}", file=sys.stderr)
+        # File-system and network failures: one line, no traceback (the token never appears in these).
+        if isinstance(error, OSError) and error.filename:
+            message = f"{error.filename}: {error.strerror}; check the path, and that you may write there"
+        else:
+            message = f"{type(error).__name__}: {' '.join(str(error).split())}"
+        print(f"claudesidian-synthetic: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:
         said = getattr(interrupt, "said", None) or getattr(args, "interrupted", "nothing was changed")

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import json
 import math
 import os
 import pathlib
 import re
 import shutil
-import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -30,6 +30,7 @@ import pyarrow.parquet
 from datasets.info import DatasetInfosDict
 
 import claudesidian_synthetic as cs
+from claudesidian_tools.interrupts import interrupt_deferred
 from claudesidian_tools.stats import SplitFigures, held_out_leaks
 
 MANIFEST = "claudesidian_export.json"
@@ -73,17 +74,21 @@ def _parse_value(text: str) -> Any:
 def parse_config_spec(spec: str) -> ConfigSpec:
     """`[EXPORT_NAME=]CONFIG[:option=value,...]`, e.g. `mixed4=full:order=mixed,batch_size=4`."""
     head, _, option_text = spec.partition(":")
-    export_name, _, config_name = head.rpartition("=")
-    config_name = config_name.strip()
+    export_name, named, config_name = head.rpartition("=")
+    config_name, export_name = config_name.strip(), export_name.strip()
+    if named and not export_name:
+        raise cs.OptionError(f"--config {spec}: the name before '=' is empty; give NAME=CONFIG, or CONFIG alone")
     options = {}
     for item in filter(None, (part.strip() for part in option_text.split(","))):
         key, equals, value = item.partition("=")
         if not equals:
             raise cs.OptionError(f"--config {spec}: option {item!r} needs the form option=value")
+        if key.strip() in options:
+            raise cs.OptionError(f"--config {spec}: {key.strip()} is given twice; give it once")
         options[key.strip()] = _parse_value(value.strip())
     if not export_name and options:
         export_name = config_name + "_" + "_".join(f"{k}{v}" for k, v in sorted(options.items()))
-    return ConfigSpec(export_name.strip() or config_name, config_name, options, spec)
+    return ConfigSpec(export_name or config_name, config_name, options, spec)
 
 
 def check_specs(specs: Sequence[ConfigSpec]) -> list[ConfigSpec]:
@@ -93,9 +98,9 @@ def check_specs(specs: Sequence[ConfigSpec]) -> list[ConfigSpec]:
     for spec in specs:
         where = f"--config {spec.text or spec.export_name}"
         name = spec.export_name
-        if not _NAME.fullmatch(name) or ".." in name:
+        if not _NAME.fullmatch(name) or ".." in name or len(name) > 100:
             raise cs.OptionError(
-                f"{where}: {name!r} cannot name an exported config: use letters, digits, '_', '-' and '.' "
+                f"{where}: {name!r} cannot name an exported config: use up to 100 letters, digits, '_', '-' and '.' "
                 "(starting with a letter or digit), as `datasets` config names and folder names allow"
             )
         datasets.BuilderConfig(name=name)  # `datasets`' own check of a config name
@@ -107,9 +112,11 @@ def check_specs(specs: Sequence[ConfigSpec]) -> list[ConfigSpec]:
             raise cs.OptionError(f"{where}: unknown config {spec.config_name!r}; choose one of {', '.join(cs.CONFIGS)}")
         unknown = sorted(set(spec.options) - set(cs.OPTION_DEFAULTS) | set(spec.options) & {"source", "revision"})
         if unknown:
-            raise cs.OptionError(f"{where}: unknown option(s) {', '.join(unknown)}; the options are "
-                                 f"{', '.join(sorted(set(cs.OPTION_DEFAULTS) - {'source', 'revision'}))} "
-                                 "(the source is one for the whole export: --source)")
+            allowed = sorted(set(cs.OPTION_DEFAULTS) - {"source", "revision"})
+            close = difflib.get_close_matches(unknown[0].replace("-", "_"), allowed, n=1)
+            hint = f" (did you mean {close[0]}?)" if close and close[0] != unknown[0] else ""
+            raise cs.OptionError(f"{where}: unknown option(s) {', '.join(unknown)}{hint}; the options are "
+                                 f"{', '.join(allowed)} (the source is one for the whole export: --source)")
         try:
             resolved_config(spec)
         except cs.OptionError as error:
@@ -202,7 +209,10 @@ def export(
         for entry in manifest["configs"]:
             if entry["recipe"]:
                 _write_text(staging, entry["recipe"], render_recipe(entry, location=location))
-        manifest["files"] = sorted([*_files_under(staging), MANIFEST])
+        # Every file the export wrote, with its sha256: the next export replaces those, and only while
+        # they are as written (the manifest itself, rewritten each time, has none).
+        manifest["files"] = {**{path: _sha256(os.path.join(staging, path)) for path in _files_under(staging)},
+                             MANIFEST: None}
         _write_text(staging, MANIFEST, json.dumps(manifest, indent=1) + "\n")
         _move_in(staging, target, previous)
     finally:
@@ -297,6 +307,15 @@ def _write_config(folder: str, spec: ConfigSpec, *, source, revision, num_shards
         estimate = sum(int(lengths.sum()) + 64 * len(lengths) for _, _, lengths in gen_kwargs["shards"])
         shards = num_shards or math.ceil(estimate / max_bytes)
         where = f"{spec.export_name}/{split}"
+        units = math.ceil(rows / (config.batch_size or 1))
+        if shards > units:
+            what = f"{units} batches of {config.batch_size}" if config.batch_size else f"{units} rows"
+            raise cs.OptionError(
+                f"{where}: --num-shards {num_shards} is more than its {what}, and every shard needs one: give at most "
+                f"{units}, or export {spec.export_name} on its own with fewer (--config names what to export)"
+                if num_shards else f"{where}: {shards} shards of at most {max_bytes:,} bytes are needed, more than its "
+                f"{what}: give a larger --max-shard-size"
+            )
         writer = _ShardWriter(folder, where, shard_bounds(rows, shards, config.batch_size, where), schema)
         figures = SplitFigures(config.layout, tokenizer)
         buffer = []
@@ -509,7 +528,7 @@ def read_manifest(folder: str) -> dict | None:
             manifest = json.load(file)
     except (OSError, ValueError) as error:
         raise ExportError(f"{path}: not a readable export manifest ({error}); export into a new folder") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != 1 or not isinstance(manifest.get("files"), list):
+    if not isinstance(manifest, dict) or manifest.get("format") != 1 or not isinstance(manifest.get("files"), dict):
         raise ExportError(f"{path}: not an export manifest this version reads; export into a new folder")
     return manifest
 
@@ -525,22 +544,35 @@ def _files_under(folder: str) -> list[str]:
 
 
 def _previous_files(target: str) -> list[str]:
-    """The files an earlier export wrote into `target` (replaced by this one); refuse a folder that
-    holds files but no manifest of an export, or that is a file."""
+    """The files an earlier export wrote into `target`, which this one replaces. Refused: a file where
+    the folder should be, a folder of other files (hidden ones, such as `.git`, are let be), and a file
+    the export wrote that was changed since (an edited recipe is the user's now)."""
     if os.path.exists(target) and not os.path.isdir(target):
         raise ExportError(f"{target} is a file; export writes a folder: choose a new folder name")
     if not os.path.isdir(target):
         return []
     manifest = read_manifest(target)
-    if manifest is not None:
-        return [path for path in manifest["files"] if _inside(target, path)]
-    present = sorted(os.listdir(target))
-    if present:
+    if manifest is None:
+        present = sorted(name for name in os.listdir(target) if not name.startswith("."))
+        if present:
+            raise ExportError(
+                f"{target} holds files that export did not write ({', '.join(present[:5])}) and no {MANIFEST}; "
+                "choose a new or empty folder (export never deletes or replaces files it did not write)"
+            )
+        return []
+    written = {path: sha256 for path, sha256 in manifest["files"].items() if _inside(target, path)}
+    changed = [path for path, sha256 in written.items() if sha256 is not None
+               and os.path.isfile(os.path.join(target, path)) and _sha256(os.path.join(target, path)) != sha256]
+    if changed:
         raise ExportError(
-            f"{target} holds files that export did not write ({', '.join(present[:5])}) and no {MANIFEST}; "
-            "choose a new or empty folder (export never deletes or replaces files it did not write)"
+            f"{target}: {', '.join(changed[:5])} changed since the last export wrote them, and an export would "
+            "replace them: copy your changes elsewhere (or export into another folder), then export again"
         )
-    return []
+    return list(written)
+
+
+def _sha256(path: str) -> str:
+    return cs._sha256_of_file(path)
 
 
 def _inside(target: str, relative: str) -> bool:
@@ -560,7 +592,7 @@ def _move_in(staging: str, target: str, previous: list[str]) -> None:
             "move it away, or export into another folder"
         )
     try:
-        with _interrupt_deferred():
+        with interrupt_deferred(f"{target} holds the new export (the interrupt came as it was put in place)"):
             os.makedirs(target, exist_ok=True)
             for path in new:
                 destination = os.path.join(target, path)
@@ -576,32 +608,6 @@ def _move_in(staging: str, target: str, previous: list[str]) -> None:
     except OSError as error:
         raise ExportError(f"{target}: cannot write there ({error.strerror}); choose a folder you can write to") \
             from None
-
-
-class _interrupt_deferred:
-    """Hold Ctrl-C (SIGINT) until the block ends, then raise it: a folder is never left half-moved."""
-
-    def __enter__(self):
-        self.caught = False
-        try:
-            self.previous = signal.signal(signal.SIGINT, self._catch)
-        except ValueError:  # not the main thread: nothing to defer
-            self.previous = None
-        return self
-
-    def _catch(self, *args):
-        self.caught = True
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-        if self.caught and exc[0] is None:
-            raise ExportInterruptedAfterWrite()
-        return False
-
-
-class ExportInterruptedAfterWrite(KeyboardInterrupt):
-    """Ctrl-C came while the export was being moved in; the move finished first."""
 
 
 def _umask() -> int:

@@ -167,11 +167,13 @@ def push(
     """Upload the export in `folder` to the dataset repository `repo_id` in one commit; return its sha.
 
     Only the files the export wrote (its manifest lists them) go up, the card and the recipes rendered
-    again for the repository from the manifest. Once pushed, the folder's own card and recipes name the
-    repository too, so the folder holds what the Hub holds (and a second push changes nothing)."""
+    again for the repository from the manifest; the folder itself is left as it is (its card still
+    describes the folder), so a second push of it changes nothing."""
     from claudesidian_tools.card import render_card, render_recipe
     from claudesidian_tools.export import MANIFEST, read_manifest
 
+    if not os.path.isdir(folder):
+        raise PushError(f"{folder}: no such folder; give the folder `claudesidian-synthetic export` wrote")
     manifest = read_manifest(folder)
     if manifest is None:
         raise PushError(
@@ -187,11 +189,8 @@ def push(
         os.path.join(folder, path))]
     if missing:
         raise PushError(f"{folder} lacks {', '.join(missing[:3])}, which its export wrote: export again, then push")
-    sha, _ = commit_folder(folder, repo_id, manifest["files"], private=private, commit_message=commit_message,
+    sha, _ = commit_folder(folder, repo_id, list(manifest["files"]), private=private, commit_message=commit_message,
                            rendered=rendered, api=api)
-    for path, text in rendered.items():
-        with open(os.path.join(folder, path), "w", encoding="utf-8") as file:
-            file.write(text)
     return sha
 
 

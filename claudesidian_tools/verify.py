@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import datasets
 import huggingface_hub
+import pyarrow
 import pyarrow.parquet
 
 import claudesidian_synthetic as cs
@@ -94,9 +95,13 @@ def _compare(folder: str, entry: dict, files: dict, source: str | None, manifest
         options["source"] = source
     elif manifest["source"].get("revision") not in (None, "main"):
         options["revision"] = manifest["source"]["revision"]
-    builder = cs.ClaudesidianSynthetic(config_name=entry["config"], **options)
-    plan = {generator.name: generator.gen_kwargs for generator in builder._split_generators(
-        datasets.StreamingDownloadManager(download_config=datasets.DownloadConfig()))}
+    try:
+        builder = cs.ClaudesidianSynthetic(config_name=entry["config"], **options)
+        plan = {generator.name: generator.gen_kwargs for generator in builder._split_generators(
+            datasets.StreamingDownloadManager(download_config=datasets.DownloadConfig()))}
+    except cs.SourceError as error:
+        raise VerifyError(f"the source of {entry['name']} cannot be read to rebuild it ({error}); pass --source "
+                          "a local copy of the file the export was made from") from None
     if set(plan) != set(files):
         raise Mismatch(f"{entry['name']}: the files hold the splits {', '.join(files)}, the code builds "
                        f"{', '.join(plan)}")
@@ -104,7 +109,7 @@ def _compare(folder: str, entry: dict, files: dict, source: str | None, manifest
     for split, gen_kwargs in plan.items():
         counts[split] = 0
         built = (example for _, example in builder._generate_examples(**gen_kwargs))
-        stored = _stored_rows(folder, files[split])
+        stored = _stored_rows(folder, files[split], f"{entry['name']}, split {split}")
         for row, (expected, actual) in enumerate(_zip_longest(built, stored)):
             if expected != actual:
                 what = "missing" if actual is None else "extra" if expected is None else "different"
@@ -125,8 +130,14 @@ def _zip_longest(first: Iterator, second: Iterator) -> Iterator:
         yield (None if a is _END else a), (None if b is _END else b)
 
 
-def _stored_rows(folder: str, paths: list) -> Iterator[dict]:
+def _stored_rows(folder: str, paths: list, where: str) -> Iterator[dict]:
+    """The rows of a split's Parquet files, in order; a file that is missing or not Parquet differs."""
     for path in paths:
-        file = pyarrow.parquet.ParquetFile(os.path.join(folder, path))
-        for batch in file.iter_batches(batch_size=1000):
-            yield from batch.to_pylist()
+        try:
+            for batch in pyarrow.parquet.ParquetFile(os.path.join(folder, path)).iter_batches(batch_size=1000):
+                yield from batch.to_pylist()
+        except FileNotFoundError:
+            raise Mismatch(f"{where}: {path} is missing") from None
+        except (pyarrow.ArrowException, OSError) as error:
+            raise Mismatch(f"{where}: {path} is not readable Parquet ({' '.join(str(error).split())[:200]})") \
+                from None

@@ -101,6 +101,14 @@ def test_second_load_regenerates_nothing(source_path, monkeypatch):
         cs.load("balanced_custom", split="train", source=source_path, seed=4)  # other options: other entry
 
 
+def test_each_datasets_version_has_its_own_cache_entry(source_path, monkeypatch):
+    """datasets 3.6 cannot read the cache files 5.x writes: the two never share an entry."""
+    here = cs.ClaudesidianSynthetic(config_name="full", source=source_path)
+    monkeypatch.setattr(datasets, "__version__", "3.6.0")
+    other = cs.ClaudesidianSynthetic(config_name="full", source=source_path)
+    assert here.cache_dir != other.cache_dir
+
+
 def test_cache_entries_differ_per_option(source_path):
     seven = cs.ClaudesidianSynthetic(config_name="balanced_custom", source=source_path, seed=7)
     eight = cs.ClaudesidianSynthetic(config_name="balanced_custom", source=source_path, seed=8)

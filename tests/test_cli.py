@@ -164,6 +164,11 @@ def test_stats_reports_each_split_and_the_prompts_they_share(source_path, tmp_pa
         (["build", "full", "--out", "/nonexistent-folder/x.jsonl"], "the folder /nonexistent-folder does not exist"),
         (["build", "full", "--out", "/tmp"], "--out /tmp is a folder: give a file path"),
         (["stats", "full", "--max-length", "0"], "--max-length 0: must be a positive whole number"),
+        (["stats", "full", "balanced_254", "--plot", "x.png"], "--plot draws one config, and 2 were given"),
+        (["stats", "full", "--plot", "x.jpg"], "--plot x.jpg: give the path of a .png file"),
+        (["stats", "full", "--plot", "/nonexistent-folder/x.png"], "the folder /nonexistent-folder does not exist"),
+        (["infos", "--folder", "/nonexistent-folder"], "/nonexistent-folder/dataset_infos.json: No such file or "
+                                                       "directory; check the path"),
         (["stats", "full", "--tokenizer", "/nonexistent-tokenizer"], "--tokenizer /nonexistent-tokenizer: "),
     ],
 )
@@ -215,6 +220,17 @@ def test_bad_line_error_names_file_and_line(tmp_path):
     source.write_text('{"conversations": [], "label": true}\n', encoding="utf-8")
     result = run_cli("build", "balanced_custom", "--source", str(source), cache=tmp_path / "hf")
     assert result.returncode == 2 and f"{source}, line 1: " in result.stderr and "Traceback" not in result.stderr
+
+
+def test_out_may_not_be_the_source_even_through_a_link(source_path, tmp_path):
+    source = tmp_path / "source.jsonl"
+    source.write_bytes(open(source_path, "rb").read())
+    (tmp_path / "link.jsonl").symlink_to(source)
+    before = source.read_bytes()
+    for out in (source, tmp_path / "link.jsonl"):
+        result = run_cli("build", "balanced_custom", "--source", str(source), "--out", str(out), cache=tmp_path / "hf")
+        assert result.returncode == 2 and "is the source file itself" in last_line(result)
+    assert source.read_bytes() == before
 
 
 def test_failed_build_leaves_no_output_file(tmp_path):

@@ -120,8 +120,11 @@ def test_accelerate_sharding_keeps_every_batch_mixed(source_path, world_size, sp
         (["--num-shards", "0"], "--num-shards 0: must be a positive whole number"),
         (["--num-shards", "2", "--max-shard-size", "1MB"], "give one"),
         (["--max-shard-size", "lots"], "--max-shard-size lots: give a size"),
-        (["--num-shards", "30"], "full_eval/test: 30 shards asked for, but it has only 25 batches of 4"),
-        (["--num-shards", "5"], "pairs/test: 5 shards asked for, but it has only 3 rows"),
+        (["--num-shards", "30"], "full_eval/test: --num-shards 30 is more than its 25 batches of 4"),
+        (["--num-shards", "5"], "pairs/test: --num-shards 5 is more than its 3 rows, and every shard needs one: give "
+                                "at most 3, or export pairs on its own with fewer (--config names what to export)"),
+        (["--max-shard-size", "1KB"], "balanced_254/train: 743 shards of at most 1,000 bytes are needed, more than its "
+                                      "508 rows: give a larger --max-shard-size"),
     ],
 )
 def test_bad_sharding_options(source_path, tmp_path, capsys, args, message):

@@ -73,7 +73,7 @@ def test_readme_quickstart_and_stages_run(model, source_path, tmp_path):
     outputs = []
     for line in (quickstart + stages).strip().splitlines():
         if "pip install" in line:
-            print(f"not run: {line!r}: this test environment is that install (.ci/run installs .[test,kto])")
+            print(f"not run: {line!r}: this test environment is that install (.ci/run installs .[test,kto,plots])")
             continue
         line = marked(line, model, source_path).replace(".venv/bin/", BIN + "/")
         if " trl " in f" {line}" or line.startswith(BIN + "/trl"):
@@ -104,6 +104,13 @@ def test_readme_main_command_runs_verbatim_in_a_fresh_copy(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "wrote 508 train rows (254 desirable, 254 undesirable)" in result.stderr
     assert len((tmp_path / "repo" / "balanced_254.jsonl").read_text(encoding="utf-8").splitlines()) == 508
+    # That install (not editable, only the core dependencies) exports too: the card's template is in the wheel.
+    export = subprocess.run([".venv/bin/claudesidian-synthetic", "export", "kto-data", "--source", README_SOURCE,
+                             "--config", "balanced_254"], cwd=tmp_path / "repo", env=env, capture_output=True,
+                            text=True, timeout=900)
+    assert export.returncode == 0, export.stderr[-3000:]
+    assert "figures skipped: install the plots extra" in export.stderr  # the core install has no matplotlib
+    assert "## Configs" in (tmp_path / "repo" / "kto-data" / "README.md").read_text(encoding="utf-8")
 
 
 def test_readme_test_command_is_this_suite():

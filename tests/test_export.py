@@ -1,6 +1,7 @@
 """The Hub-ready folder: data files, card, recipes, figures, manifest; loading it with `datasets`; keeping
 every file it did not write; streaming into Parquet in bounded memory."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -48,7 +49,8 @@ def test_folder_layout(exported):
     assert files == sorted(["README.md", exporter.MANIFEST, "dataset_infos.json", exporter.SCRIPT_PATH, *data,
                             *recipes, *[f"figures/{name}.png" for name in EXPORTED]])
     manifest = json.loads((exported / exporter.MANIFEST).read_text())
-    assert manifest["files"] == files  # the manifest records every file export wrote, and only those
+    assert sorted(manifest["files"]) == files  # the manifest records every file export wrote, and only those
+    assert manifest["files"]["README.md"] == hashlib.sha256((exported / "README.md").read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize(
@@ -203,7 +205,7 @@ def test_figures_are_pngs_the_card_shows_and_draw_the_stats(exported, source_pat
 def test_recipes_name_the_dataset_the_splits_the_batch_size_and_the_weights(exported):
     recipe = yaml.safe_load((exported / "recipes/kto_full_eval.yaml").read_text(encoding="utf-8"))
     assert recipe == {
-        "dataset_name": "dataset", "dataset_config": "full_eval", "dataset_train_split": "train",
+        "dataset_name": "./dataset", "dataset_config": "full_eval", "dataset_train_split": "train",
         "desirable_weight": 1.0, "undesirable_weight": 2.9301,
         "per_device_train_batch_size": 4, "per_device_eval_batch_size": 4,
         "dataset_test_split": "test", "eval_strategy": "steps", "eval_steps": 50,
@@ -247,6 +249,10 @@ def test_a_moved_export_loads_and_its_card_commands_run_from_the_new_place(sourc
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "elsewhere", capture_output=True, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
     assert "TEST 100" in result.stdout, result.stderr[-2000:]
+    shutil.move(str(tmp_path / "elsewhere" / "kto-data"), str(tmp_path / "elsewhere" / "renamed"))
+    renamed = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "elsewhere", capture_output=True, text=True,
+                             env={**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}, timeout=60)
+    assert renamed.returncode != 0 and "TEST" not in renamed.stdout  # an error, never another dataset of that name
     assert "trl kto --config kto-data/recipes/kto_full_eval.yaml" in card
 
 
@@ -276,6 +282,28 @@ def test_a_re_export_keeps_a_git_working_copy_and_every_file_it_did_not_write(so
     assert sorted(os.listdir(tmp_path)) == ["hf-cache", "re"]  # no staging folder left
 
 
+def test_an_edited_file_of_the_last_export_is_not_replaced(source_path, tmp_path):
+    folder = tmp_path / "out"
+    assert run_cli("export", str(folder), "--source", source_path, "--config", "a=full_eval",
+                   cache=tmp_path / "hf").returncode == 0
+    with open(folder / "recipes" / "kto_a.yaml", "a", encoding="utf-8") as file:
+        file.write("learning_rate: 1.0e-06\n")  # a user's tuning
+    edited = (folder / "recipes" / "kto_a.yaml").read_bytes()
+    result = run_cli("export", str(folder), "--source", source_path, "--config", "a=full_eval",
+                     cache=tmp_path / "hf")
+    assert result.returncode == 2 and "recipes/kto_a.yaml changed since the last export wrote them" in result.stderr
+    assert (folder / "recipes" / "kto_a.yaml").read_bytes() == edited
+
+
+def test_an_empty_git_working_copy_takes_an_export(source_path, tmp_path):
+    folder = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(folder)], check=True)
+    (folder / ".gitattributes").write_text("*.parquet filter=lfs\n")
+    result = run_cli("export", str(folder), "--source", source_path, "--config", "full", cache=tmp_path / "hf")
+    assert result.returncode == 0, result.stderr
+    assert (folder / ".git" / "HEAD").is_file() and (folder / ".gitattributes").read_text() == "*.parquet filter=lfs\n"
+
+
 def test_export_refuses_a_folder_it_did_not_write(source_path, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
@@ -302,6 +330,10 @@ def test_export_refuses_to_replace_a_file_it_did_not_write(source_path, tmp_path
         (["../evil=full"], "'../evil' cannot name an exported config"),
         (["a/b=full"], "'a/b' cannot name an exported config"),
         (["my cfg=full"], "'my cfg' cannot name an exported config"),
+        ([("x" * 300) + "=full"], "cannot name an exported config: use up to 100 letters"),
+        (["=full"], "the name before '=' is empty"),
+        (["x=full:seed=3,seed=4"], "seed is given twice"),
+        (["x=full_eval:test-size=0.2"], "unknown option(s) test-size (did you mean test_size?)"),
         (["a=full", "a=balanced_254"], "the name a is given twice"),
         (["x=nope"], "unknown config 'nope'"),
         (["x=full:colour=red"], "unknown option(s) colour"),
@@ -363,8 +395,10 @@ def test_ctrl_c_during_an_export_changes_nothing(source_path, tmp_path):
 
 
 def test_interrupt_handling_is_deferred_while_files_move():
-    with pytest.raises(exporter.ExportInterruptedAfterWrite):
-        with exporter._interrupt_deferred():
+    from claudesidian_tools.interrupts import InterruptedAfterWrite, interrupt_deferred
+
+    with pytest.raises(InterruptedAfterWrite, match="all moved"):
+        with interrupt_deferred("all moved"):
             os.kill(os.getpid(), signal.SIGINT)  # held until the block ends
             moved = True
     assert moved

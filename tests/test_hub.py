@@ -49,7 +49,7 @@ def exports(tmp_path_factory, source_path):
 
 @pytest.fixture
 def v1(exports, tmp_path):
-    """A copy of the V1 export (a push rewrites the folder's card to name the repository)."""
+    """A copy of the V1 export."""
     return shutil.copytree(exports["v1"], tmp_path / "v1")
 
 
@@ -221,7 +221,9 @@ def test_hf_download_gets_the_pushed_files(fake_hub, v1, tmp_path):
     assert result.returncode == 0, result.stderr
     for path, data in fake_hub.files("me/kto").items():
         assert (tmp_path / "d" / path).read_bytes() == data, path
-    assert (tmp_path / "d" / "README.md").read_bytes() == (v1 / "README.md").read_bytes()  # the pushed card
+    card = (tmp_path / "d" / "README.md").read_text(encoding="utf-8")
+    assert 'load_dataset("me/kto"' in card and 'load_dataset("./export"' not in card  # it names the repository
+    assert 'load_dataset("./export"' in (v1 / "README.md").read_text(encoding="utf-8")  # the folder's own, the folder
     assert fake_hub.unanswered == []
 
 

@@ -47,10 +47,24 @@ def test_the_split_depends_on_the_seed_only(source_path):
 
 
 def test_selection_shapes_train_and_the_test_split_keeps_the_source_mix(source_path):
-    splits = cs.load("balanced_custom", source=source_path, test_size=0.1, dedupe=True)
+    splits = cs.load("balanced_custom", source=source_path, test_size=0.1)
     assert sum(splits["train"]["label"]) * 2 == len(splits["train"])  # balanced
     assert (len(splits["test"]), sum(splits["test"]["label"])) == (100, 75)  # the source's 3 : 1
     assert not prompt_digests(splits["train"]) & prompt_digests(splits["test"])
+
+
+def test_dedupe_drops_duplicate_lines_from_both_splits(source_path):
+    """One line occurs 14 times and its prompt is held out at seed 42: deduped, the test split holds it once."""
+    plain = cs.load("full", source=source_path, test_size=0.1, order="shuffle")
+    deduped = cs.load("full", source=source_path, test_size=0.1, order="shuffle", dedupe=True)
+    for split in ("train", "test"):
+        rows = [json.dumps(row, sort_keys=True) for row in deduped[split]]
+        assert len(rows) == len(set(rows))
+        assert prompt_digests(deduped[split]) == prompt_digests(plain[split])  # the same prompts, once each
+    assert len(plain["test"]) - len(deduped["test"]) == 13
+    repeated = [row for row in cs.load("full_eval", split="test", source=source_path)
+                if row["completion"][0]["content"] == "Done."]  # the README's figure: 14 of 25 undesirable rows
+    assert len(repeated) == 14 and len({json.dumps(row) for row in repeated}) == 1 and not repeated[0]["label"]
 
 
 def test_mixed_order_applies_to_both_splits(source_path):

@@ -50,6 +50,18 @@ def test_one_changed_row_is_named(exported, source_path, tmp_path):
     assert line.startswith("claudesidian-synthetic: error: full_eval, split test, row 17: different")
 
 
+@pytest.mark.parametrize("damage", ["garbage", "missing"])
+def test_a_damaged_shard_is_one_line_and_differs(exported, source_path, tmp_path, damage):
+    folder = shutil.copytree(exported, tmp_path / "copy")
+    shard = folder / "data" / "pairs" / "train-00000-of-00001.parquet"
+    shard.write_bytes(b"not parquet") if damage == "garbage" else shard.unlink()
+    result = run_cli("verify", str(folder), "--source", source_path, cache=tmp_path / "hf")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    words = "is missing" if damage == "missing" else "is not readable Parquet"
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"claudesidian-synthetic: error: pairs, split train: data/pairs/train-00000-of-00001.parquet {words}")
+
+
 def test_a_folder_that_is_not_an_export_cannot_be_verified(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "README.md").write_text("# my notes\n")
