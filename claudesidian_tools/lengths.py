@@ -149,6 +149,8 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
             name_or_path, "transformers is not installed", f"Install the [kto] extra: {_KTO_EXTRA}"
         ) from error
     try:
+        if not os.path.isdir(name_or_path):
+            _reach_hub_quickly(os.fspath(name_or_path))
         tokenizer = transformers.AutoTokenizer.from_pretrained(os.fspath(name_or_path))
     except Exception as error:  # noqa: BLE001 - transformers raises OSError, ValueError, KeyError, ...
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -164,6 +166,18 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
         ) from error
     _require_chat_template(tokenizer, name_or_path)
     return tokenizer
+
+
+def _reach_hub_quickly(repo_id: str) -> None:
+    """A tokenizer that is not in the cache comes from the Hub: one quick request first, since
+    `transformers` retries a failed connection for most of a minute, which with no network is only a wait."""
+    import huggingface_hub
+
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        return  # transformers answers from the cache at once, or says it is offline
+    if isinstance(huggingface_hub.try_to_load_from_cache(repo_id, "tokenizer_config.json"), str):
+        return
+    huggingface_hub.get_hf_file_metadata(huggingface_hub.hf_hub_url(repo_id, "tokenizer_config.json"))
 
 
 def common_prefix_length(ids: Sequence[int], other_ids: Sequence[int]) -> int:

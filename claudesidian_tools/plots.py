@@ -90,7 +90,7 @@ def _log1p_ticks(low: float, high: float) -> list:
     return ticks
 
 
-def _draw_histogram(ax, histogram: Mapping) -> dict:
+def _draw_histogram(ax, histogram: Mapping, names: Mapping[str, str]) -> dict:
     """Side-by-side bars per bin (desirable left half, undesirable right half) on a log(1 + x) axis."""
     edges = np.asarray(histogram["edges"], dtype=float)
     drawn = {"edges": [float(edge) for edge in edges]}
@@ -105,9 +105,13 @@ def _draw_histogram(ax, histogram: Mapping) -> dict:
     for name in LABEL_NAMES:
         left, right = halves[name]
         counts = histogram[name]
+        if not sum(counts) and name not in names:
+            continue  # a label the config does not hold (SFT: desirable only)
         bars = ax.bar(left, counts, width=right - left, align="edge", color=COLORS[name],
-                      label=f"{name} ({sum(counts)} rows)")
+                      label=f"{names.get(name, name)} ({sum(counts)} rows)")
         drawn[name] = [_plain(patch.get_height()) for patch in bars.patches]
+    for name in LABEL_NAMES:
+        drawn.setdefault(name, [0] * len(histogram[name]))
     ax.set_xscale("function", functions=(np.log1p, np.expm1))
     ax.set_xlim(edges[0], edges[-1])
     ticks = _log1p_ticks(edges[0], edges[-1])
@@ -116,9 +120,11 @@ def _draw_histogram(ax, histogram: Mapping) -> dict:
     return drawn
 
 
-def _draw_splits(ax, splits: Mapping[str, Mapping[str, int]]) -> dict:
-    """Stacked bars per split, desirable below; each part labelled with its count where it has room."""
+def _draw_splits(ax, splits: Mapping[str, Mapping[str, int]], label_names: Mapping[str, str]) -> dict:
+    """Stacked bars per split, desirable below; each part labelled with its count where it has room.
+    A label no split holds (SFT's undesirable) is left out of the legend and the ticks."""
     names = list(splits)
+    held = [label for label in LABEL_NAMES if any(int(splits[name].get(label, 0)) for name in names)] or ["desirable"]
     positions = np.arange(len(names))
     totals = np.array([sum(int(splits[name].get(label, 0)) for label in LABEL_NAMES) for name in names])
     top = max(int(totals.max()) if totals.size else 0, 1)
@@ -126,24 +132,27 @@ def _draw_splits(ax, splits: Mapping[str, Mapping[str, int]]) -> dict:
     drawn: dict = {name: {} for name in names}
     for label in LABEL_NAMES:
         counts = [int(splits[name].get(label, 0)) for name in names]
-        bars = ax.bar(positions, counts, bottom=bottom, width=0.6, color=COLORS[label], label=label)
+        bars = ax.bar(positions, counts, bottom=bottom, width=0.6, color=COLORS[label],
+                      label=label_names.get(label, label) if label in held else None)
         room = [str(count) if count >= 0.08 * top else "" for count in counts]
         ax.bar_label(bars, labels=room, label_type="center", color="white", fontweight="bold")
         for name, patch in zip(names, bars.patches):
             drawn[name][label] = _plain(patch.get_height())
         bottom += counts
-    ticks = [f"{name}\n{int(total)} rows\n{splits[name].get('desirable', 0)} / {splits[name].get('undesirable', 0)}"
+    both = len(held) == 2
+    ticks = [f"{name}\n{int(total)} rows" + (f"\n{splits[name].get('desirable', 0)} / "
+                                            f"{splits[name].get('undesirable', 0)}" if both else "")
              for name, total in zip(names, totals)]
     ax.set_xticks(positions, ticks)
     ax.set_xlim(-0.75, len(names) - 0.25)
     ax.set_ylim(0, top * 1.25)  # headroom for the legend
     ax.set_ylabel("rows")
-    ax.set_xlabel("split (desirable / undesirable)")
+    ax.set_xlabel("split (" + " / ".join(label_names.get(label, label) for label in held) + ")" if both else "split")
     ax.set_title("Rows and labels per split")
-    if names:
-        ax.legend(loc="upper center", ncol=2, frameon=False)
-    else:
+    if not names:
         ax.text(0.5, 0.5, "no splits", ha="center", va="center", transform=ax.transAxes)
+    elif both:
+        ax.legend(loc="upper center", ncol=2, frameon=False)
     return drawn
 
 
@@ -155,8 +164,13 @@ def _label_grid(first_labels: Sequence[bool], batch_size: int) -> np.ndarray:
     return grid.reshape(rows, batch_size)
 
 
-def _draw_first_batches(ax, matplotlib, first_labels: Sequence[bool], batch_size: int) -> dict:
-    """A grid, one line per batch, coloured by label; batches holding one label are marked on the right."""
+def _draw_first_batches(ax, matplotlib, first_labels: Sequence[bool], batch_size: int, note: str | None) -> dict:
+    """A grid, one line per batch, coloured by label; batches holding one label are marked on the right.
+    No labels (SFT, preference pairs): the panel says why there is no batch mix to show."""
+    if not first_labels:
+        ax.axis("off")
+        ax.text(0.5, 0.5, note or "no rows", ha="center", va="center", wrap=True, transform=ax.transAxes)
+        return {"cells": [], "one_label_batches": []}
     grid = _label_grid(first_labels, batch_size)
     colormap = matplotlib.colors.ListedColormap([COLORS["undesirable"], COLORS["desirable"]]).with_extremes(bad="white")
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=colormap, vmin=0, vmax=1, aspect="auto",
@@ -200,6 +214,8 @@ def plot_config(
     splits: Mapping[str, Mapping[str, int]],
     first_labels: Sequence[bool],
     batch_size: int,
+    label_names: Mapping[str, str] | None = None,
+    note: str | None = None,
 ) -> dict:
     """Write the config's figure as one PNG; return what each panel drew, read back from the artists:
     {"path", "histogram": {"edges", "desirable", "undesirable"}, "splits": {split: {label: n}},
@@ -209,8 +225,11 @@ def plot_config(
     `histogram`: `lengths.completion_histogram(...)`, drawn as given. `splits`: {split: {"desirable": n,
     "undesirable": n}}. `first_labels`: the labels of the first rows in training order, drawn in lines
     of `batch_size` (batches KTOTrainer forms in order; a one-label batch has no in-batch KL pairs).
-    Raises PlotsUnavailable without matplotlib and OptionError for inputs that do not fit together.
+    `label_names` shows the labels by other names (a preference pair's "chosen" and "rejected"), and
+    `note` says why `first_labels` is empty. Raises PlotsUnavailable without matplotlib and OptionError
+    for inputs that do not fit together.
     """
+    label_names = dict(label_names or {})
     _check_histogram(histogram)
     _check_first_labels(first_labels, batch_size)
     matplotlib, Figure, FigureCanvasAgg = _matplotlib()
@@ -222,9 +241,9 @@ def plot_config(
         figure.suptitle(title, fontsize=14, fontweight="bold")
         drawn = {
             "path": os.fspath(path),
-            "histogram": _draw_histogram(axes[0], histogram),
-            "splits": _draw_splits(axes[1], splits),
-            "first_labels": _draw_first_batches(axes[2], matplotlib, first_labels, batch_size),
+            "histogram": _draw_histogram(axes[0], histogram, label_names),
+            "splits": _draw_splits(axes[1], splits, label_names),
+            "first_labels": _draw_first_batches(axes[2], matplotlib, first_labels, batch_size, note),
         }
         figure.savefig(os.fspath(path), format="png", dpi=DPI, metadata=PNG_METADATA)
     return drawn

@@ -186,16 +186,20 @@ def draw_figure(path: str, name: str, stats: Mapping, batch_size: int | None = N
     from claudesidian_tools.plots import PlotsUnavailable, plot_config
 
     train = stats["train"]
+    pairs = "desirable" not in train  # preference pairs: a chosen and a rejected reply per row
+    splits = {split: figures for split, figures in stats.items() if isinstance(figures, Mapping)}
     try:
         plot_config(
             path,
             title=name,
             histogram=train["completion_histogram"],
-            splits={split: {"desirable": figures.get("desirable", figures["rows"]),
-                            "undesirable": figures.get("undesirable", 0)}
-                    for split, figures in stats.items() if isinstance(figures, Mapping)},
+            splits={split: {"desirable": figures["rows"]} if pairs else
+                    {"desirable": figures["desirable"], "undesirable": figures["undesirable"]}
+                    for split, figures in splits.items()},
             first_labels=train.get("first_labels", []),
             batch_size=batch_size or 4,
+            label_names={"desirable": "chosen", "undesirable": "rejected"} if pairs else None,
+            note="preference pairs: each row holds both replies" if pairs else "one label: no batch mix to show",
         )
     except PlotsUnavailable:
         return False

@@ -106,6 +106,17 @@ def test_no_network_is_one_line_and_exit_2_within_3_seconds(tmp_path, endpoint):
     assert not (tmp_path / "x").exists()
 
 
+def test_a_tokenizer_from_an_unreachable_hub_is_one_line_within_3_seconds(tmp_path, source_path):
+    startup = _startup(tmp_path)
+    start = time.monotonic()
+    _, err, code = cli("stats", "full", "--source", source_path, "--tokenizer", "someone/some-tokenizer",
+                       endpoint="http://127.0.0.1:9", home=tmp_path / "home")
+    spent = time.monotonic() - start - startup
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--tokenizer someone/some-tokenizer: not a local folder, and the Hub could not provide it" in err
+    assert spent < 3, f"the error came {spent:.1f} s after the start-up ({startup:.1f} s)"
+
+
 def test_a_slow_but_working_hub_still_serves_the_source(hub, tmp_path):
     hub.delay = 1.0  # every answer a second late: slower than the no-network error, and it must work
     out = tmp_path / "b.jsonl"
