@@ -138,7 +138,10 @@ class SourceError(ClaudesidianError):
     def __init__(self, path: str, problem: str, fix: str, line: Optional[int] = None, **mentions: Any):
         self.path, self.line = path, line
         where = f"{path}, line {line}" if line is not None else str(path)
-        super().__init__(_escaped(f"{where}: {problem}. ") + (fix if mentions else _escaped(fix)), **mentions)
+        if not mentions:  # plain text: the base class escapes it once
+            super().__init__(f"{where}: {problem}. {fix}")
+        else:
+            super().__init__(_escaped(f"{where}: {problem}. ") + fix, **mentions)
 
 
 class OptionError(ClaudesidianError):
@@ -225,6 +228,8 @@ def _choice(*values: str) -> Rule:
 
 
 _COUNT = Rule("a positive whole number", lambda value: _is_whole(value) and value >= 1, int)
+_STRATA = Rule("a whole number of strata, at least 2 (one stratum matches nothing)",
+               lambda value: _is_whole(value) and value >= 2, int)
 _WHOLE = Rule("a whole number", _is_whole, int)
 _POSITIVE = Rule(
     "a finite number above 0",
@@ -236,7 +241,7 @@ _TEXT = Rule("text", lambda value: isinstance(value, str))
 _TEST_SIZE = Rule(
     "a fraction of the source between 0 and 1 (e.g. 0.1), a whole number of rows (at least 1), or 0 for no test "
     "split",
-    lambda value: (_is_whole(value) and value >= 0) or (isinstance(value, float) and 0 < value < 1),
+    lambda value: (_is_whole(value) and value >= 0) or (isinstance(value, float) and 0 <= value < 1),
     _parse_test_size,
 )
 
@@ -268,7 +273,7 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
     )
     length_strata: Optional[int] = _option(
         None,
-        _COUNT,
+        _STRATA,
         "match the labels' completion lengths (coarsened exact matching): cut both labels into this many "
         "strata at the smaller label's length quantiles and keep as many rows of each label per stratum as "
         "the smaller side has (or the ratio)",
@@ -514,6 +519,10 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
 
     def __init__(self, *args, **kwargs):
         source = kwargs.get("source")
+        if source == "":
+            raise SourceError("(empty)", "the source path is empty", "Pass {source} (a local copy of "
+                              + SOURCE_FILENAME + "), or leave it out to use the Hub file",
+                              source=Mention("source", _Placeholder("FILE")))
         if source is not None and not _is_url(source):
             source = os.path.abspath(os.path.expanduser(str(source)))
             fix = "Pass {source} (a local copy of " + SOURCE_FILENAME + "), or leave it out to use the Hub file"
@@ -1176,6 +1185,15 @@ def balanced_indices(
     n_desirable, n_undesirable = class_counts(
         len(positive), len(negative), desirable=desirable, undesirable=undesirable, ratio=ratio
     )
+    if ratio is not None and not replacement and (n_desirable > len(positive) or n_undesirable > len(negative)):
+        # The smaller label is kept whole, so the source's own ratio bounds what the other can give.
+        bound = "at most" if len(negative) <= len(positive) else "at least"
+        raise OptionError(
+            "{ratio} asks for " + f"{n_desirable} desirable and {n_undesirable} undesirable rows, and the source has "
+            f"{len(positive)} and {len(negative)}: give a ratio {bound} {len(positive) / len(negative):.4g} (the "
+            "source's own, the smaller label kept whole), or add {replacement} to oversample",
+            ratio=Mention("ratio", ratio), replacement=Mention("replacement", True),
+        )
     rng = random_stream(seed, "selection")
     rows = draw(rng, positive, n_desirable, replacement, "desirable")
     rows += draw(rng, negative, n_undesirable, replacement, "undesirable")

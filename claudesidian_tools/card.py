@@ -220,18 +220,25 @@ def recipe_max_length(stats: Mapping, *, tokenizer: str | None, max_length: int 
         dropped = sum(report["truncation"]["dropped"] for report in reports)
         longest = max(report["truncation"]["longest"] for report in reports)
         if max_length is not None:
-            return {"value": max_length, "why": f"`max_length: {max_length}` as given: it truncates {cut} rows and "
-                                                f"drops {dropped} (the longest row has {longest} tokens)"}
+            return {"value": max_length, "why": f"`max_length: {max_length}` as given: across its splits it truncates "
+                                                f"{_rows(cut)} and drops {_rows(dropped)} (the longest row has "
+                                                f"{longest} tokens)"}
         return {"value": longest, "why": f"`max_length: {longest}`, the longest row in tokens, so nothing is cut "
-                                         f"(TRL's default of {TRL_DEFAULT_MAX_LENGTH} would truncate {cut} rows and "
-                                         f"drop {dropped})"}
+                                         f"(TRL's default of {TRL_DEFAULT_MAX_LENGTH} would truncate {_rows(cut)} and "
+                                         f"drop {dropped} across its splits)"}
     over = sum(report["over_chars_estimate"]["desirable"] + report["over_chars_estimate"]["undesirable"]
                for report in reports)
     limit = max_length or TRL_DEFAULT_MAX_LENGTH
     given = f"`max_length: {limit}` as given" if max_length else f"TRL's default `max_length` ({limit} tokens)"
-    return {"value": max_length, "why": f"{given}: about {over} rows are longer than {4 * limit} characters and "
-                                        "would be cut (an estimate at 4 characters per token; export with "
-                                        "`--tokenizer` to count tokens and cover every row)"}
+    longer = f"about {_rows(over)} across its splits are" if over != 1 else "about 1 row across its splits is"
+    return {"value": max_length, "why": f"{given}: {longer} longer than {4 * limit} characters and would be cut (an "
+                                        "estimate at 4 characters per token; export with `--tokenizer` to count "
+                                        "tokens and cover every row)" if over else
+            f"{given}: no row is longer than {4 * limit} characters (an estimate at 4 characters per token)"}
+
+
+def _rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
 
 
 def _training(entries: list, where: Mapping) -> list:

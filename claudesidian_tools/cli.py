@@ -359,6 +359,12 @@ def make_parser() -> argparse.ArgumentParser:
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse, and answer an unknown option with the subcommand's usage and the closest valid option."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        close = difflib.get_close_matches(argv[0], ["--help", "--version"], n=1)
+        commands = ", ".join(parser._subparsers._group_actions[0].choices)
+        parser.error(f"unrecognized argument {argv[0]}" + (f" (did you mean {close[0]}?)" if close else "")
+                     + f"; a command comes first: {commands}")
     args, extras = parser.parse_known_args(argv)
     if extras:
         sub = parser._subparsers._group_actions[0].choices[args.command]

@@ -292,8 +292,10 @@ def _write_config(folder: str, spec: ConfigSpec, *, source, revision, num_shards
     except cs.SourceError as error:
         if defaults and cs.CONFIGS[spec.config_name].pinned and "is not the v1.0.0 source" in str(error):
             raise cs.OptionError(
-                f"{error} (the default export holds {', '.join(DEFAULT_EXPORTS)}; for another version of the "
-                "source name what to export, e.g. --config mine=balanced_custom)"
+                f"{error.path}: it is not the v1.0.0 source, which {spec.config_name} of the default export "
+                f"({', '.join(DEFAULT_EXPORTS)}) promises; for another version of the source name what to export, "
+                "e.g. --config mine=balanced_custom (every config but "
+                + ", ".join(name for name, named in cs.CONFIGS.items() if named.pinned) + " works on it)"
             ) from None
         raise
     except cs.OptionError as error:

@@ -218,27 +218,33 @@ def config_stats(dataset_dict: Mapping, batch_size: int | None = None, tokenizer
 
 
 def print_stats(name: str, stats: Mapping) -> None:
-    """The text form of `stats`."""
-    print(f"config               {name}")
+    """The text form of `stats`: one line per figure, the figure's name in a column of its own."""
+    def line(label: str, value) -> None:
+        print(f"{label:<26} {value}")
+
+    line("config", name)
     for split, figures in stats.items():
         if not isinstance(figures, Mapping):
             continue
-        print(f"[{split}]\nrows                 {figures['rows']}")
+        print(f"[{split}]")
+        line("rows", figures["rows"])
         if "desirable" in figures:
-            print(f"desirable            {figures['desirable']}\nundesirable          {figures['undesirable']}")
-        print(f"exact duplicates     {figures['duplicates']}")
+            line("desirable", figures["desirable"])
+            line("undesirable", figures["undesirable"])
+        line("exact duplicates", figures["duplicates"])
+        line("distinct prompts", figures["prompts"])
         if "first_50" in figures:
             first, weights = figures["first_50"], figures["kto_weights"]
             batches = ", ".join(f"{size}: {count}" for size, count in figures["homogeneous_batches"].items())
-            print(f"ratio                {figures['ratio']}\n"
-                  f"first 50 rows        {first['desirable']} desirable, {first['undesirable']} undesirable\n"
-                  f"single-label batches {batches} (batch size: count)")
+            line("ratio", figures["ratio"])
+            line("first 50 rows", f"{first['desirable']} desirable, {first['undesirable']} undesirable")
+            line("single-label batches", f"{batches} (batch size: count)")
             if weights:
-                print(f"KTO weights          desirable_weight={weights['desirable_weight']}, "
-                      f"undesirable_weight={weights['undesirable_weight']}")
+                line("KTO weights", f"desirable_weight={weights['desirable_weight']}, "
+                                    f"undesirable_weight={weights['undesirable_weight']}")
         print(format_lengths(figures["lengths"], "preference" if "desirable" not in figures else "labels"))
     if "shared_prompts" in stats:
-        print(f"prompts shared by splits {stats['shared_prompts']}")
+        line("prompts shared by splits", stats["shared_prompts"])
 
 
 def format_lengths(report: Mapping, kind: str = "labels") -> str:
@@ -253,20 +259,20 @@ def format_lengths(report: Mapping, kind: str = "labels") -> str:
                               ("completion_tokens", "reply tokens"), ("prompt_tokens", "prompt tokens")):
             if column in figures:
                 summary = figures[column]
-                lines.append(f"{names.get(label, label) + ' ' + title:<21}min {summary['min']}, quartiles "
+                lines.append(f"{names.get(label, label) + ' ' + title:<26} min {summary['min']}, quartiles "
                              f"{summary['q1']:g} / {summary['median']:g} / {summary['q3']:g}, max {summary['max']}")
     if report.get("ks_completion_chars") is not None:
-        lines.append(f"length distance      {report['ks_completion_chars']} (Kolmogorov-Smirnov, reply characters; "
-                     "0 = same lengths)")
+        lines.append(f"{'length distance':<26} {report['ks_completion_chars']} (Kolmogorov-Smirnov, reply "
+                     "characters; 0 = the same lengths)")
     if report.get("ks_completion_tokens") is not None:
-        lines.append(f"length distance      {report['ks_completion_tokens']} (Kolmogorov-Smirnov, reply tokens)")
+        lines.append(f"{'length distance':<26} {report['ks_completion_tokens']} (Kolmogorov-Smirnov, reply tokens)")
     if "truncation" in report:
         cut = report["truncation"]
-        lines.append(f"max_length {cut['max_length']:<10}{cut['truncated']} rows truncated, {cut['dropped']} dropped "
-                     f"(longest: {cut['longest']} tokens)")
+        lines.append(f"{'max_length ' + str(cut['max_length']):<26} {cut['truncated']} rows truncated, "
+                     f"{cut['dropped']} dropped (longest: {cut['longest']} tokens)")
     elif "over_chars_estimate" in report:
         over = report["over_chars_estimate"]
-        lines.append(f"max_length {over['max_length']:<10}about {over['desirable'] + over['undesirable']} rows longer "
-                     f"than {over['max_chars']} characters would be truncated (estimate: {over['assumes']}; "
-                     "--tokenizer counts tokens)")
+        lines.append(f"{'max_length ' + str(over['max_length']):<26} about {over['desirable'] + over['undesirable']} "
+                     f"rows longer than {over['max_chars']} characters would be truncated (estimate: "
+                     f"{over['assumes']}; --tokenizer counts tokens)")
     return "\n".join(lines)

@@ -49,7 +49,8 @@ def test_bad_line_is_named(write_source, bad_line, message):
     assert isinstance(caught.value, ValueError)
     assert caught.value.path == path and caught.value.line == 3
     assert f"{path}, line 3: " in str(caught.value) and message in str(caught.value)
-    assert "Fix or delete that line" in str(caught.value)
+    assert "Fix or delete that line" in str(caught.value) and '{"conversations"' in str(caught.value)
+    assert "{{" not in str(caught.value)  # the message's braces are text, written once
 
 
 def test_a_bad_line_stops_the_whole_load(write_source):
@@ -155,7 +156,7 @@ def test_a_bad_option_stops_the_load_before_the_source_is_read(source_path, monk
         ("full", {"test_size": 1000}, "test_size=1000 asks for 1000 of the 1000 source rows"),
         ("full", {"test_size": 0.1, "order": "mixed", "batch_size": 2},
          "the test split: batch_size=2 cannot give every batch both labels"),
-        ("balanced_custom", {"length_strata": 1, "ratio": 0.001}, "leaves 0 desirable"),
+        ("balanced_custom", {"length_strata": 2, "ratio": 0.001}, "leaves 0 desirable"),
     ],
 )
 def test_options_the_source_cannot_satisfy(real_scan, name, options, message):

@@ -60,6 +60,11 @@ def test_configs_lists_the_table():
     assert "pinned to the v1.0.0 bytes" in lines[0] and "[test_size=0.1, layout=messages]" in lines[5]
 
 
+def test_a_misspelled_option_before_the_command_gets_the_closest_one():
+    result = run_cli("--verison")
+    assert result.returncode == 2 and "unrecognized argument --verison (did you mean --version?)" in last_line(result)
+
+
 def test_a_misspelled_option_gets_the_subcommands_usage_and_the_closest_option():
     result = run_cli("build", "full", "--sorce", "x.jsonl")
     assert result.returncode == 2
@@ -136,7 +141,7 @@ def test_stats_reports_each_split_and_the_prompts_they_share(source_path, tmp_pa
     assert stats["shared_prompts"] == 0
     assert stats["train"]["rows"] + stats["test"]["rows"] == 1000
     text = run_cli("stats", "full", "--test-size", "0.1", "--source", source_path, cache=tmp_path / "hf").stdout
-    assert "[train]" in text and "[test]" in text and "prompts shared by splits 0" in text
+    assert "[train]" in text and "[test]" in text and "prompts shared by splits   0" in text
 
 
 @pytest.mark.parametrize(
@@ -155,6 +160,12 @@ def test_stats_reports_each_split_and_the_prompts_they_share(source_path, tmp_pa
         (["build", "full", "--test-size", "1"], "leaves the test split with one label"),
         (["build", "balanced_254", "--test-size", "0.1"], "it is the published file"),
         (["build", "balanced_custom", "--desirable", "800"], "or add --replacement to oversample"),
+        (["build", "balanced_custom", "--ratio", "1000"], "--ratio 1000.0 asks for 254000 desirable and 254 "
+                                                           "undesirable rows, and the source has 746 and 254: give a "
+                                                           "ratio at most 2.937"),
+        (["build", "balanced_custom", "--length-strata", "1"], "--length-strata 1: must be a whole number of strata, "
+                                                                "at least 2"),
+        (["build", "full", "--source", ""], "(empty): the source path is empty. Pass --source FILE"),
         (["build", "sft", "--undesirable", "3"], "--undesirable 3 is not an option of the config sft"),
         (["build", "pairs", "--ratio", "2"], "--ratio 2.0 is not an option of the config pairs"),
         (["build", "full", "--split", "test"], "--split test: the config full has the split(s) train; add --test-size"),
@@ -291,4 +302,4 @@ def test_stats_reports_lengths_and_truncation(source_path, tmp_path):
     assert lengths["ks_completion_chars"] == pytest.approx(0.5433, abs=1e-4)
     assert lengths["over_chars_estimate"]["max_length"] == 1024
     text = run_cli("stats", "balanced_length_matched", "--source", source_path, cache=tmp_path / "hf").stdout
-    assert "length distance      0.0" in text and "desirable reply chars" in text
+    assert "length distance            0.0" in text and "desirable reply chars      min" in text
