@@ -683,7 +683,9 @@ def _fetch_source(dl_manager, config: ClaudesidianSyntheticConfig) -> str:
         problem = "is not in the local cache and downloads are off (offline mode)" if offline else (
             f"could not be downloaded ({type(error).__name__}: {message})"
         )
-        raise SourceError(url, problem, _NO_NETWORK_FIX, source=Mention("source", _Placeholder("FILE")),
+        fix = _NO_NETWORK_FIX if config.source is None else (
+            "Check the URL; without network, pass {source} (a local copy of " + SOURCE_FILENAME + ")")
+        raise SourceError(url, problem, fix, source=Mention("source", _Placeholder("FILE")),
                           revision=Mention("revision")) from None
 
 

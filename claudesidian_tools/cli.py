@@ -40,6 +40,15 @@ class _Once(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+class _OnceFlag(argparse.Action):
+    """A flag that may be given once: `--private --private` is a slip of the keyboard, said so."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None):
+            parser.error(f"{option_string} given twice; give it once")
+        setattr(namespace, self.dest, True)
+
+
 def flag(option: str) -> str:
     return "--" + option.replace("_", "-")
 
@@ -65,7 +74,7 @@ def add_option(parser: argparse.ArgumentParser, option: str) -> None:
     rule, help_text = field.metadata["rule"], field.metadata["help"]
     help_text = f"{help_text} {option_default_text(option)}"
     if rule.parse is None:
-        parser.add_argument(flag(option), action="store_true", default=None, help=help_text)
+        parser.add_argument(flag(option), action=_OnceFlag, nargs=0, default=None, help=help_text)
         return
     parser.add_argument(flag(option), type=_typed(rule, option), choices=rule.choices or None, action=_Once,
                         help=help_text.replace("%", "%%"), metavar=option.upper() if not rule.choices else None)
@@ -345,7 +354,7 @@ def make_parser() -> argparse.ArgumentParser:
     push = command("push", "upload an exported folder to a Hub dataset repository in one commit", command_push)
     push.add_argument("folder", help="a folder written by `export`")
     push.add_argument("repo_id", help="owner/name of the dataset repository")
-    push.add_argument("--private", action="store_true", help="create the repository as private")
+    push.add_argument("--private", action=_OnceFlag, nargs=0, default=False, help="create the repository as private")
     push.add_argument("--commit-message", default="Upload Claudesidian synthetic dataset", help="commit message")
 
     verify = command("verify", "rebuild every config of an export and compare it row for row with its files",

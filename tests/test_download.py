@@ -241,7 +241,7 @@ def test_streaming_a_url_source(web):
 
 
 def test_missing_url_is_one_clear_error(web):
-    with pytest.raises(cs.SourceError, match="could not be downloaded.*check revision"):
+    with pytest.raises(cs.SourceError, match="could not be downloaded.*Check the URL"):
         cs.load("full", source=f"{web}/v2/{cs.SOURCE_FILENAME}")
 
 
