@@ -767,6 +767,8 @@ class SourceScan:
     offsets: np.ndarray
     lengths: np.ndarray
     duplicate: np.ndarray
+    # len() of the last message's content (the assistant's reply) in characters (code points), for
+    # length-matched selections and length statistics.
     completion_chars: np.ndarray
 
 
@@ -800,8 +802,9 @@ def scan_source(path: str) -> SourceScan:
             raise SourceError(path, "the file holds no rows", f"Point source= at a non-empty copy of {SOURCE_FILENAME}")
         offsets, lengths = np.frombuffer(offsets, dtype=np.int64), np.frombuffer(lengths, dtype=np.int64)
         duplicate = _exact_duplicates(file, offsets, lengths, np.frombuffer(hashes, dtype=np.int64))
-    return SourceScan(np.frombuffer(labels, dtype=bool), offsets, lengths, duplicate,
-                      np.frombuffer(completion_chars, dtype=np.int64))
+    return SourceScan(
+        np.frombuffer(labels, dtype=bool), offsets, lengths, duplicate, np.frombuffer(completion_chars, dtype=np.int64)
+    )
 
 
 def _exact_duplicates(file, offsets: np.ndarray, lengths: np.ndarray, hashes: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ import json
 import os
 
 import datasets
+import numpy as np
 import pytest
 from conftest import as_source_rows, make_row, windows_mixed
 
@@ -70,6 +71,22 @@ def test_duplicates_are_decided_by_the_bytes_not_the_hash(source_path, source_ro
     expected = [line in lines[:index] for index, line in enumerate(lines)]
     assert colliding.duplicate.tolist() == honest.duplicate.tolist() == expected
     assert sum(expected) == 19
+
+
+def test_scan_keeps_each_rows_reply_length_in_characters(source_path, source_rows):
+    scan = cs.scan_source(source_path)
+    assert scan.completion_chars.dtype == np.int64
+    assert scan.completion_chars.tolist() == [len(row["conversations"][-1]["content"]) for row in source_rows]
+    assert np.median(scan.completion_chars[scan.labels]) == 1432
+    assert np.median(scan.completion_chars[~scan.labels]) == 628
+
+
+def test_reply_length_counts_code_points_not_bytes_or_utf16_units(write_source):
+    reply = "caf\u00e9 \U0001F600"  # 6 characters, 10 bytes of UTF-8, 7 UTF-16 code units
+    rows = [make_row(0, True), {**make_row(1, False), "conversations": [
+        {"role": "user", "content": "q"}, {"role": "assistant", "content": reply}]}]
+    path = write_source([rows[0], "", json.dumps(rows[1])])  # json.dumps escapes the emoji as \ud83d\ude00
+    assert cs.scan_source(path).completion_chars.tolist() == [len("answer 0"), 6]
 
 
 def test_balanced_custom_dedupe_balances_the_unique_rows(source_rows, source_path):
