@@ -21,6 +21,10 @@ import math
 import os
 import random
 import re
+import signal
+import struct
+import sys
+import warnings
 from typing import Any
 from typing import Callable
 from typing import Optional
@@ -772,39 +776,183 @@ class SourceScan:
     completion_chars: np.ndarray
 
 
-def scan_source(path: str) -> SourceScan:
+# A large source is scanned in byte ranges by forked processes, one per CPU: the scan is pure Python
+# (a JSON decode and the schema checks of each line), so threads would only take turns. A range is
+# worth a process from a few MiB on (a fork and the arrays sent back cost milliseconds), so the 1.6 MB
+# v1.0.0 file is scanned here, in one piece; more than 8 processes would mostly wait on the disk.
+_SCAN_BYTES_PER_PROCESS = 16 << 20
+_SCAN_PROCESSES_MAX = 8
+# The per-row columns of a range's scan, in the order a child process sends them.
+_SCAN_COLUMNS = (("labels", np.bool_), ("offsets", np.int64), ("lengths", np.int64), ("hashes", np.int64),
+                 ("completion_chars", np.int64))
+
+
+@dataclasses.dataclass
+class _RangeScan:
+    """The rows whose lines start in one byte range of the source (buffers of _SCAN_COLUMNS), and how
+    many lines start there, blank ones included: the numbering of the lines after the range."""
+
+    lines: int
+    labels: Any
+    offsets: Any
+    lengths: Any
+    hashes: Any
+    completion_chars: Any
+
+
+def scan_source(path: str, processes: Optional[int] = None) -> SourceScan:
     """Read and check every line of the source strictly; raise SourceError naming the first bad one.
-    Per row it keeps a label byte and three 8-byte integers (no Python object), so memory grows slowly."""
+    Per row it keeps a label byte and four 8-byte integers (no Python object), so memory grows slowly.
+
+    `processes` byte ranges are scanned at once (default: one per CPU for a large file on Linux, else
+    one); the result, and the error with its line number, are those of one read from start to end."""
+    size = os.path.getsize(path)
+    if processes is None:  # a URL (when `datasets` streams this module) is read once, from its start
+        processes = 1 if _is_url(path) else _scan_processes(size)
+    starts = [size * part // processes for part in range(processes)]
+    progress = datasets.utils.tqdm(total=size, unit="B", unit_scale=True, desc="Checking source", leave=False)
+    with open(path, "rb") as file, progress:
+        ranges = _scan_ranges(file, path, starts, size, progress)
+        labels, offsets, lengths, hashes, completion_chars = (
+            np.concatenate([np.frombuffer(getattr(part, name), dtype=dtype) for part in ranges])
+            for name, dtype in _SCAN_COLUMNS
+        )
+        if not len(labels):
+            raise SourceError(path, "the file holds no rows", f"Point source= at a non-empty copy of {SOURCE_FILENAME}")
+        duplicate = _exact_duplicates(file, offsets, lengths, hashes)
+    return SourceScan(labels, offsets, lengths, duplicate, completion_chars)
+
+
+def _scan_processes(size: int) -> int:
+    """How many byte ranges to scan at once: one per usable CPU, each at least _SCAN_BYTES_PER_PROCESS.
+    Only where fork() is cheap and safe for this (Linux); one elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), _SCAN_PROCESSES_MAX, size // _SCAN_BYTES_PER_PROCESS))
+
+
+def _scan_range(file, path: str, start: int, end: Optional[int], first_number: int = 1, progress=None) -> _RangeScan:
+    """Check every line whose first byte lies in [start, end) of the open source `file` (at its start
+    when `start` is 0; `end` None: to the end of the file); raise SourceError naming the first bad one,
+    numbering lines from `first_number`."""
     labels, offsets, lengths, hashes = bytearray(), array.array("q"), array.array("q"), array.array("q")
     completion_chars = array.array("q")
-    progress = datasets.utils.tqdm(
-        total=os.path.getsize(path), unit="B", unit_scale=True, desc="Checking source", leave=False
-    )
-    with open(path, "rb") as file, progress:
-        offset = 0
-        for number, line in enumerate(file, 1):
-            start, offset = offset, offset + len(line)
-            if number == 1 and line.startswith(_BOM):  # a UTF-8 byte-order mark changes nothing
-                line, start = line[len(_BOM) :], start + len(_BOM)
-            if number % 4096 == 0:
-                progress.update(offset - progress.n)
-            row = line.strip(_JSON_SPACE)  # CRLF and blank lines change nothing either
-            if not row:
-                continue
-            parsed = parse_line(row, path, number)
-            labels.append(parsed["label"])
-            completion_chars.append(len(parsed["conversations"][-1]["content"]))
-            offsets.append(start)
-            lengths.append(offset - start)
-            hashes.append(hash(row))
-        progress.update(offset - progress.n)
-        if not labels:
-            raise SourceError(path, "the file holds no rows", f"Point source= at a non-empty copy of {SOURCE_FILENAME}")
-        offsets, lengths = np.frombuffer(offsets, dtype=np.int64), np.frombuffer(lengths, dtype=np.int64)
-        duplicate = _exact_duplicates(file, offsets, lengths, np.frombuffer(hashes, dtype=np.int64))
-    return SourceScan(
-        np.frombuffer(labels, dtype=bool), offsets, lengths, duplicate, np.frombuffer(completion_chars, dtype=np.int64)
-    )
+    if start:  # the range begins at the first line that begins in it
+        file.seek(start - 1)
+        start += len(file.readline()) - 1
+    offset = reported = start
+    number = first_number - 1
+    stop = math.inf if end is None else end
+    for line in file:
+        if offset >= stop:
+            break
+        number += 1
+        line_start, offset = offset, offset + len(line)
+        if line_start == 0 and line.startswith(_BOM):  # a UTF-8 byte-order mark changes nothing
+            line, line_start = line[len(_BOM) :], len(_BOM)
+        if progress is not None and number % 4096 == 0:
+            progress.update(min(offset, stop) - reported)
+            reported = min(offset, stop)
+        row = line.strip(_JSON_SPACE)  # CRLF and blank lines change nothing either
+        if not row:
+            continue
+        parsed = parse_line(row, path, number)
+        labels.append(parsed["label"])
+        completion_chars.append(len(parsed["conversations"][-1]["content"]))
+        offsets.append(line_start)
+        lengths.append(offset - line_start)
+        hashes.append(hash(row))
+    if progress is not None:
+        progress.update(min(offset, stop) - reported)
+    return _RangeScan(number - first_number + 1, labels, offsets, lengths, hashes, completion_chars)
+
+
+def _scan_ranges(file, path: str, starts: list, size: int, progress) -> list:
+    """Scan the byte ranges that begin at `starts` (the last one runs to the end of the file), the first
+    in this process (from `file`) and each other one in a forked child at the same time. A range whose
+    child failed (a bad line, or anything else) is scanned again here once the ranges before it are done,
+    numbering its lines after theirs, so the error raised is exactly the serial scan's: the first bad
+    line, its number, its message."""
+    ends = starts[1:] + [None]
+    children = {}
+    try:
+        with warnings.catch_warnings():
+            # Python 3.12+ warns on any fork of a process with threads (pyarrow's, tqdm's): a child that
+            # took a lock one of them held would hang. The child only reads, decodes JSON and exits.
+            warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
+            for index in range(1, len(starts)):
+                children[index] = _fork_range_scan(path, starts[index], ends[index])
+        ranges = [_scan_range(file, path, starts[0], ends[0], 1, progress)]
+        for index in range(1, len(starts)):
+            child = children.pop(index)
+            scanned = _collect_range_scan(*child) if child else None
+            if scanned is None:
+                first_number = 1 + sum(part.lines for part in ranges)
+                scanned = _scan_range(file, path, starts[index], ends[index], first_number)
+            progress.update((ends[index] or size) - starts[index])
+            ranges.append(scanned)
+        return ranges
+    finally:  # an error in an earlier range (or an interrupt): the children still running are not needed
+        for child in children.values():
+            if child:
+                os.close(child[1])
+                _end_child(child[0], kill=True)
+
+
+def _fork_range_scan(path: str, start: int, end: Optional[int]) -> Optional[tuple]:
+    """Start a child that scans one byte range and writes it to a pipe: (pid, read end of the pipe), or
+    None when no child could be started (the range is then scanned in this process)."""
+    read_end, write_end = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        return None
+    if pid == 0:  # the child: it never returns into the caller nor runs the parent's exit handlers
+        status = 1
+        try:
+            os.close(read_end)
+            with open(path, "rb") as file:
+                scanned = _scan_range(file, path, start, end)
+            with os.fdopen(write_end, "wb") as pipe:
+                pipe.write(struct.pack("qq", scanned.lines, len(scanned.labels)))
+                for name, _ in _SCAN_COLUMNS:
+                    pipe.write(getattr(scanned, name))
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    return pid, read_end
+
+
+def _collect_range_scan(pid: int, read_end: int) -> Optional[_RangeScan]:
+    """What a child sent, once it has exited; None when it failed (a bad line, or killed)."""
+    try:
+        with os.fdopen(read_end, "rb") as pipe:
+            payload = pipe.read()
+    except BaseException:
+        _end_child(pid, kill=True)
+        raise
+    if _end_child(pid, kill=False) != 0 or len(payload) < 16:
+        return None
+    lines, rows = struct.unpack_from("qq", payload)
+    if len(payload) != 16 + rows * sum(np.dtype(dtype).itemsize for _, dtype in _SCAN_COLUMNS):
+        return None
+    columns, at = [], 16
+    for _, dtype in _SCAN_COLUMNS:
+        size = rows * np.dtype(dtype).itemsize
+        columns.append(payload[at : at + size])
+        at += size
+    return _RangeScan(lines, *columns)
+
+
+def _end_child(pid: int, kill: bool) -> int:
+    """Reap a child (killed first if asked) and return its wait status."""
+    if kill:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return os.waitpid(pid, 0)[1]
 
 
 def _exact_duplicates(file, offsets: np.ndarray, lengths: np.ndarray, hashes: np.ndarray) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 The tables call the scanner and the config check directly; one case of each runs end to end."""
 
+import dataclasses
 import json
+import os
 
 import pytest
 from conftest import make_row
@@ -200,3 +202,87 @@ def test_source_rewritten_during_the_build_is_one_clear_error(write_source, monk
     monkeypatch.setattr(cs, "scan_source", scan_then_rewrite)
     with pytest.raises(cs.SourceError, match=r"changed while it was being read .* Load again"):
         cs.load("balanced_custom", source=path)
+
+
+def _scan_fields(scan) -> dict:
+    return {field.name: getattr(scan, field.name).tolist() for field in dataclasses.fields(scan)}
+
+
+def _scan_or_error(path, processes):
+    try:
+        return _scan_fields(cs.scan_source(path, processes=processes))
+    except cs.SourceError as error:
+        return error.line, str(error)
+
+
+@pytest.fixture
+def awkward_source(tmp_path, source_path):
+    """60 real lines behind a byte-order mark, with CRLF endings, blank and whitespace-only lines."""
+    with open(source_path, "rb") as file:
+        lines = [file.readline().rstrip(b"\n") for _ in range(60)]
+    lines[7:7] = [b"", b"  \t"]
+    path = tmp_path / "awkward.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(lines) + b"\r\n\n")
+    return str(path)
+
+
+def test_every_split_point_of_a_scan_in_byte_ranges_gives_the_serial_scan(write_source, tmp_path):
+    # A line belongs to the range its first byte lies in, whatever byte a range starts at.
+    rows = GOOD[:2] + ["", " \t"] + [json.dumps(make_row(7, True), ensure_ascii=False).replace("answer", "ré")]
+    path = tmp_path / "small.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + open(write_source(rows + GOOD[2:], newline="\r\n"), "rb").read())
+    path, size = str(path), path.stat().st_size
+    with open(path, "rb") as file:
+        serial = cs._scan_range(file, path, 0, None)
+    assert serial.lines == 9 and len(serial.labels) == 7
+    for split in range(size + 1):
+        with open(path, "rb") as file, open(path, "rb") as other:
+            head = cs._scan_range(file, path, 0, split)
+            tail = cs._scan_range(other, path, split, None, head.lines + 1)
+        assert head.lines + tail.lines == serial.lines
+        for name in ("labels", "offsets", "lengths", "hashes", "completion_chars"):
+            assert getattr(head, name) + getattr(tail, name) == getattr(serial, name), (split, name)
+
+
+@pytest.mark.parametrize("processes", [2, 3, 7, 70])  # 70: more ranges than lines
+def test_a_scan_in_processes_is_the_serial_scan(awkward_source, source_path, processes):
+    for path in (awkward_source, source_path):
+        assert _scan_or_error(path, processes) == _scan_or_error(path, 1)
+
+
+@pytest.mark.parametrize("processes", [2, 3, 7])
+@pytest.mark.parametrize("bad_lines", [(3,), (59,), (20, 45), (45, 20, 58), (1, 60)])
+def test_a_scan_in_processes_names_the_first_bad_line_as_the_serial_scan(write_source, source_rows, processes,
+                                                                         bad_lines):
+    lines = [json.dumps(row) for row in source_rows[:60]]
+    for number in bad_lines:  # a different fault on each bad line
+        lines[number - 1] = lines[number - 1][: 10 + number]
+    path = write_source(lines)
+    serial = _scan_or_error(path, 1)
+    assert serial[0] == min(bad_lines)
+    assert _scan_or_error(path, processes) == serial
+
+
+def test_a_range_whose_child_failed_is_scanned_here(awkward_source, monkeypatch):
+    serial = _scan_or_error(awkward_source, 1)
+    parent, scan_range = os.getpid(), cs._scan_range
+
+    def child_dies(*args):
+        if os.getpid() != parent:
+            os._exit(9)  # killed, out of memory, ...
+        return scan_range(*args)
+
+    monkeypatch.setattr(cs, "_scan_range", child_dies)
+    assert _scan_or_error(awkward_source, 3) == serial
+
+    def no_fork():
+        raise OSError("fork: Resource temporarily unavailable")
+
+    monkeypatch.setattr(cs, "_scan_range", scan_range)
+    monkeypatch.setattr(os, "fork", no_fork)
+    assert _scan_or_error(awkward_source, 3) == serial
+
+
+def test_only_a_large_source_is_scanned_in_processes(source_path):
+    assert cs._scan_processes(os.path.getsize(source_path)) == 1  # the 1.6 MB v1.0.0 file: a fork costs more
+    assert 1 <= cs._scan_processes(1 << 30) <= min(8, len(os.sched_getaffinity(0)))
