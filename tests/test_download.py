@@ -246,5 +246,5 @@ def test_missing_url_is_one_clear_error(web):
 
 
 def test_unreachable_host_says_to_pass_source():
-    with pytest.raises(cs.SourceError, match="Without network, pass source=FILE"):
+    with pytest.raises(cs.SourceError, match="without network, pass source=FILE"):
         cs.load("full", source="http://127.0.0.1:9/" + cs.SOURCE_FILENAME)
