@@ -153,3 +153,11 @@ def fake_hub():
     hub = FakeHub(tokens=HUB_TOKENS, read_only={"hf_read"})
     yield hub
     hub.close()
+
+
+def sigint_as_usual() -> None:
+    """For a child process (`preexec_fn`): Ctrl-C raises KeyboardInterrupt in Python, even where this
+    run was started with SIGINT ignored (a background job inherits that, and Python keeps it)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import PUBLISHED_SHA256, REPO, last_line, run_cli
+from conftest import PUBLISHED_SHA256, REPO, last_line, run_cli, sigint_as_usual
 
 import claudesidian_synthetic as cs
 from claudesidian_tools.cli import main, make_parser
@@ -279,7 +279,8 @@ def test_ctrl_c_during_a_build_is_one_line_and_writes_nothing(tmp_path):
     out = tmp_path / "out.jsonl"
     process = subprocess.Popen([sys.executable, "-m", "claudesidian_tools.cli", "build", "balanced_custom",
                                 "--source", str(source), "--out", str(out)], cwd=REPO, stderr=subprocess.PIPE,
-                               text=True, env={**os.environ, "HF_HOME": str(tmp_path / "hf")})
+                               text=True, env={**os.environ, "HF_HOME": str(tmp_path / "hf")},
+                               preexec_fn=sigint_as_usual)
     err = interrupt_when(process, lambda: (tmp_path / "hf-cache").is_dir())  # the build has begun
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == f"claudesidian-synthetic: interrupted: {out} was not written", err

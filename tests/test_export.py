@@ -14,7 +14,7 @@ import huggingface_hub
 import pyarrow.parquet
 import pytest
 import yaml
-from conftest import REPO, as_source_rows, generate_source, run_cli
+from conftest import REPO, as_source_rows, generate_source, run_cli, sigint_as_usual
 from test_cli import interrupt_when
 
 import claudesidian_synthetic as cs
@@ -385,7 +385,7 @@ def test_ctrl_c_during_an_export_changes_nothing(source_path, tmp_path):
     before = {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
     process = subprocess.Popen([sys.executable, "-m", "claudesidian_tools.cli", "export", str(folder), "--source",
                                 source_path], cwd=REPO, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "HF_HOME": str(tmp_path / "hf")})
+                               env={**os.environ, "HF_HOME": str(tmp_path / "hf")}, preexec_fn=sigint_as_usual)
     err = interrupt_when(process, lambda: any(name.startswith(".out.") for name in os.listdir(tmp_path)))
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == f"claudesidian-synthetic: interrupted: {folder} is as it was"
