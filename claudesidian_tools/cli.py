@@ -17,6 +17,7 @@ import datasets
 import huggingface_hub
 
 import claudesidian_synthetic as cs
+from claudesidian_tools import interrupts
 from claudesidian_tools.interrupts import interrupt_deferred
 
 
@@ -391,6 +392,7 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = argparse.Namespace()
+    interrupts.watch()
     # `huggingface_hub` logs each retry of an unreachable Hub; the one error line below says it all.
     huggingface_hub.utils.logging.set_verbosity_error()
     if not sys.stderr.isatty():  # progress bars are for a person watching, not for a log

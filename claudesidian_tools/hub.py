@@ -16,6 +16,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 from huggingface_hub.utils import HFValidationError, OfflineModeIsEnabled, RepositoryNotFoundError
 
 import claudesidian_synthetic as cs
+from claudesidian_tools.interrupts import raise_if_interrupted
 
 # What an export writes: remote files there that the folder no longer has are deleted by a push.
 MANAGED_PREFIXES = ("data/", "recipes/", "figures/", "loading_script/")
@@ -74,6 +75,7 @@ def commit_folder(
         operations = [CommitOperationAdd(path, rendered[path].encode("utf-8") if path in rendered
                                          else os.path.join(folder, path)) for path in paths]
         operations += [CommitOperationDelete(path) for path in stale]
+        raise_if_interrupted()  # a Ctrl-C that Python dropped: commit nothing
         commit = api.create_commit(
             repo_id, operations, commit_message=commit_message, repo_type="dataset", parent_commit=head
         )

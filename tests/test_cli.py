@@ -8,6 +8,7 @@ import signal
 import stat
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
@@ -304,3 +305,31 @@ def test_stats_reports_lengths_and_truncation(source_path, tmp_path):
     assert lengths["over_chars_estimate"]["max_length"] == 1024
     text = run_cli("stats", "balanced_length_matched", "--source", source_path, cache=tmp_path / "hf").stdout
     assert "length distance            0.0" in text and "desirable reply chars      min" in text
+
+
+def test_a_ctrl_c_that_python_drops_still_stops_the_write(tmp_path):
+    """A KeyboardInterrupt raised inside a finalizer is printed as "Exception ignored" and lost; the command
+    line remembers it, says nothing of it then, and the next point that puts files in place raises it."""
+    script = textwrap.dedent("""
+        import os, signal, sys, time
+        from claudesidian_tools import interrupts
+
+        interrupts.watch()
+
+        class Finalized:
+            def __del__(self):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.5)  # the handler runs here, inside the finalizer
+
+        Finalized()
+        print("went on", flush=True)
+        try:
+            with interrupts.interrupt_deferred("written"):
+                print("wrote", flush=True)
+        except KeyboardInterrupt as interrupt:
+            print("stopped", type(interrupt).__name__, flush=True)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60,
+                            preexec_fn=sigint_as_usual)
+    assert result.stdout.split("\n")[:2] == ["went on", "stopped KeyboardInterrupt"], result
+    assert result.stderr == "", result.stderr
