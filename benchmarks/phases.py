@@ -8,7 +8,8 @@ examples wait in the writer's batch). The same build with the per-line checks sk
 strictness costs. The floors are the same work without the builder: `json` decoding of every line,
 and pyarrow's multithreaded JSON reader, which `load_dataset("json")` uses.
 
-    python benchmarks/phases.py                 # 100,000 rows, 3 repeats -> benchmarks/phases.json
+    python benchmarks/phases.py                                 # 100,000 rows, 3 repeats, printed only
+    python benchmarks/phases.py --out benchmarks/phases.json    # the committed profile
 """
 
 from __future__ import annotations
@@ -28,11 +29,16 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
-import datasets  # noqa: E402
-import pyarrow.json  # noqa: E402
+try:
+    import datasets
+    import pyarrow.json
 
-import claudesidian_synthetic as cs  # noqa: E402
-from benchmarks.benchmark import generate_source  # noqa: E402
+    import claudesidian_synthetic as cs
+    from benchmarks.benchmark import generate_source
+except ModuleNotFoundError as error:  # a Python without the package: say what to run, not a traceback
+    print(f"benchmarks need the package installed: .venv/bin/pip install -e . then .venv/bin/python "
+          f"benchmarks/phases.py ({sys.executable} has no {error.name})", file=sys.stderr)
+    sys.exit(2)
 
 
 def timed_build(source: str, cache: str) -> dict:
@@ -120,7 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "phases.json"))
+    parser.add_argument("--out", help="write the profile (JSON) to this file; without it it is only printed")
     args = parser.parse_args()
     runs = []
     with tempfile.TemporaryDirectory() as temp:
@@ -138,9 +144,11 @@ def main() -> None:
         "datasets": datasets.__version__,
         "median_s": {key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]},
     }
-    pathlib.Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     for key, value in report["median_s"].items():
         print(f"{key:<36} {value:>8}")
+    if args.out:
+        pathlib.Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

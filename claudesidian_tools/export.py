@@ -302,7 +302,7 @@ def _write_config(folder: str, spec: ConfigSpec, *, source, revision, num_shards
         raise _in_spec(error, spec) from None
     features = builder.info.features
     schema = features.arrow_schema.remove_metadata()
-    data_files, stats, prompts, sizes = {}, {}, {}, {}
+    data_files, figures_of, sizes = {}, {}, {}
     os.makedirs(os.path.join(folder, "data", spec.export_name), exist_ok=True)
     for split, gen_kwargs in plan.items():
         rows = sum(len(offsets) for _, offsets, _ in gen_kwargs["shards"])
@@ -319,7 +319,7 @@ def _write_config(folder: str, spec: ConfigSpec, *, source, revision, num_shards
                 f"{what}: give a larger --max-shard-size"
             )
         writer = _ShardWriter(folder, where, shard_bounds(rows, shards, config.batch_size, where), schema)
-        figures = SplitFigures(config.layout, tokenizer)
+        figures = figures_of[split] = SplitFigures(config.layout, tokenizer)
         buffer = []
         for _, example in builder._generate_examples(**gen_kwargs):
             buffer.append(example)
@@ -327,9 +327,12 @@ def _write_config(folder: str, spec: ConfigSpec, *, source, revision, num_shards
                 _flush(buffer, writer, figures, schema)
         _flush(buffer, writer, figures, schema)
         data_files[split] = writer.close()
-        stats[split] = figures.result(_stats_batch_sizes(config), max_length)
-        prompts[split] = figures.prompts()
         sizes[split] = writer.nbytes
+    # The figures come once the builder's per-row arrays are gone: the peak then follows the split's
+    # per-row figures alone, not both at once.
+    del builder, plan, gen_kwargs
+    stats = {split: figures.result(_stats_batch_sizes(config), max_length) for split, figures in figures_of.items()}
+    prompts = {split: figures.prompts() for split, figures in figures_of.items()}
     download_size = sum(os.path.getsize(os.path.join(folder, path)) for paths in data_files.values() for path in paths)
     info = _info(features, spec.export_name, {split: (stats[split]["rows"], sizes[split]) for split in stats},
                  download_size)

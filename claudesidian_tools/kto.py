@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Sequence
 
+import numpy as np
+
 import claudesidian_synthetic as cs
 
 # KTO paper, Eq. 8: desirable_weight * n_desirable / (undesirable_weight * n_undesirable) in [1, 4/3].
@@ -35,7 +37,11 @@ def kto_weights(dataset_or_labels) -> dict[str, float]:
     {'desirable_weight': 1.0, 'undesirable_weight': 3.0}
     """
     labels = _labels_of(dataset_or_labels)
-    n_desirable, n_undesirable = sum(labels), len(labels) - sum(labels)
+    return weights_for_counts(sum(labels), len(labels) - sum(labels))
+
+
+def weights_for_counts(n_desirable: int, n_undesirable: int) -> dict[str, float]:
+    """`kto_weights` from the two label counts (what a one-pass count over a large split gives)."""
     if n_desirable == 0 or n_undesirable == 0:
         raise cs.OptionError(
             f"KTO weights need both labels: got {n_desirable} desirable and {n_undesirable} undesirable rows"
@@ -95,4 +101,5 @@ class MixedLabelBatchSampler:
 def homogeneous_batches(labels: Sequence[bool], batch_size: int) -> int:
     """How many complete, aligned batches of `batch_size` consecutive rows hold a single label."""
     complete = len(labels) // batch_size * batch_size
-    return sum(len(set(labels[start : start + batch_size])) == 1 for start in range(0, complete, batch_size))
+    per_batch = np.asarray(labels[:complete], dtype=bool).reshape(-1, batch_size).sum(axis=1)
+    return int(np.count_nonzero((per_batch == 0) | (per_batch == batch_size)))

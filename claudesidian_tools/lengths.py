@@ -48,7 +48,7 @@ def _as_lengths(values: Iterable[int], option: str) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer) or array.min() < 0:
         raise cs.OptionError(f"{option}: expected a flat list of lengths (whole numbers >= 0), got {array[:3]!r}...")
-    return array.astype(np.int64)
+    return array.astype(np.int64, copy=False)
 
 
 def length_summary(values: Iterable[int]) -> dict:
@@ -75,7 +75,7 @@ def ks_distance(a: Iterable[int], b: Iterable[int]) -> float:
     0 means the two length distributions coincide, 1 that every value of one lies beyond the other;
     in between it is how well the best single length threshold tells the labels apart (its share of
     one label above the threshold minus its share of the other). Both empirical CDFs are evaluated at
-    every observed value, where the supremum is reached.
+    every distinct observed value, where the supremum is reached.
 
     >>> ks_distance([1, 2, 3], [4, 5, 6])
     1.0
@@ -83,7 +83,7 @@ def ks_distance(a: Iterable[int], b: Iterable[int]) -> float:
     a, b = np.sort(_as_lengths(a, "a")), np.sort(_as_lengths(b, "b"))
     if a.size == 0 or b.size == 0:
         raise cs.OptionError(f"ks_distance needs rows of both labels, got {a.size} and {b.size}: pass non-empty lists")
-    points = np.concatenate([a, b])
+    points = np.union1d(a, b)  # each distinct observed value once: the same supremum, far less memory
     cdf_a = np.searchsorted(a, points, side="right") / a.size
     cdf_b = np.searchsorted(b, points, side="right") / b.size
     return round(float(np.max(np.abs(cdf_a - cdf_b))), 4)
@@ -247,7 +247,7 @@ def _label_mask(labels: Sequence[bool]) -> np.ndarray:
     mask = np.asarray(list(labels) if not isinstance(labels, np.ndarray) else labels)
     if mask.size and mask.dtype != np.bool_:
         raise cs.OptionError(f"labels must be booleans (True = desirable), found {mask[:3]!r}...")
-    return mask.astype(bool)
+    return mask.astype(bool, copy=False)
 
 
 def _truncation_counts(prompt_tokens: np.ndarray, full_tokens: np.ndarray, max_length: int) -> dict:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 import claudesidian_synthetic as cs
-from claudesidian_tools.kto import homogeneous_batches, kto_weights
+from claudesidian_tools.kto import homogeneous_batches, weights_for_counts
 
 DEFAULT_STATS_BATCH_SIZES = (2, 4, 8)
 FIRST_ROWS = 50
@@ -77,11 +77,13 @@ class SplitFigures:
         self.prompt_chars, self.reply_chars = array.array("q"), array.array("q")
         self.prompt_tokens, self.full_tokens = array.array("q"), array.array("q")
         self._rows, self._prompts = bytearray(), bytearray()
+        self._distinct_prompts = None
 
     def add(self, batch: Mapping[str, list]) -> None:
         """Take one columnar batch (`{column: [values]}`, as `Dataset.iter` yields)."""
         columns = list(batch)
         self.rows += len(batch[columns[0]])
+        self._distinct_prompts = None
         for values in zip(*batch.values()):
             self._rows += _digest(tuple(map(_plain, values)))
         labels, prompts, replies = replies_of(batch, self.layout)
@@ -99,21 +101,24 @@ class SplitFigures:
 
     def prompts(self) -> np.ndarray:
         """The distinct prompts of the split, as sorted digests."""
-        return np.unique(np.frombuffer(bytes(self._prompts), dtype=_DIGEST))
+        if self._distinct_prompts is None:
+            self._distinct_prompts = np.unique(np.frombuffer(self._prompts, dtype=_DIGEST))
+        return self._distinct_prompts
 
     def result(self, batch_sizes: Iterable[int] = DEFAULT_STATS_BATCH_SIZES, max_length: int | None = None) -> dict:
         """The figures `claudesidian-synthetic stats` prints, as one JSON-ready dict."""
         from claudesidian_tools.lengths import TRL_DEFAULT_MAX_LENGTH, completion_histogram, length_report
 
-        labels = np.frombuffer(bytes(self.labels), dtype=bool)
-        digests = np.frombuffer(bytes(self._rows), dtype=_DIGEST)
+        # Views, not copies, and counts in numpy: at a million rows every copy of a column is megabytes.
+        labels = np.frombuffer(self.labels, dtype=bool)
+        digests = np.frombuffer(self._rows, dtype=_DIGEST)
         figures = {"rows": self.rows, "duplicates": int(len(digests) - len(np.unique(digests))),
                    "prompts": int(len(self.prompts()))}
         if self.layout in ("kto", "conversations", "messages"):
             desirable = int(labels.sum())
             figures.update(desirable=desirable, undesirable=self.rows - desirable)
         if self.layout in ("kto", "conversations"):
-            figures.update(self._batch_mix(labels.tolist(), batch_sizes))
+            figures.update(self._batch_mix(labels, batch_sizes))
         tokens = {}
         if self.tokenizer is not None:
             tokens = {"prompt_tokens": np.frombuffer(self.prompt_tokens, dtype=np.int64),
@@ -125,15 +130,15 @@ class SplitFigures:
         figures["completion_histogram"] = completion_histogram(labels, reply_chars)
         return figures
 
-    def _batch_mix(self, labels: list, batch_sizes: Iterable[int]) -> dict:
-        desirable, first = sum(labels), labels[:FIRST_ROWS]
-        both = 0 < desirable < len(labels)
+    def _batch_mix(self, labels: np.ndarray, batch_sizes: Iterable[int]) -> dict:
+        desirable, first = int(np.count_nonzero(labels)), labels[:FIRST_ROWS].tolist()
+        undesirable = len(labels) - desirable
         return {
-            "ratio": round(desirable / max(len(labels) - desirable, 1), 4),
+            "ratio": round(desirable / max(undesirable, 1), 4),
             "first_50": {"desirable": sum(first), "undesirable": len(first) - sum(first)},
             "homogeneous_batches": {str(size): homogeneous_batches(labels, size) for size in sorted(set(batch_sizes))},
-            "kto_weights": kto_weights(labels) if both else None,
-            "first_labels": labels[: 16 * max(batch_sizes)],
+            "kto_weights": weights_for_counts(desirable, undesirable) if desirable and undesirable else None,
+            "first_labels": labels[: 16 * max(batch_sizes)].tolist(),
         }
 
 

@@ -153,34 +153,84 @@ def test_rows_written_any_way_json_allows_are_read_back_exactly(tmp_path, source
     assert as_source_rows(dataset) == expected
 
 
-def _run_at_10k_rows(script: str, tmp_path) -> dict:
-    """Run one benchmarks/ script once on a 10k-row source and return the JSON it writes."""
+def _run_at_10k_rows(script: str, tmp_path, *options: str) -> dict:
+    """Run one benchmarks/ script once on a 10k-row source and return the JSON it writes, the only file
+    it writes: the tracked results stay as they are."""
     out = tmp_path / "out.json"
+    tracked = {path: path.read_bytes() for path in (REPO / "benchmarks").glob("*.json")}
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / script), "--rows", "10000", "--repeats", "1", "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        [sys.executable, str(REPO / "benchmarks" / script), "--rows", "10000", "--repeats", "1", *options,
+         "--out", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr
+    assert {path: path.read_bytes() for path in (REPO / "benchmarks").glob("*.json")} == tracked
+    assert [path.name for path in tmp_path.iterdir()] == ["out.json"]
     return json.loads(out.read_text())
 
 
 @pytest.mark.slow
 def test_benchmark_smoke_at_10k_rows(tmp_path):
-    report = _run_at_10k_rows("benchmark.py", tmp_path)
-    assert report["rows_scale"] == 10_000 and len(report["ratios"]) == 6
-    assert all(row["ratio"] > 0 for row in report["ratios"])
-    assert set(report["runs"]) >= {"small_fresh_builder", "small_fresh_json", "scale_fresh_naive"}
-    assert {len(run["wall_s"]) for name, run in report["runs"].items() if name.startswith("small")} == {3}
-    assert {len(run["wall_s"]) for name, run in report["runs"].items() if name.startswith("scale")} == {1}
+    report = _run_at_10k_rows("benchmark.py", tmp_path, "--runs", "2")
+    assert report["rows_scale"] == 10_000 and len(report["ratios"]) == 6 and len(report["runs"]) == 2
+    for index, row in enumerate(report["ratios"]):
+        in_runs = [run["ratios"][index] for run in report["runs"]]
+        assert row["medians"] == [ratio["median"] for ratio in in_runs]
+        assert row["spreads"] == [[ratio["lowest"], ratio["highest"]] for ratio in in_runs]
+        assert all(0 < ratio["lowest"] <= ratio["median"] <= ratio["highest"] for ratio in in_runs)
+        assert row["met"] == all(median <= row["target_at_most"] for median in row["medians"])
+    rounds = report["runs"][0]["rounds"]
+    assert set(rounds) >= {"small_fresh_builder", "small_fresh_json", "scale_fresh_naive"}
+    assert {len(run["wall_s"]) for name, run in rounds.items() if name.startswith("small")} == {3}
+    assert {len(run["wall_s"]) for name, run in rounds.items() if name.startswith("scale")} == {1}
+
+
+@pytest.mark.slow
+def test_benchmarks_write_only_where_asked(tmp_path):
+    assert benchmark.parse_args([]).out is None and benchmark.parse_args([]).runs == 3
+    tracked = {path: path.read_bytes() for path in (REPO / "benchmarks").glob("*.json")}
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "phases.py"), "--rows", "500", "--repeats", "1"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "total load()" in result.stdout and "wrote" not in result.stdout
+    assert {path: path.read_bytes() for path in (REPO / "benchmarks").glob("*.json")} == tracked
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("script", ["benchmark.py", "phases.py"])
+def test_benchmarks_without_the_package_say_what_to_run(script, tmp_path):
+    # -S: this Python without its site-packages, like a system python3 beside the project's .venv
+    result = subprocess.run([sys.executable, "-S", str(REPO / "benchmarks" / script)], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("benchmarks need the package installed: .venv/bin/pip install -e . then "
+                                    f".venv/bin/python benchmarks/{script} (")
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def _quoted_run(cell: str) -> list:
+    """'1.103x (1.021-1.215)' -> [1.103, 1.021, 1.215]"""
+    median, spread = cell.split("x (")
+    return [float(median), *map(float, spread.rstrip(")").split("-"))]
 
 
 def test_readme_quotes_the_committed_benchmark_results():
-    """The README's table is the committed results file, ratio for ratio, in order, met or missed."""
+    """The README's table is the committed results file: every run's median and spread, in order, and
+    the target met (in every run) or missed."""
     committed = json.loads((REPO / "benchmarks" / "results.json").read_text(encoding="utf-8"))
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    table = readme[readme.index("| comparison | ratio | target |") :].split("\n\n")[0].splitlines()[2:]
-    quoted = [(float(line.split("|")[2].strip().rstrip("x")), "(met)" in line) for line in table]
-    assert quoted == [(row["ratio"], row["met"]) for row in committed["ratios"]]
+    table = readme[readme.index("| comparison | run 1 |") :].split("\n\n")[0].splitlines()
+    assert table[0].count("| run ") == len(committed["runs"]) == 3
+    quoted, expected = [], []
+    assert len(table[2:]) == len(committed["ratios"]) == 6
+    for line, row in zip(table[2:], committed["ratios"]):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        quoted.append(([_quoted_run(cell) for cell in cells[1:-1]], cells[-1]))
+        met = "met in every run" if row["met"] else "missed"
+        expected.append(([[median, *spread] for median, spread in zip(row["medians"], row["spreads"])],
+                         f"<= {row['target_at_most']:g} ({met})"))
+    assert quoted == expected
 
 
 def test_readme_quotes_the_committed_million_row_results():
