@@ -1090,7 +1090,13 @@ def json_digest(value: Any) -> bytes:
     """16 bytes that stand for a JSON value, whatever the order of its objects' keys: sets of prompts or
     rows without their text. (marshal's format 2 writes every value whole, so equal values give equal
     bytes; it is two to three times as fast as `json.dumps(sort_keys=True)`.)"""
-    return hashlib.blake2b(marshal.dumps(_sorted_keys(value), 2), digest_size=16).digest()
+    return value_digest(_sorted_keys(value))
+
+
+def value_digest(value: Any) -> bytes:
+    """16 bytes that stand for a value built of Python's plain types, as marshal's format 2 writes it:
+    a caller that knows its values' shape can make them plain faster than `json_digest` does."""
+    return hashlib.blake2b(marshal.dumps(value, 2), digest_size=16).digest()
 
 
 def _sorted_keys(value: Any) -> Any:

@@ -10,8 +10,6 @@ desirable, a preference pair two (the chosen reply desirable, the rejected one u
 from __future__ import annotations
 
 import array
-import hashlib
-import marshal
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -61,11 +59,6 @@ def _plain(value):
     return value
 
 
-def _digest(value) -> bytes:
-    """16 bytes that stand for a plain value (marshal's format 2 writes every value whole)."""
-    return hashlib.blake2b(marshal.dumps(value, 2), digest_size=16).digest()
-
-
 class SplitFigures:
     """The figures of one split, accumulated batch by batch: per row a label byte, two lengths and two
     16-byte digests (never the text), so memory follows the row count, not the text."""
@@ -85,13 +78,13 @@ class SplitFigures:
         self.rows += len(batch[columns[0]])
         self._distinct_prompts = None
         for values in zip(*batch.values()):
-            self._rows += _digest(tuple(map(_plain, values)))
+            self._rows += cs.value_digest(tuple(map(_plain, values)))
         labels, prompts, replies = replies_of(batch, self.layout)
         self.labels += bytes(map(bool, labels))
         self.prompt_chars.extend(map(_chars, prompts))
         self.reply_chars.extend(map(_chars, replies))
         for prompt in prompts[:: 2 if self.layout == "preference" else 1]:
-            self._prompts += _digest(_plain(prompt))
+            self._prompts += cs.value_digest(_plain(prompt))
         if self.tokenizer is not None:
             from claudesidian_tools.lengths import token_lengths
 

@@ -3,6 +3,7 @@ recorded, and compare it row for row with the Parquet files, in a folder or at a
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 
@@ -110,24 +111,13 @@ def _compare(folder: str, entry: dict, files: dict, source: str | None, manifest
         counts[split] = 0
         built = (example for _, example in builder._generate_examples(**gen_kwargs))
         stored = _stored_rows(folder, files[split], f"{entry['name']}, split {split}")
-        for row, (expected, actual) in enumerate(_zip_longest(built, stored)):
+        for row, (expected, actual) in enumerate(itertools.zip_longest(built, stored)):
             if expected != actual:
                 what = "missing" if actual is None else "extra" if expected is None else "different"
                 raise Mismatch(f"{entry['name']}, split {split}, row {row}: {what} (first difference; the "
                                f"files are {', '.join(files[split])})")
             counts[split] += 1
     return counts
-
-
-_END = object()
-
-
-def _zip_longest(first: Iterator, second: Iterator) -> Iterator:
-    while True:
-        a, b = next(first, _END), next(second, _END)
-        if a is _END and b is _END:
-            return
-        yield (None if a is _END else a), (None if b is _END else b)
 
 
 def _stored_rows(folder: str, paths: list, where: str) -> Iterator[dict]:
