@@ -269,9 +269,13 @@ def command_configs(args: argparse.Namespace) -> None:
 
 
 def command_export(args: argparse.Namespace) -> None:
-    from claudesidian_tools.export import export, parse_config_spec
+    from claudesidian_tools.export import ExportError, export, parse_config_spec, read_manifest
 
     specs = [parse_config_spec(spec) for spec in args.config or []]
+    try:  # the configs of the export this one replaces (a folder that is no export is refused below)
+        before = [entry["name"] for entry in (read_manifest(args.folder) or {}).get("configs", [])]
+    except (ExportError, OSError):
+        before = []
     args.interrupted = f"{args.folder} is as it was"
     exported = export(args.folder, specs, source=args.source, revision=args.revision, num_shards=args.num_shards,
                       max_shard_size=args.max_shard_size, tokenizer=args.tokenizer, max_length=args.max_length)
@@ -283,6 +287,10 @@ def command_export(args: argparse.Namespace) -> None:
         )
         print(f"{item.spec.export_name}: {rows} -> data/{item.spec.export_name}/", file=sys.stderr)
     print(f"exported {len(exported)} configs to {args.folder}", file=sys.stderr)
+    gone = [name for name in before if name not in {item.spec.export_name for item in exported}]
+    if gone:
+        print(f"removed the last export's {', '.join(gone)}, which this export does not hold (name every config "
+              "to keep with --config)", file=sys.stderr)
 
 
 def command_infos(args: argparse.Namespace) -> None:
@@ -392,13 +400,20 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = argparse.Namespace()
-    interrupts.watch()
     # `huggingface_hub` logs each retry of an unreachable Hub; the one error line below says it all.
     huggingface_hub.utils.logging.set_verbosity_error()
     if not sys.stderr.isatty():  # progress bars are for a person watching, not for a log
         datasets.disable_progress_bars()
     try:
-        args = _parse(make_parser(), argv)
+        with interrupts.watching():
+            return _run(argv, args)
+    except KeyboardInterrupt as interrupt:  # as the command returned: what it put in place is there
+        return _interrupted(interrupt, args)
+
+
+def _run(argv: Sequence[str] | None, args: argparse.Namespace) -> int:
+    try:
+        vars(args).update(vars(_parse(make_parser(), argv)))
         args.run(args)
     except cs.ClaudesidianError as error:
         print(f"claudesidian-synthetic: error: {error.render('cli')}", file=sys.stderr)
@@ -412,11 +427,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"claudesidian-synthetic: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:
-        said = getattr(interrupt, "said", None) or getattr(args, "interrupted", "nothing was changed")
-        print(f"claudesidian-synthetic: interrupted: {said}", file=sys.stderr)
-        return 130
+        return _interrupted(interrupt, args)
     return 0
 
 
+def _interrupted(interrupt: KeyboardInterrupt, args: argparse.Namespace) -> int:
+    said = getattr(interrupt, "said", None) or interrupts.committed() or getattr(args, "interrupted",
+                                                                                   "nothing was changed")
+    print(f"claudesidian-synthetic: interrupted: {said}", file=sys.stderr)
+    return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    from claudesidian_tools.command import main as command_main
+
+    sys.exit(command_main())

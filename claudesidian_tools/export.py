@@ -597,7 +597,7 @@ def _move_in(staging: str, target: str, previous: list[str]) -> None:
             "move it away, or export into another folder"
         )
     try:
-        with interrupt_deferred(f"{target} holds the new export (the interrupt came as it was put in place)"):
+        with interrupt_deferred(f"{target} holds the new export"):
             os.makedirs(target, exist_ok=True)
             for path in new:
                 destination = os.path.join(target, path)

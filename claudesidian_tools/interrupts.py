@@ -3,15 +3,18 @@ half old, half new, and the message then says what was written.
 
 Python drops a KeyboardInterrupt that lands inside a finalizer or a weakref callback (it prints
 "Exception ignored in ..." and carries on), so a Ctrl-C at such a moment would be lost and the command
-would write its files anyway. Under `watch()` every Ctrl-C is also remembered, and each point that puts
-files in place (`interrupt_deferred`, a push's commit) first raises one that was dropped."""
+would write its files anyway. While `watching()`, every Ctrl-C is also remembered, and each point that
+puts files in place (`interrupt_deferred`, a push's commit) first raises one that was dropped. Once
+files are in place, `committed()` says so, for a Ctrl-C that comes any time after."""
 
 from __future__ import annotations
 
 import signal
 import sys
+from typing import Optional
 
 _seen = False
+_committed: Optional[str] = None
 
 
 def _remember_and_raise(signum, frame):
@@ -20,29 +23,44 @@ def _remember_and_raise(signum, frame):
     raise KeyboardInterrupt
 
 
-def _quiet_about_dropped_interrupts(previous_hook):
-    def hook(unraisable):
+class watching:
+    """Remember each Ctrl-C within the block (the command line runs in one); a SIGINT that is ignored
+    stays so. The handler and `sys.unraisablehook` are as they were after the block."""
+
+    def __enter__(self):
+        global _seen, _committed
+        _seen, _committed = False, None
+        self.installed = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        if self.installed:
+            try:
+                signal.signal(signal.SIGINT, _remember_and_raise)
+            except ValueError:  # not the main thread
+                self.installed = False
+        if self.installed:
+            self.hook = sys.unraisablehook
+            sys.unraisablehook = self._quiet_about_dropped_interrupts
+        return self
+
+    def _quiet_about_dropped_interrupts(self, unraisable):
         if not (_seen and isinstance(unraisable.exc_value, KeyboardInterrupt)):
-            previous_hook(unraisable)
-    return hook
+            self.hook(unraisable)
 
-
-def watch() -> None:
-    """Remember each Ctrl-C from now on (the command line calls this; a SIGINT that is ignored stays so)."""
-    global _seen
-    _seen = False
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        try:
-            signal.signal(signal.SIGINT, _remember_and_raise)
-        except ValueError:  # not the main thread
-            return
-        sys.unraisablehook = _quiet_about_dropped_interrupts(sys.unraisablehook)
+    def __exit__(self, *exc):
+        if self.installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            sys.unraisablehook = self.hook
+        return False
 
 
 def raise_if_interrupted() -> None:
     """Raise the Ctrl-C that Python dropped, if there was one: call this before putting files in place."""
     if _seen:
         raise KeyboardInterrupt
+
+
+def committed() -> Optional[str]:
+    """What the last `interrupt_deferred` block put in place (its `said`), or None."""
+    return _committed
 
 
 class InterruptedAfterWrite(KeyboardInterrupt):
@@ -54,7 +72,8 @@ class InterruptedAfterWrite(KeyboardInterrupt):
 
 
 class interrupt_deferred:
-    """Hold Ctrl-C (SIGINT) until the block ends, then raise InterruptedAfterWrite(`said`)."""
+    """Hold Ctrl-C (SIGINT) until the block ends, then raise InterruptedAfterWrite(`said`); a block that
+    ends well leaves `said` as what `committed()` answers."""
 
     def __init__(self, said: str):
         self.said = said
@@ -72,6 +91,9 @@ class interrupt_deferred:
         self.caught = True
 
     def __exit__(self, *exc):
+        global _committed
+        if exc[0] is None:  # set while Ctrl-C is still held: no moment where the files are in and it is not
+            _committed = self.said
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
         if self.caught and exc[0] is None:

@@ -101,8 +101,8 @@ def _compare(folder: str, entry: dict, files: dict, source: str | None, manifest
         plan = {generator.name: generator.gen_kwargs for generator in builder._split_generators(
             datasets.StreamingDownloadManager(download_config=datasets.DownloadConfig()))}
     except cs.SourceError as error:
-        raise VerifyError(f"the source of {entry['name']} cannot be read to rebuild it ({error}); pass --source "
-                          "a local copy of the file the export was made from") from None
+        raise VerifyError(f"the source of {entry['name']} cannot be read to rebuild it ({error.render('cli')}); "
+                          "pass --source a local copy of the file the export was made from") from None
     if set(plan) != set(files):
         raise Mismatch(f"{entry['name']}: the files hold the splits {', '.join(files)}, the code builds "
                        f"{', '.join(plan)}")

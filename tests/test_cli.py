@@ -314,22 +314,74 @@ def test_a_ctrl_c_that_python_drops_still_stops_the_write(tmp_path):
         import os, signal, sys, time
         from claudesidian_tools import interrupts
 
-        interrupts.watch()
-
         class Finalized:
             def __del__(self):
                 os.kill(os.getpid(), signal.SIGINT)
                 time.sleep(0.5)  # the handler runs here, inside the finalizer
 
-        Finalized()
-        print("went on", flush=True)
-        try:
-            with interrupts.interrupt_deferred("written"):
-                print("wrote", flush=True)
-        except KeyboardInterrupt as interrupt:
-            print("stopped", type(interrupt).__name__, flush=True)
+        with interrupts.watching():
+            Finalized()
+            print("went on", flush=True)
+            try:
+                with interrupts.interrupt_deferred("written"):
+                    print("wrote", flush=True)
+            except KeyboardInterrupt as interrupt:
+                print("stopped", type(interrupt).__name__, flush=True)
     """)
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60,
                             preexec_fn=sigint_as_usual)
     assert result.stdout.split("\n")[:2] == ["went on", "stopped KeyboardInterrupt"], result
     assert result.stderr == "", result.stderr
+
+
+def test_a_ctrl_c_after_the_file_is_in_place_says_it_was_written(source_path, tmp_path):
+    """The interrupt comes after the rename, before the command has printed what it wrote."""
+    out = tmp_path / "b.jsonl"
+    out.write_text("the user's old file\n")
+    script = textwrap.dedent(f"""
+        import os, signal, sys, time
+        from claudesidian_tools import cli
+
+        write = cli._write_atomically
+
+        def write_then_ctrl_c(path, lines):
+            write(path, lines)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+
+        cli._write_atomically = write_then_ctrl_c
+        sys.exit(cli.main(["build", "balanced_254", "--source", {source_path!r}, "--out", {str(out)!r}]))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "HF_HOME": str(tmp_path / "hf")}, preexec_fn=sigint_as_usual)
+    assert result.returncode == 130, result.stderr
+    assert last_line(result) == f"claudesidian-synthetic: interrupted: {out} was written before the interrupt"
+    assert len(out.read_text().splitlines()) == 508
+
+
+def test_a_re_export_of_fewer_configs_says_which_it_removed(source_path, tmp_path):
+    folder = tmp_path / "ex"
+    first = run_cli("export", str(folder), "--source", source_path, "--config", "a=balanced_254", "--config",
+                    "b=full", cache=tmp_path / "hf")
+    assert first.returncode == 0, first.stderr
+    again = run_cli("export", str(folder), "--source", source_path, "--config", "a=balanced_254",
+                    cache=tmp_path / "hf")
+    assert again.returncode == 0, again.stderr
+    assert "removed the last export's b, which this export does not hold" in again.stderr
+    assert not (folder / "data" / "b").exists() and (folder / "data" / "a").is_dir()
+
+
+def test_a_ctrl_c_once_the_command_has_returned_changes_nothing(tmp_path):
+    script = textwrap.dedent("""
+        import os, signal, sys, time
+        from claudesidian_tools import cli, command
+
+        cli.main = lambda: 0  # a command that did its work
+        code = command.main()
+        os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C, as the process ends
+        time.sleep(0.5)
+        sys.exit(code)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60,
+                            preexec_fn=sigint_as_usual)
+    assert result.returncode == 0 and result.stderr == "", result
