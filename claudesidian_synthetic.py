@@ -2,14 +2,15 @@
 
 This file is both the library module (`import claudesidian_synthetic as cs; cs.load(...)`) and the
 Hub loading script for `datasets<4`, so it imports only `datasets`, `numpy` and the standard library,
-one import per line (the `datasets<4` script loader misreads `import a, b`).
-
-Layout: source pin and schema; errors; the options, each declared once; the table of configs; the
-builder and `load()`; reading the source; then the pure selection functions (which rows, in which
-order) that the builder calls and the tests check without `datasets`.
+one import per line (the `datasets<4` script loader misreads `import a, b`), and holds only what a
+loading script needs. Read top to bottom: the source pin and its schema; the layouts, one record
+each; errors; the options, each declared once; the configs table; the builder and `load()`; reading
+the source; the pure selection functions (which rows, in which order), which the tests check
+without `datasets`.
 """
 
 import array
+import codecs
 import contextlib
 import dataclasses
 import gc
@@ -21,10 +22,9 @@ import math
 import os
 import random
 import re
-import signal
-import struct
-import sys
-import warnings
+import shutil
+from collections.abc import Iterator
+from collections.abc import Mapping
 from typing import Any
 from typing import Callable
 from typing import Optional
@@ -35,7 +35,7 @@ import datasets
 import huggingface_hub
 import numpy as np
 
-__version__ = "1.1.0"
+__version__ = "1.2.0"
 
 # --- source pin and schema -------------------------------------------------------------------
 
@@ -45,6 +45,11 @@ SOURCE_REPO_ID = "professorsynapse/claudesidian-synthetic-dataset"
 SOURCE_SHA256 = "861a7d7d575f2f1f6108b846d4e54ca6a70b2a4316e56ffef7eaeda61a5426a4"
 SOURCE_NUM_BYTES = 1_627_040
 PUBLISHED_SEED = 42
+# The dataset author's tool schemas (ProfSynapse/Synaptic-Tuner, tools/tool_schemas.json at 3da8e857, 47
+# tools), shipped in claudesidian_tools/ with its MIT licence notice: what the tool-call checks use unless
+# `tool_schemas` names a newer version.
+TOOL_SCHEMAS_FILENAME = "tool_schemas.json"
+TOOL_SCHEMAS_SHA256 = "2e741f5c0f718d3aa23b1de3fb9d3eee834aeb0a6260ad8936d2602c0f64cc00"
 # Rows per generation shard: a larger split is built by `num_proc` processes in parallel and streams
 # as several shards.
 ROWS_PER_SHARD = 16_384
@@ -60,35 +65,15 @@ CONTEXT_FIELDS = (
     "subgoal",
 )
 ROW_KEYS = ("conversations", "label", "context")
+# The words for a row's label, True first: every message, figure and column says these.
+LABEL_NAMES = ("desirable", "undesirable")
 ORDERS = ("source", "shuffle", "mixed")
-# How lines are read: a UTF-8 byte-order mark and JSON whitespace around a row change nothing
-# (bytes.strip() would also take \x0b and \x0c, which JSON refuses).
-_BOM = b"\xef\xbb\xbf"
+# JSON whitespace around a row changes nothing (bytes.strip() would also take \x0b and \x0c, which
+# JSON refuses), nor does a UTF-8 byte-order mark before the first line.
 _JSON_SPACE = b" \t\r\n"
 _DECODER = json.JSONDecoder()
 # Only a \uD800-\uDFFF escape can put half a character into a row; lines without one skip that check.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD]")
-
-_MESSAGE = {"role": datasets.Value("string"), "content": datasets.Value("string")}
-_CONTEXT = {name: datasets.Value("string") for name in CONTEXT_FIELDS}
-# The columns of each layout. A Python list of a struct means "list of struct" on every `datasets`
-# from 3.x to 5.x.
-FEATURES_BY_LAYOUT = {
-    # TRL's unpaired preference format (KTO), conversational.
-    "kto": datasets.Features(
-        {"prompt": [_MESSAGE], "completion": [_MESSAGE], "label": datasets.Value("bool"), "context": _CONTEXT}
-    ),
-    # The published file's own columns, for pipelines that read `example["conversations"]`.
-    "conversations": datasets.Features(
-        {"conversations": [_MESSAGE], "label": datasets.Value("bool"), "context": _CONTEXT}
-    ),
-    # TRL's conversational language-modeling format (SFT): the whole conversation.
-    "messages": datasets.Features({"messages": [_MESSAGE]}),
-    # TRL's conversational preference format (DPO, ORPO): one prompt, a chosen and a rejected reply.
-    "preference": datasets.Features({"prompt": [_MESSAGE], "chosen": [_MESSAGE], "rejected": [_MESSAGE]}),
-}
-FEATURES = FEATURES_BY_LAYOUT["kto"]
-LAYOUTS = tuple(FEATURES_BY_LAYOUT)
 
 DESCRIPTION = """\
 Synthetic tool-calling conversations for the Claudesidian Obsidian agent, each labelled desirable
@@ -96,9 +81,9 @@ Synthetic tool-calling conversations for the Claudesidian Obsidian agent, each l
 for TRL's KTOTrainer (prompt, completion, label, context), the desirable conversations for SFT
 (messages) and the prompts with both labels as preference pairs for DPO (prompt, chosen, rejected).
 """
-_HOMEPAGE = "https://huggingface.co/datasets/professorsynapse/claudesidian-synthetic-dataset"
-_LICENSE = "mit"
-_CITATION = """\
+HOMEPAGE = "https://huggingface.co/datasets/professorsynapse/claudesidian-synthetic-dataset"
+LICENSE = "mit"
+CITATION = """\
 @misc{claudesidian_synthetic_2025,
   title  = {Claudesidian synthetic tool-calling dataset},
   author = {ProfSynapse},
@@ -110,30 +95,266 @@ _CITATION = """\
 logger = logging.getLogger("claudesidian_synthetic")
 
 
+# --- layouts: one record each ----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Everything that is true of one layout: its columns, how a checked source row becomes an
+    example, where an example's prompts and labelled replies are, which `trl` command trains on it,
+    and how the card describes it. Builder, stats, export, card and recipes read this record, so a
+    new layout is one entry of LAYOUTS."""
+
+    name: str
+    features: datasets.Features
+    # A checked source row (and, for a pair, the rejected row) as an example, in exactly the shape its
+    # features encode to.
+    to_example: Callable[..., dict]
+    # (labels, prompts, replies) of a columnar batch: one labelled reply per row, two per pair.
+    replies: Callable[[Mapping], tuple]
+    # How its rows are labelled: "own" (each row has its label), "desirable" (only desirable rows) or
+    # "pairs" (a chosen and a rejected reply per row).
+    labels: str
+    trainer: Optional[str]  # the `trl` command that trains on it; None for the published columns
+    title: str  # the card's heading for its columns
+    columns: tuple  # (column, type, meaning) per column, for the card
+    purpose: str  # the `layout` option's help and the README's table
+    # Structured tool calls and a `tools` column: it needs the tool schemas, and every row's calls must parse.
+    tools: bool = False
+
+    @property
+    def plain(self) -> bool:
+        """Its examples are already what Arrow stores (no `Json` value to encode), so `datasets`' encoding
+        walk can be skipped."""
+        return not (self.tools and _JSON is not None)
+
+
+_MESSAGE = {"role": datasets.Value("string"), "content": datasets.Value("string")}
+_CONTEXT = {name: datasets.Value("string") for name in CONTEXT_FIELDS}
+_LABEL_TEXT = "`true` = desirable, `false` = undesirable"
+_CONTEXT_TYPE = f"struct of {len(CONTEXT_FIELDS)} strings, or null"
+
+
+def _context(row: dict) -> Optional[dict]:
+    """The row's context with every field present, in schema order (None stays None)."""
+    context = row.get("context")
+    return None if context is None else {name: context.get(name) for name in CONTEXT_FIELDS}
+
+
+def _split_replies(batch: Mapping, column: str, labels: list) -> tuple:
+    conversations = batch[column]
+    return labels, [messages[:-1] for messages in conversations], [messages[-1:] for messages in conversations]
+
+
+def _reply_start(messages: Sequence[Mapping]) -> int:
+    """Where the reply begins in a whole conversation: after its last user message."""
+    return max(index for index, message in enumerate(messages) if message["role"] == "user") + 1
+
+
+def _pair_replies(batch: Mapping) -> tuple:
+    pairs = len(batch["prompt"])
+    replies = [reply for chosen, rejected in zip(batch["chosen"], batch["rejected"]) for reply in (chosen, rejected)]
+    return [True, False] * pairs, [prompt for prompt in batch["prompt"] for _ in (0, 1)], replies
+
+
+# `datasets` 4.7 and later store a value whose keys vary from row to row (a message with or without
+# `tool_calls`, a call's arguments) as JSON text and hand it back as it was: the tools layouts use it where
+# it exists. Elsewhere (3.x) a message is a struct whose absent keys are null (TRL's `remove_none_values`
+# drops them) and arguments and tools are JSON strings, which TRL and most chat templates read too.
+_JSON = getattr(datasets.features, "Json", None)
+if _JSON is not None:
+    _NATIVE_MESSAGES, _TOOLS = [_JSON()], _JSON()
+else:
+    _TOOL_CALL = {"type": datasets.Value("string"), "id": datasets.Value("string"),
+                  "function": {"name": datasets.Value("string"), "arguments": datasets.Value("string")}}
+    _NATIVE_MESSAGES = [{**_MESSAGE, "tool_calls": [_TOOL_CALL], "tool_call_id": datasets.Value("string"),
+                         "name": datasets.Value("string")}]
+    _TOOLS = datasets.Value("string")
+_NATIVE_TYPE = "list of messages with `tool_calls` (`{type, id, function: {name, arguments}}`) and `tool` results"
+_TOOLS_COLUMN = ("tools", "list of JSON Schema function definitions",
+                 "`get_tools` and every tool of each agent the reply calls, as the runtime offers them")
+
+
+def _stored(messages: list) -> list:
+    """Messages as the tools layouts' features store them (see _JSON)."""
+    if _JSON is not None:
+        return messages
+    return [{"role": message["role"], "content": message["content"],
+             "tool_calls": [{**call, "function": {**call["function"],
+                                                  "arguments": json.dumps(call["function"]["arguments"])}}
+                            for call in message["tool_calls"]] if "tool_calls" in message else None,
+             "tool_call_id": message.get("tool_call_id"), "name": message.get("name")} for message in messages]
+
+
+def _native(row: dict, schemas: "ToolSchemas") -> tuple:
+    """(prompt, reply, tools) of a checked source row in the native tool format: the reply as
+    structured messages, the tools it may call as definitions."""
+    messages = row["conversations"]
+    parsed = parse_reply(messages[-1]["content"])
+    tools = [schemas.definition(name) for name in tools_for_row(parsed, schemas)]
+    return _stored(messages[:-1]), _stored(native_messages(parsed)), tools if _JSON is not None else json.dumps(tools)
+
+
+def _native_pair(row: dict, rejected: dict, schemas: "ToolSchemas") -> dict:
+    prompt, chosen, chosen_tools = _native(row, schemas)
+    _, other, rejected_tools = _native(rejected, schemas)
+    decode = (lambda tools: tools) if _JSON is not None else json.loads
+    names = {tool["function"]["name"]: tool for tool in decode(chosen_tools) + decode(rejected_tools)}
+    tools = [names[name] for name in sorted(names)]
+    return {"prompt": prompt, "chosen": chosen, "rejected": other,
+            "tools": tools if _JSON is not None else json.dumps(tools)}
+
+
+def _native_kto(row: dict, schemas: "ToolSchemas") -> dict:
+    prompt, reply, tools = _native(row, schemas)
+    return {"prompt": prompt, "completion": reply, "label": row["label"], "context": _context(row), "tools": tools}
+
+
+def _native_sft(row: dict, schemas: "ToolSchemas") -> dict:
+    prompt, reply, tools = _native(row, schemas)
+    return {"messages": prompt + reply, "tools": tools}
+
+
+def _messages_replies(batch: Mapping, labels: list) -> tuple:
+    starts = [_reply_start(messages) for messages in batch["messages"]]
+    return (labels, [messages[:start] for messages, start in zip(batch["messages"], starts)],
+            [messages[start:] for messages, start in zip(batch["messages"], starts)])
+
+
+# A Python list of a struct means "list of struct" on every `datasets` from 3.x to 5.x.
+LAYOUTS = {
+    layout.name: layout
+    for layout in (
+        Layout(
+            "kto",
+            datasets.Features({"prompt": [_MESSAGE], "completion": [_MESSAGE], "label": datasets.Value("bool"),
+                               "context": _CONTEXT}),
+            lambda row, rejected=None, schemas=None: {"prompt": row["conversations"][:-1],
+                                                      "completion": row["conversations"][-1:],
+                                                      "label": row["label"], "context": _context(row)},
+            lambda batch: (batch["label"], batch["prompt"], batch["completion"]),
+            "own", "kto",
+            "The `kto` layout (TRL's unpaired preference format, conversational)",
+            (("prompt", "list of `{role, content}`", "every message but the last"),
+             ("completion", "list with one `{role, content}`", "the assistant's reply"),
+             ("label", "bool", _LABEL_TEXT),
+             ("context", _CONTEXT_TYPE, f"session metadata ({', '.join(CONTEXT_FIELDS)})")),
+            "prompt, completion, label, context",
+        ),
+        Layout(
+            "conversations",
+            datasets.Features({"conversations": [_MESSAGE], "label": datasets.Value("bool"), "context": _CONTEXT}),
+            lambda row, rejected=None, schemas=None: {"conversations": row["conversations"], "label": row["label"],
+                                        "context": _context(row)},
+            lambda batch: _split_replies(batch, "conversations", batch["label"]),
+            "own", None,
+            "The `conversations` layout (the published file's columns)",
+            (("conversations", "list of `{role, content}`", "the whole conversation, the assistant's reply last"),
+             ("label", "bool", _LABEL_TEXT),
+             ("context", _CONTEXT_TYPE, "session metadata")),
+            "the published file's",
+        ),
+        Layout(
+            "messages",
+            datasets.Features({"messages": [_MESSAGE]}),
+            lambda row, rejected=None, schemas=None: {"messages": row["conversations"]},
+            lambda batch: _split_replies(batch, "messages", [True] * len(batch["messages"])),
+            "desirable", "sft",
+            "The `messages` layout (TRL's conversational language-modeling format, for SFT)",
+            (("messages", "list of `{role, content}`", "the whole conversation of a desirable row"),),
+            "SFT",
+        ),
+        Layout(
+            "preference",
+            datasets.Features({"prompt": [_MESSAGE], "chosen": [_MESSAGE], "rejected": [_MESSAGE]}),
+            lambda row, rejected, schemas=None: {"prompt": row["conversations"][:-1],
+                                                 "chosen": row["conversations"][-1:],
+                                   "rejected": rejected["conversations"][-1:]},
+            _pair_replies,
+            "pairs", "dpo",
+            "The `preference` layout (TRL's conversational preference format, for DPO and ORPO)",
+            (("prompt", "list of `{role, content}`", "every message but the last"),
+             ("chosen", "list with one `{role, content}`", "a desirable reply to the prompt"),
+             ("rejected", "list with one `{role, content}`", "an undesirable reply to the same prompt")),
+            "prompt, chosen, rejected",
+        ),
+        Layout(
+            "kto_tools",
+            datasets.Features({"prompt": _NATIVE_MESSAGES, "completion": _NATIVE_MESSAGES,
+                               "label": datasets.Value("bool"), "context": _CONTEXT, "tools": _TOOLS}),
+            lambda row, rejected=None, schemas=None: _native_kto(row, schemas),
+            lambda batch: (batch["label"], batch["prompt"], batch["completion"]),
+            "own", "kto",
+            "The `kto_tools` layout (TRL's unpaired preference format with structured tool calls)",
+            (("prompt", "list of `{role, content}`", "every message but the reply"),
+             ("completion", _NATIVE_TYPE, "the reply: each call, its result, the final answer last"),
+             ("label", "bool", _LABEL_TEXT),
+             ("context", _CONTEXT_TYPE, "session metadata"), _TOOLS_COLUMN),
+            "prompt, completion, label, context, tools: structured tool calls",
+            tools=True,
+        ),
+        Layout(
+            "messages_tools",
+            datasets.Features({"messages": _NATIVE_MESSAGES, "tools": _TOOLS}),
+            lambda row, rejected=None, schemas=None: _native_sft(row, schemas),
+            lambda batch: _messages_replies(batch, [True] * len(batch["messages"])),
+            "desirable", "sft",
+            "The `messages_tools` layout (TRL's conversational language-modeling format with structured tool calls)",
+            (("messages", _NATIVE_TYPE, "the whole conversation of a desirable row, its reply as structured "
+                                        "messages"), _TOOLS_COLUMN),
+            "SFT with structured tool calls",
+            tools=True,
+        ),
+        Layout(
+            "preference_tools",
+            datasets.Features({"prompt": _NATIVE_MESSAGES, "chosen": _NATIVE_MESSAGES, "rejected": _NATIVE_MESSAGES,
+                               "tools": _TOOLS}),
+            lambda row, rejected, schemas=None: _native_pair(row, rejected, schemas),
+            _pair_replies,
+            "pairs", "dpo",
+            "The `preference_tools` layout (TRL's conversational preference format with structured tool calls)",
+            (("prompt", "list of `{role, content}`", "every message but the reply"),
+             ("chosen", _NATIVE_TYPE, "a desirable reply to the prompt"),
+             ("rejected", _NATIVE_TYPE, "an undesirable reply to the same prompt"), _TOOLS_COLUMN),
+            "prompt, chosen, rejected, tools: structured tool calls",
+            tools=True,
+        ),
+    )
+}
+
+
+def layout_of(column_names: Sequence[str]) -> Layout:
+    """The layout whose columns these are."""
+    for layout in LAYOUTS.values():
+        if list(layout.features) == list(column_names):
+            return layout
+    raise OptionError(f"columns {', '.join(column_names)} are none of the layouts {', '.join(LAYOUTS)}")
+
+
 # --- errors -----------------------------------------------------------------------------------
 
 
-def _escaped(text: str) -> str:
+def escaped(text: str) -> str:
+    """Text to show as it is inside a message template (its braces doubled)."""
     return str(text).replace("{", "{{").replace("}", "}}")
 
 
 class ClaudesidianError(ValueError):
     """Base of this package's errors: a ValueError whose message says what, where and what to do, in
-    the caller's words: `str(error)` speaks Python keywords, `error.render("cli")` command-line flags.
+    the caller's words. The message is a template whose fields are `Mention`s of options (or other
+    errors); `str(error)` words them as Python keywords, `error.words(voice)` in another voice (the
+    command line's flags live with the command line)."""
 
-    The message is a template whose fields are `Mention`s of options (plain text has no fields)."""
-
-    voice: Optional[str] = None  # set where the message must keep one voice (an export's `--config` spec)
+    exit_code = 2  # the command line's exit status for this error
+    voice: Optional[Callable[[Any], str]] = None  # set where the message must keep one voice
 
     def __init__(self, template: str, **mentions: Any):
-        self.template, self.mentions = (template if mentions else _escaped(template)), mentions
-        super().__init__(self.render("python"))
+        self.template, self.mentions = (template if mentions else escaped(template)), mentions
+        super().__init__(self.words())
 
-    def render(self, voice: str = "python") -> str:
-        voice = self.voice or voice
-        words = {key: value.render(voice) if hasattr(value, "render") else value
-                 for key, value in self.mentions.items()}
-        return self.template.format(**words)
+    def words(self, voice: Optional[Callable[[Any], str]] = None) -> str:
+        speak = self.voice or voice or python_voice
+        return self.template.format(**{key: speak(value) for key, value in self.mentions.items()})
 
 
 class SourceError(ClaudesidianError):
@@ -145,18 +366,21 @@ class SourceError(ClaudesidianError):
         if not mentions:  # plain text: the base class escapes it once
             super().__init__(f"{where}: {problem}. {fix}")
         else:
-            super().__init__(_escaped(f"{where}: {problem}. ") + fix, **mentions)
+            super().__init__(escaped(f"{where}: {problem}. ") + fix, **mentions)
 
 
 class OptionError(ClaudesidianError):
     """An option has a value that cannot work; the message names the option and the fix."""
 
-    def about(self, prefix: str, suffix: str = "", **mentions: Any) -> "OptionError":
+    def about(self, prefix: str, suffix: str = "", voice: Optional[Callable[[Any], str]] = None,
+              **mentions: Any) -> "OptionError":
         """The same error, said about something (a file, a split): `prefix` + message + `suffix`."""
-        return OptionError(_escaped(prefix) + self.template + suffix, **{**self.mentions, **mentions})
+        said = OptionError(escaped(prefix) + self.template + suffix, **{**self.mentions, **mentions})
+        said.voice = voice or self.voice
+        return said
 
 
-class _Placeholder(str):
+class Placeholder(str):
     """A value to fill in, shown as it is (`source=PATH`, `--source PATH`)."""
 
     def __repr__(self) -> str:
@@ -166,32 +390,28 @@ class _Placeholder(str):
 _NOTHING = object()
 
 
+@dataclasses.dataclass(frozen=True)
 class Mention:
-    """An option as its caller writes it: `batch_size=4` in Python, `--batch-size 4` on the command
-    line, `batch_size=4` in an export's `--config` spec; a config as `name='full'` or `the config full`."""
+    """An option as a message mentions it, with the value given (if any); `name` is the config. Each
+    voice words it its own way: `batch_size=4` in Python, `--batch-size 4` on the command line."""
 
-    def __init__(self, option: str, value: Any = _NOTHING):
-        self.option, self.value = option, value
+    option: str
+    value: Any = _NOTHING
 
-    def render(self, voice: str = "python") -> str:
-        if self.option == "name":
-            return {"python": f"name={self.value!r}", "cli": f"the config {self.value}"}.get(voice, str(self.value))
-        if voice == "cli":
-            flag = "--" + self.option.replace("_", "-")
-            return flag if self.value is _NOTHING or self.value is True else f"{flag} {self.value}"
-        if self.value is _NOTHING:
-            return self.option
-        return f"{self.option}={self.value!r}" if voice == "python" else f"{self.option}={self.value}"
+    @property
+    def bare(self) -> bool:
+        return self.value is _NOTHING
 
 
-class _Mentions:
-    """Several options, joined: `desirable=300, undesirable=200` or `--desirable 300 --undesirable 200`."""
-
-    def __init__(self, mentions: list):
-        self.mentions = mentions
-
-    def render(self, voice: str = "python") -> str:
-        return (" " if voice == "cli" else ", ").join(mention.render(voice) for mention in self.mentions)
+def python_voice(said: Any) -> str:
+    """A mention in Python's words: `batch_size=4`, `name='full'`; several joined by commas."""
+    if isinstance(said, ClaudesidianError):
+        return said.words(python_voice)
+    if isinstance(said, tuple):
+        return ", ".join(map(python_voice, said))
+    if not isinstance(said, Mention):
+        return str(said)
+    return said.option if said.bare else f"{said.option}={said.value!r}"
 
 
 _FIX_ROW = (
@@ -206,12 +426,11 @@ _FIX_ROW = (
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
-    """The values an option takes (imbalanced-learn's `_parameter_constraints`, one per option):
-    a test, the words that state it, and how the command line reads it (None: a flag)."""
+    """The values an option takes (imbalanced-learn's `_parameter_constraints`, one per option): a
+    test and the words that state it; `choices` when the values are a few names."""
 
     states: str
     accepts: Callable[[Any], bool]
-    parse: Optional[Callable[[str], Any]] = str
     choices: tuple = ()
 
 
@@ -219,34 +438,24 @@ def _is_whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _parse_test_size(text: str) -> Union[int, float]:
-    """`0.1` is a fraction of the source, `100` a row count."""
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)
-
-
 def _choice(*values: str) -> Rule:
-    return Rule(f"one of {', '.join(values)}", lambda value: value in values, str, values)
+    return Rule(f"one of {', '.join(values)}", lambda value: value in values, values)
 
 
-_COUNT = Rule("a positive whole number", lambda value: _is_whole(value) and value >= 1, int)
+_COUNT = Rule("a positive whole number", lambda value: _is_whole(value) and value >= 1)
 _STRATA = Rule("a whole number of strata, at least 2 (one stratum matches nothing)",
-               lambda value: _is_whole(value) and value >= 2, int)
-_WHOLE = Rule("a whole number", _is_whole, int)
+               lambda value: _is_whole(value) and value >= 2)
+_WHOLE = Rule("a whole number", _is_whole)
 _POSITIVE = Rule(
     "a finite number above 0",
     lambda value: isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf,
-    float,
 )
-_FLAG = Rule("True or False", lambda value: isinstance(value, bool), None)
+_FLAG = Rule("True or False", lambda value: isinstance(value, bool))
 _TEXT = Rule("text", lambda value: isinstance(value, str))
 _TEST_SIZE = Rule(
     "a fraction of the source between 0 and 1 (e.g. 0.1), a whole number of rows (at least 1), or 0 for no test "
     "split",
     lambda value: (_is_whole(value) and value >= 0) or (isinstance(value, float) and 0 <= value < 1),
-    _parse_test_size,
 )
 
 
@@ -258,7 +467,8 @@ def _option(default: Any, rule: Rule, help: str, shown: Optional[str] = None) ->
 @dataclasses.dataclass
 class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
     """Which subset to build and from which source: a named config of `CONFIGS` and its options.
-    Each option is declared once, here; the command line, its `--help` and the docs read these."""
+    Each option is declared once, here (its type tells the command line how to read it); the
+    command line, its `--help` and the docs read these."""
 
     source: Optional[str] = _option(
         None, _TEXT, f"local path or URL of {SOURCE_FILENAME}", "the Hub file at the revision, cached"
@@ -272,7 +482,7 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
         None, _COUNT, "undesirable (False) rows to take; the other label is kept whole unless given too",
         "as many as the smaller label has",
     )
-    ratio: Optional[float] = _option(
+    ratio: Optional[Union[int, float]] = _option(
         None, _POSITIVE, "desirable rows per undesirable row, the smaller label kept whole"
     )
     length_strata: Optional[int] = _option(
@@ -294,7 +504,7 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
     batch_size: Optional[int] = _option(
         None, _COUNT, "rows per batch of the mixed order: your per_device_train_batch_size"
     )
-    test_size: Optional[Union[float, int]] = _option(
+    test_size: Optional[Union[int, float]] = _option(
         None,
         _TEST_SIZE,
         "hold out a prompt-disjoint test split before the selection, the same prompts for every config: "
@@ -303,8 +513,19 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
     layout: str = _option(
         "kto",
         _choice(*LAYOUTS),
-        "columns: kto (prompt, completion, label, context), conversations (the published file's), "
-        "messages (SFT) or preference (prompt, chosen, rejected)",
+        "columns: " + ", ".join(f"{layout.name} ({layout.purpose})" for layout in LAYOUTS.values()),
+    )
+    gate: Optional[str] = _option(
+        None,
+        _choice("drop", "relabel"),
+        "desirable rows whose tool calls fail the checks against the tool schemas: drop them, or relabel them "
+        "undesirable (KTO then learns from them what not to do); a tools layout also drops every row whose calls "
+        "do not parse",
+        "keep every row as labelled",
+    )
+    tool_schemas: Optional[str] = _option(
+        None, _TEXT, "the tool schemas the gate and the tools layouts check calls against: a local tool_schemas.json "
+        "(a newer version of the author's)", f"the pinned copy shipped with the package, sha256 {TOOL_SCHEMAS_SHA256}",
     )
 
     def __post_init__(self):
@@ -344,17 +565,17 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
 
     def _check_together(self, given: set) -> None:
         """The rules that tie two options together; each message names only the options given."""
-        counts = [Mention(name, getattr(self, name)) for name in ("desirable", "undesirable") if name in given]
+        counts = tuple(Mention(name, getattr(self, name)) for name in ("desirable", "undesirable") if name in given)
         if self.ratio is not None and counts:
             raise OptionError("{ratio} with {counts}: give either counts or a ratio, not both",
-                              ratio=Mention("ratio", self.ratio), counts=_Mentions(counts))
+                              ratio=Mention("ratio", self.ratio), counts=counts)
         if self.length_strata is not None:
-            clash = counts + ([Mention("replacement", True)] if self.replacement else [])
+            clash = counts + ((Mention("replacement", True),) if self.replacement else ())
             if clash:
                 raise OptionError(
                     "{strata} decides how many rows of each label it keeps, so {clash} cannot apply: "
                     "leave it out (a ratio still applies)",
-                    strata=Mention("length_strata", self.length_strata), clash=_Mentions(clash),
+                    strata=Mention("length_strata", self.length_strata), clash=clash,
                 )
         if self.order == "mixed" and self.batch_size is None:
             raise OptionError("{order} needs {batch_size} (your per_device_train_batch_size)",
@@ -371,6 +592,15 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
                 seed=Mention("seed", self.seed), config=Mention("name", self.name),
                 shuffle=Mention("order", "shuffle"),
             )
+        if self.gate == "relabel" and CONFIGS[self.name].selection == "desirable_only":
+            raise OptionError("{gate} on {config}: it holds desirable rows only, so a relabelled row leaves it as a "
+                              "dropped one does; give {drop}", gate=Mention("gate", "relabel"),
+                              config=Mention("name", self.name), drop=Mention("gate", "drop"))
+        if self.tool_schemas is not None and not uses_tool_checks(self):
+            raise OptionError(
+                "{given} changes nothing here: the gate and the tools layouts check calls against it, and this "
+                "build has neither; give {gate} or a tools {layout}, or leave it out", gate=Mention("gate"),
+                given=Mention("tool_schemas", self.tool_schemas), layout=Mention("layout"))
         if self.source is not None and "revision" in given:
             raise OptionError("{source} and {revision}: the revision picks the Hub file, the source replaces it; "
                               "give one of them",
@@ -401,21 +631,21 @@ class Selection:
     pairs_rows: bool = False  # an example is two source rows of one prompt (reads each row's prompt and reply)
 
 
-_ALWAYS = frozenset({"source", "revision", "seed", "test_size", "layout", "order"})
+_ALWAYS = frozenset({"source", "revision", "seed", "test_size", "layout", "order", "gate", "tool_schemas"})
 SELECTIONS = {
     "every_row": Selection(
-        _ALWAYS | {"dedupe", "batch_size"}, ("kto", "conversations"), ORDERS,
+        _ALWAYS | {"dedupe", "batch_size"}, ("kto", "conversations", "kto_tools"), ORDERS,
         "it keeps every row: use {custom} to choose rows", "every_row",
     ),
     "balanced": Selection(
-        frozenset(OPTION_DEFAULTS), ("kto", "conversations"), ORDERS, "", "every_row",
+        frozenset(OPTION_DEFAULTS), ("kto", "conversations", "kto_tools"), ORDERS, "", "every_row",
     ),
     "desirable_only": Selection(
-        _ALWAYS | {"dedupe"}, ("messages", "conversations"), ("shuffle", "source"),
+        _ALWAYS | {"dedupe"}, ("messages", "conversations", "messages_tools"), ("shuffle", "source"),
         "it holds the desirable rows only; for both labels use {custom} (KTO) or {pairs} (DPO)", "desirable_only",
     ),
     "preference_pairs": Selection(
-        _ALWAYS, ("preference",), ("shuffle", "source"),
+        _ALWAYS, ("preference", "preference_tools"), ("shuffle", "source"),
         "it holds every distinct (desirable, undesirable) reply pair of each prompt that has both labels, "
         "so its size follows from the source; for counts and ratios use {custom}",
         "preference_pairs", pairs_rows=True,
@@ -473,7 +703,17 @@ CONFIGS = {
             "balanced", {"length_strata": 10, "order": "mixed", "batch_size": 4}, exported=True,
         ),
         NamedConfig(
-            "sft", "the desirable conversations, for supervised fine-tuning (SFT)", "desirable_only", _HELD_OUT,
+            "sft", "the desirable conversations whose tool calls pass the checks, for supervised fine-tuning (SFT)",
+            "desirable_only", {**_HELD_OUT, "gate": "drop"}, exported=True,
+        ),
+        NamedConfig(
+            "sft_tools", "the desirable conversations whose tool calls pass the checks, with structured tool calls, "
+            "for SFT", "desirable_only", {**_HELD_OUT, "gate": "drop", "layout": "messages_tools"}, exported=True,
+        ),
+        NamedConfig(
+            "kto_tools", "every source row with structured tool calls, desirable rows whose calls fail the checks "
+            "relabelled undesirable, a tenth held out as the test split, in mixed batches of 4", "every_row",
+            {**_HELD_OUT, "order": "mixed", "batch_size": 4, "gate": "relabel", "layout": "kto_tools"},
             exported=True,
         ),
         NamedConfig(
@@ -498,7 +738,33 @@ def random_stream(seed: int, stream: str, epoch: int = 0) -> random.Random:
     return random.Random(names[stream])
 
 
+
+
 # --- the builder ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class SplitPlan:
+    """One split of a config: the source file and, in output order, where each example's source line
+    lies (offsets and lengths; two of each per example for a pair), each example's label where the gate
+    relabelled some, and what the planning dropped or relabelled (`notes`)."""
+
+    path: str
+    offsets: np.ndarray
+    lengths: np.ndarray
+    labels: Optional[np.ndarray] = None
+    notes: dict = dataclasses.field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def shards(self) -> list:
+        """Contiguous pieces of ROWS_PER_SHARD examples, (first position, offsets, lengths, labels) each: a
+        list in gen_kwargs, so `num_proc` builds them in parallel and a streaming rank can take whole
+        shards. The rows and their order do not depend on either."""
+        return [(start, *(None if column is None else column[start : start + ROWS_PER_SHARD]
+                          for column in (self.offsets, self.lengths, self.labels)))
+                for start in range(0, len(self), ROWS_PER_SHARD)]
 
 
 class _CheckedRowFeatures(datasets.Features):
@@ -509,7 +775,10 @@ class _CheckedRowFeatures(datasets.Features):
 
 
 class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
-    """Rebuilds every config of `CONFIGS` from the source JSONL on the fly."""
+    """Rebuilds every config of `CONFIGS` from the source JSONL on the fly.
+
+    Besides what `datasets` calls, its public face is what the export, verify and stats need: the
+    splits' plan (`plan_splits`) and each split's examples, one by one or in columnar batches."""
 
     VERSION = datasets.Version("1.0.0")
     BUILDER_CONFIG_CLASS = ClaudesidianSyntheticConfig
@@ -523,14 +792,12 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
 
     def __init__(self, *args, **kwargs):
         source = kwargs.get("source")
+        fix = "Pass {source} (a local copy of " + SOURCE_FILENAME + "), or leave it out to use the Hub file"
+        given = Mention("source", Placeholder("FILE"))
         if source == "":
-            raise SourceError("(empty)", "the source path is empty", "Pass {source} (a local copy of "
-                              + SOURCE_FILENAME + "), or leave it out to use the Hub file",
-                              source=Mention("source", _Placeholder("FILE")))
-        if source is not None and not _is_url(source):
+            raise SourceError("(empty)", "the source path is empty", fix, source=given)
+        if source is not None and not is_url(source):
             source = os.path.abspath(os.path.expanduser(str(source)))
-            fix = "Pass {source} (a local copy of " + SOURCE_FILENAME + "), or leave it out to use the Hub file"
-            given = Mention("source", _Placeholder("FILE"))
             if os.path.isdir(source):
                 raise SourceError(source, "is a folder, not a file", fix, source=given)
             if not os.path.isfile(source):
@@ -539,12 +806,15 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
         # The cache entry is keyed by this code, the source's bytes and the `datasets` version, so an edited
         # local source (or an edited builder) is rebuilt instead of served stale, and a `datasets` that
         # cannot read another's cache files (3.x reads no 5.x `List`) never meets them.
-        self._source_sha256 = _sha256_of_file(source) if source and not _is_url(source) else None
-        code = kwargs.get("hash") or _sha256_of_file(__file__)
-        key = f"{code}:{self._source_sha256}:{datasets.__version__}"
+        self._source_sha256 = file_sha256(source) if source and not is_url(source) else None
+        schemas = kwargs.get("tool_schemas")
+        schemas_sha256 = file_sha256(schemas) if schemas and not is_url(schemas) and os.path.isfile(schemas) else None
+        code = kwargs.get("hash") or file_sha256(__file__)
+        key = f"{code}:{self._source_sha256}:{schemas_sha256}:{datasets.__version__}"
         kwargs["hash"] = hashlib.sha256(key.encode()).hexdigest()[:16]
         super().__init__(*args, **kwargs)
         self.config.check()
+        self._tool_schemas = None
 
     def get_exported_dataset_info(self) -> datasets.DatasetInfo:
         # `datasets<4` checks split sizes against dataset_infos.json, which holds each config with its
@@ -557,36 +827,89 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
         return info
 
     def _info(self) -> datasets.DatasetInfo:
-        return datasets.DatasetInfo(
-            description=DESCRIPTION,
-            features=FEATURES_BY_LAYOUT.get(self.config.layout, FEATURES),  # a bad layout is refused just after
-            homepage=_HOMEPAGE,
-            license=_LICENSE,
-            citation=_CITATION,
-        )
+        layout = LAYOUTS.get(self.config.layout, LAYOUTS["kto"])  # a bad layout is refused just after
+        return datasets.DatasetInfo(description=DESCRIPTION, features=layout.features, homepage=HOMEPAGE,
+                                    license=LICENSE, citation=CITATION)
 
-    def _split_generators(self, dl_manager):
-        path = _fetch_source(dl_manager, self.config)
+    # -- the public face: the plan, then each split's examples --
+
+    def plan_splits(self, download_config: Optional[datasets.DownloadConfig] = None,
+                    writes_to: Optional[str] = None) -> dict:
+        """Each split's plan (`train`, and `test` with a test size), from one strict read of the source,
+        which is fetched first when it is not a local file. The rows must fit in this machine's memory and
+        on the disk of `writes_to` (default: the `datasets` cache), or an OptionError says how many do."""
+        download_config = download_config or datasets.DownloadConfig()
+        path = _fetch_source(self.config, download_config)
         if CONFIGS[self.config.name].pinned:
             _verify_pinned_source(path, self.config.name, self._source_sha256 if path == self.config.source else None)
+        schemas = self.tool_schemas(download_config) if uses_tool_checks(self.config) else None
         with _gc_frozen():
-            scan = scan_source(path)
-        keys = read_row_keys(path, scan) if needs_row_keys(self.config) else None
+            scan = scan_source(path, row_keys=needs_row_keys(self.config), tool_schemas=schemas)
         try:
-            splits = plan_splits(scan, self.config, keys)
+            planned = plan_rows(scan, self.config, row_limit(scan, writes_to or self._cache_dir_root))
         except OptionError as error:
             raise error.about(f"{path}: ") from None
-        return [
-            datasets.SplitGenerator(name=split, gen_kwargs={"path": path, "shards": _shards(scan, rows)})
-            for split, rows in splits.items()
-        ]
+        for notes in planned.notes.values():
+            for note in notes.get("said", ()):
+                logger.warning("%s", note)
+        self.info.description = DESCRIPTION + "".join(
+            f"\n{_NOTES_HEADING} {note}" for notes in planned.notes.values() for note in notes.get("said", ()))
+        relabelled = not np.array_equal(planned.labels, scan.labels)
+        return {split: SplitPlan(path, scan.offsets[rows], scan.lengths[rows],
+                                 planned.labels[rows] if relabelled and rows.ndim == 1 else None,
+                                 planned.notes.get(split, {}))
+                for split, rows in planned.splits.items()}
+
+    def tool_schemas(self, download_config: Optional[datasets.DownloadConfig] = None) -> "ToolSchemas":
+        """The tool schemas this config checks calls against: `tool_schemas`, or the pinned copy."""
+        if self._tool_schemas is None:
+            self._tool_schemas = load_tool_schemas(self.config.tool_schemas, base_path=self.base_path,
+                                                   download_config=download_config)
+        return self._tool_schemas
+
+    def iter_examples(self, plan: SplitPlan) -> Iterator[dict]:
+        """The split's examples in order, each read from its source line(s), already checked by the scan."""
+        layout = LAYOUTS[self.config.layout]
+        schemas = self.tool_schemas() if layout.tools else None
+        labels = iter(plan.labels.tolist()) if plan.labels is not None else None
+        with open(plan.path, "rb") as file:
+            unbuffered = getattr(file, "raw", file)  # rows are read out of order: a buffer only costs a copy
+            for offset, length in zip(plan.offsets.tolist(), plan.lengths.tolist()):
+                if isinstance(offset, list):  # a preference pair: the chosen row, then the rejected one
+                    rows = [_read_row(unbuffered, plan.path, *where) for where in zip(offset, length)]
+                    yield layout.to_example(*rows, schemas=schemas)
+                    continue
+                row = _read_row(unbuffered, plan.path, offset, length)
+                if labels is not None:
+                    row["label"] = next(labels)
+                yield layout.to_example(row, schemas=schemas)
+
+    def iter_batches(self, plan: SplitPlan, batch_size: int = 1000) -> Iterator[dict]:
+        """The split's examples in columnar batches (`{column: [values]}`, as `Dataset.iter` yields)."""
+        columns = list(LAYOUTS[self.config.layout].features)
+        batch = []
+        for example in self.iter_examples(plan):
+            batch.append(example)
+            if len(batch) == batch_size:
+                yield {column: [row[column] for row in batch] for column in columns}
+                batch = []
+        if batch:
+            yield {column: [row[column] for row in batch] for column in columns}
+
+    # -- what `datasets` calls --
+
+    def _split_generators(self, dl_manager):
+        return [datasets.SplitGenerator(name=split, gen_kwargs={"path": plan.path, "shards": plan.shards()})
+                for split, plan in self.plan_splits(dl_manager.download_config).items()]
 
     def _prepare_split(self, *args, **kwargs):
-        # Every row was checked by `scan_source` and shaped by `to_example`, so `datasets`' per-value
-        # encoding walk would hand each one back unchanged; at 100k rows that walk was a third of the
-        # build. Swapped in for the generation only: the Dataset you get has the plain features.
+        # Every row was checked by `scan_source` and shaped by its layout's `to_example`, so `datasets`'
+        # per-value encoding walk would hand each one back unchanged; at 100k rows that walk was a third
+        # of the build. Swapped in for the generation only: the Dataset you get has the plain features.
+        # (A tools layout's `Json` values do need it.)
         features = self.info.features
-        self.info.features = _CheckedRowFeatures(features)
+        if LAYOUTS[self.config.layout].plain:
+            self.info.features = _CheckedRowFeatures(features)
         try:
             with _gc_frozen():
                 return super()._prepare_split(*args, **kwargs)
@@ -594,16 +917,77 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
             self.info.features = features
 
     def _generate_examples(self, path, shards):
-        layout = self.config.layout
-        with open(path, "rb") as file:  # `open` reads URLs too when datasets streams this module
-            unbuffered = getattr(file, "raw", file)  # rows are read out of order: a buffer only costs a copy
-            for start, offsets, lengths in shards:
-                for position, (offset, length) in enumerate(zip(offsets.tolist(), lengths.tolist()), start):
-                    if isinstance(offset, list):  # a preference pair: the chosen row, then the rejected one
-                        rows = [_read_row(unbuffered, path, *where) for where in zip(offset, length)]
-                        yield position, to_example(rows[0], layout, rejected=rows[1])
-                    else:
-                        yield position, to_example(_read_row(unbuffered, path, offset, length), layout)
+        for start, offsets, lengths, labels in shards:
+            yield from enumerate(self.iter_examples(SplitPlan(path, offsets, lengths, labels)), start)
+
+
+_NOTES_HEADING = "This build:"
+
+
+def build_notes(info: datasets.DatasetInfo) -> list:
+    """What the build of a dataset dropped or relabelled (dedupe, the gate), as its info records it, so a
+    dataset served from the cache says it as the first build did."""
+    return [line[len(_NOTES_HEADING) :].strip() for line in (info.description or "").splitlines()
+            if line.startswith(_NOTES_HEADING)]
+
+
+# What a planned row costs at most while a build runs: its place in the selection's lists and arrays,
+# and the per-row numbers the export counts (label, lengths, digests); the rows' text is never held.
+BYTES_PER_PLANNED_ROW = 160
+
+
+def row_limit(scan: "SourceScan", writes_to: Optional[str]) -> int:
+    """The most rows a build of this source can hold: in the memory available now, and on the disk of
+    `writes_to` at the source's mean bytes per row (what the Arrow or Parquet files take, about)."""
+    limit = _available_memory() // BYTES_PER_PLANNED_ROW
+    if writes_to:
+        folder = os.path.abspath(writes_to)
+        while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+            folder = os.path.dirname(folder)
+        limit = min(limit, _free_disk(folder) // max(1, int(scan.lengths.mean())))
+    return int(limit)
+
+
+def _available_memory() -> int:
+    """Bytes of memory available to a new allocation (Linux's MemAvailable; elsewhere, free pages)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration), open("/proc/meminfo", encoding="ascii") as file:
+        return int(next(line for line in file if line.startswith("MemAvailable:")).split()[1]) * 1024
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _free_disk(folder: str) -> int:
+    return shutil.disk_usage(folder).free
+
+
+def uses_tool_checks(config: ClaudesidianSyntheticConfig) -> bool:
+    """Whether building the config checks tool calls: its gate, or a tools layout."""
+    return config.gate is not None or LAYOUTS[config.layout].tools
+
+
+def load_tool_schemas(path: Optional[str] = None, *, base_path: Optional[str] = None,
+                      download_config: Optional[datasets.DownloadConfig] = None) -> "ToolSchemas":
+    """The tool schemas at `path` (a local file or a URL), or the pinned copy: the one shipped in
+    claudesidian_tools/, or, for the loading script, the file beside it (`base_path`)."""
+    if path is None:
+        here = os.path.dirname(os.path.abspath(__file__))
+        shipped = [os.path.join(folder, TOOL_SCHEMAS_FILENAME) for folder in (os.path.join(here, "claudesidian_tools"),
+                                                                               here)]
+        found = next((candidate for candidate in shipped if os.path.isfile(candidate)), None)
+        if found is None:
+            found = datasets.DownloadManager(download_config=download_config or datasets.DownloadConfig(),
+                                             base_path=base_path).download(TOOL_SCHEMAS_FILENAME)
+        schemas = read_tool_schemas(found)
+        if schemas.sha256 != TOOL_SCHEMAS_SHA256:
+            raise ToolSchemaError(f"{found}: sha256 {schemas.sha256} is not the pinned tool schemas "
+                                  f"{TOOL_SCHEMAS_SHA256}; reinstall the package, or pass the file as tool_schemas "
+                                  "if you changed it on purpose")
+        return schemas
+    if is_url(path):
+        path = datasets.DownloadManager(download_config=download_config or datasets.DownloadConfig()).download(path)
+    if not os.path.isfile(path):
+        raise ToolSchemaError("{given}: no such file; give the path of a tool_schemas.json, or leave it out for the "
+                              "pinned copy", given=Mention("tool_schemas", path))
+    return read_tool_schemas(path)
 
 
 def _read_row(file, path: str, offset: int, length: int) -> dict:
@@ -619,17 +1003,6 @@ def _read_row(file, path: str, offset: int, length: int) -> dict:
         ) from None
 
 
-def _shards(scan: "SourceScan", rows: np.ndarray) -> list:
-    """Contiguous shards of a split's planned order, (first position, offsets, lengths) each: a list in
-    gen_kwargs, so `num_proc` builds them in parallel and a streaming rank can take whole shards. The
-    rows and their order do not depend on either. A pair's two rows are one example."""
-    shards = []
-    for start in range(0, len(rows), ROWS_PER_SHARD):
-        shard = rows[start : start + ROWS_PER_SHARD]
-        shards.append((start, scan.offsets[shard], scan.lengths[shard]))
-    return shards
-
-
 @contextlib.contextmanager
 def _gc_frozen():
     """Rows are dicts made by the hundred thousand; without this, each of Python's full collections
@@ -642,13 +1015,15 @@ def _gc_frozen():
         gc.unfreeze()
 
 
-def _is_url(source: str) -> bool:
+def is_url(source: str) -> bool:
+    """A source given as a URL (read through `datasets`' download manager), not a local path."""
     return "://" in str(source)
 
 
-def _sha256_of_file(path: str) -> str:
+def file_sha256(path: str) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as file:
+    with open(os.path.abspath(os.path.expanduser(path)), "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -666,10 +1041,10 @@ _NO_NETWORK_FIX = (
 )
 
 
-def _fetch_source(dl_manager, config: ClaudesidianSyntheticConfig) -> str:
+def _fetch_source(config: ClaudesidianSyntheticConfig, download_config: datasets.DownloadConfig) -> str:
     """Return a local path of the source: the file itself, a download of a URL, or the Hub file from
     `huggingface_hub`'s cache (fetched there when online)."""
-    if config.source is not None and not _is_url(config.source):
+    if config.source is not None and not is_url(config.source):
         return config.source
     url = config.source or source_url(config.revision)
     # `datasets` 5 reads HF_DATASETS_OFFLINE but hands Hub URLs to `huggingface_hub`, which does not,
@@ -678,10 +1053,7 @@ def _fetch_source(dl_manager, config: ClaudesidianSyntheticConfig) -> str:
     try:
         if config.source is None:
             return _hub_source(config.revision, offline)
-        path = dl_manager.download(url)
-        if not os.path.isfile(path):  # a streaming download manager hands back the URL itself
-            path = datasets.DownloadManager(download_config=dl_manager.download_config).download(url)
-        return path
+        return datasets.DownloadManager(download_config=download_config).download(url)
     except Exception as error:  # noqa: BLE001 - every HTTP client's and the Hub's errors, on every version
         message = " ".join(str(error).split())[:300]
         problem = "is not in the local cache and downloads are off (offline mode)" if offline else (
@@ -689,7 +1061,7 @@ def _fetch_source(dl_manager, config: ClaudesidianSyntheticConfig) -> str:
         )
         fix = _NO_NETWORK_FIX if config.source is None else (
             "Check the URL; without network, pass {source} (a local copy of " + SOURCE_FILENAME + ")")
-        raise SourceError(url, problem, fix, source=Mention("source", _Placeholder("FILE")),
+        raise SourceError(url, problem, fix, source=Mention("source", Placeholder("FILE")),
                           revision=Mention("revision")) from None
 
 
@@ -708,7 +1080,7 @@ def _hub_source(revision: str, offline: bool) -> str:
 
 
 def _verify_pinned_source(path: str, name: str, known_sha256: Optional[str] = None) -> None:
-    actual = known_sha256 or _sha256_of_file(path)
+    actual = known_sha256 or file_sha256(path)
     if actual != SOURCE_SHA256:
         size = os.path.getsize(path)
         pinned = ", ".join(named.name for named in CONFIGS.values() if named.pinned)
@@ -720,6 +1092,18 @@ def _verify_pinned_source(path: str, name: str, known_sha256: Optional[str] = No
             "version of the data use {custom}",
             revision=Mention("revision"), source=Mention("source"), custom=Mention("name", "balanced_custom"),
         )
+
+
+def builder(name: str = DEFAULT_CONFIG_NAME, *, cache_dir: Optional[str] = None,
+            **options: Any) -> ClaudesidianSynthetic:
+    """The builder of one config with these options (None values are left out), every option checked."""
+    if name not in CONFIGS:
+        raise OptionError("{name}: unknown config; choose one of " + ", ".join(CONFIGS), name=Mention("name", name))
+    unknown = sorted(set(options) - set(OPTION_DEFAULTS))
+    if unknown:
+        raise OptionError(f"unknown option(s) {', '.join(unknown)}; the options are {', '.join(OPTION_DEFAULTS)}")
+    options = {key: value for key, value in options.items() if value is not None}
+    return ClaudesidianSynthetic(config_name=name, cache_dir=cache_dir, **options)
 
 
 def load(
@@ -738,25 +1122,18 @@ def load(
     Returns a DatasetDict (or the Dataset of `split`); an IterableDataset(Dict) with `streaming=True`.
     `num_proc` builds a split's shards (ROWS_PER_SHARD rows each) in parallel; the rows are the same.
     """
-    if name not in CONFIGS:
-        raise OptionError("{name}: unknown config; choose one of " + ", ".join(CONFIGS), name=Mention("name", name))
-    unknown = sorted(set(options) - set(OPTION_DEFAULTS))
-    if unknown:
-        raise OptionError(f"unknown option(s) {', '.join(unknown)}; the options are {', '.join(OPTION_DEFAULTS)}")
-    options = {"source": source, "revision": revision, **options}
-    options = {key: value for key, value in options.items() if value is not None}
-    builder = ClaudesidianSynthetic(config_name=name, cache_dir=cache_dir, **options)
+    built = builder(name, cache_dir=cache_dir, source=source, revision=revision, **options)
     if streaming:
         if num_proc is not None:
             raise OptionError("num_proc builds the Arrow cache in parallel; streaming builds nothing: pass one of them")
-        return builder.as_streaming_dataset(split=split)
+        return built.as_streaming_dataset(split=split)
     try:
-        builder.download_and_prepare(num_proc=num_proc)
+        built.download_and_prepare(num_proc=num_proc)
     except datasets.exceptions.DatasetGenerationError as error:
         if isinstance(error.__cause__, ClaudesidianError):
             raise error.__cause__ from None
         raise
-    return builder.as_dataset(split=split)
+    return built.as_dataset(split=split)
 
 
 # --- reading the source -----------------------------------------------------------------------
@@ -764,8 +1141,9 @@ def load(
 
 @dataclasses.dataclass
 class SourceScan:
-    """What the selection needs of each source row: its label, where its line lies, and whether an
-    identical line came before it. Text is not kept, so memory grows with rows, not bytes."""
+    """What the selection needs of each source row: its label, where its line lies, whether an
+    identical line came before it, its reply's length, and (when asked) digests of its prompt and
+    reply. Text is not kept, so memory grows with rows, not bytes."""
 
     labels: np.ndarray
     offsets: np.ndarray
@@ -774,185 +1152,64 @@ class SourceScan:
     # len() of the last message's content (the assistant's reply) in characters (code points), for
     # length-matched selections and length statistics.
     completion_chars: np.ndarray
+    # 16-byte digests (`messages_digest`) of every message but the last, and of the last: rows that share
+    # a prompt stay on one side of a train/test split, and pairs are made of distinct replies.
+    prompts: Optional[np.ndarray] = None
+    replies: Optional[np.ndarray] = None
+    # With the tool schemas: the index into CHECKS of the first check each row's reply fails (len(CHECKS):
+    # it passes every one).
+    tool_checks: Optional[np.ndarray] = None
 
 
-# A large source is scanned in byte ranges by forked processes, one per CPU: the scan is pure Python
-# (a JSON decode and the schema checks of each line), so threads would only take turns. A range is
-# worth a process from a few MiB on (a fork and the arrays sent back cost milliseconds), so the 1.6 MB
-# v1.0.0 file is scanned here, in one piece; more than 8 processes would mostly wait on the disk.
-_SCAN_BYTES_PER_PROCESS = 16 << 20
-_SCAN_PROCESSES_MAX = 8
-# The per-row columns of a range's scan, in the order a child process sends them.
-_SCAN_COLUMNS = (("labels", np.bool_), ("offsets", np.int64), ("lengths", np.int64), ("hashes", np.int64),
-                 ("completion_chars", np.int64))
+_DIGEST = np.dtype("V16")
 
 
-@dataclasses.dataclass
-class _RangeScan:
-    """The rows whose lines start in one byte range of the source (buffers of _SCAN_COLUMNS), and how
-    many lines start there, blank ones included: the numbering of the lines after the range."""
-
-    lines: int
-    labels: Any
-    offsets: Any
-    lengths: Any
-    hashes: Any
-    completion_chars: Any
-
-
-def scan_source(path: str, processes: Optional[int] = None) -> SourceScan:
+def scan_source(path: str, *, row_keys: bool = False, tool_schemas: Optional["ToolSchemas"] = None) -> SourceScan:
     """Read and check every line of the source strictly; raise SourceError naming the first bad one.
-    Per row it keeps a label byte and four 8-byte integers (no Python object), so memory grows slowly.
-
-    `processes` byte ranges are scanned at once (default: one per CPU for a large file on Linux, else
-    one); the result, and the error with its line number, are those of one read from start to end."""
+    Per row it keeps a label byte and four 8-byte integers (no Python object), with `row_keys` the
+    digests of its prompt and reply, and with `tool_schemas` the first check its tool calls fail, so
+    memory grows slowly."""
+    labels, hashes = bytearray(), array.array("q")
+    offsets, lengths, completion_chars = array.array("q"), array.array("q"), array.array("q")
+    prompts, replies, tool_checks = bytearray(), bytearray(), bytearray()
     size = os.path.getsize(path)
-    if processes is None:  # a URL (when `datasets` streams this module) is read once, from its start
-        processes = 1 if _is_url(path) else _scan_processes(size)
-    starts = [size * part // processes for part in range(processes)]
     progress = datasets.utils.tqdm(total=size, unit="B", unit_scale=True, desc="Checking source", leave=False)
     with open(path, "rb") as file, progress:
-        ranges = _scan_ranges(file, path, starts, size, progress)
-        labels, offsets, lengths, hashes, completion_chars = (
-            np.concatenate([np.frombuffer(getattr(part, name), dtype=dtype) for part in ranges])
-            for name, dtype in _SCAN_COLUMNS
-        )
-        if not len(labels):
+        offset = reported = 0
+        for number, line in enumerate(file, 1):
+            line_start, offset = offset, offset + len(line)
+            if line_start == 0 and line.startswith(codecs.BOM_UTF8):
+                line, line_start = line[len(codecs.BOM_UTF8) :], len(codecs.BOM_UTF8)
+            if number % 4096 == 0:
+                progress.update(offset - reported)
+                reported = offset
+            row = line.strip(_JSON_SPACE)  # CRLF and blank lines change nothing either
+            if not row:
+                continue
+            parsed = parse_line(row, path, number)
+            messages = parsed["conversations"]
+            labels.append(parsed["label"])
+            completion_chars.append(len(messages[-1]["content"]))
+            offsets.append(line_start)
+            lengths.append(offset - line_start)
+            hashes.append(hash(row))
+            if row_keys:
+                prompts += messages_digest(messages[:-1])
+                replies += messages_digest(messages[-1:])
+            if tool_schemas is not None:
+                tool_checks.append(check_reply(parse_reply(messages[-1]["content"]), tool_schemas).first_failed)
+        progress.update(offset - reported)
+        if not labels:
             raise SourceError(path, "the file holds no rows", f"Point source= at a non-empty copy of {SOURCE_FILENAME}")
-        duplicate = _exact_duplicates(file, offsets, lengths, hashes)
-    return SourceScan(labels, offsets, lengths, duplicate, completion_chars)
-
-
-def _scan_processes(size: int) -> int:
-    """How many byte ranges to scan at once: one per usable CPU, each at least _SCAN_BYTES_PER_PROCESS.
-    Only where fork() is cheap and safe for this (Linux); one elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return 1
-    return max(1, min(len(os.sched_getaffinity(0)), _SCAN_PROCESSES_MAX, size // _SCAN_BYTES_PER_PROCESS))
-
-
-def _scan_range(file, path: str, start: int, end: Optional[int], first_number: int = 1, progress=None) -> _RangeScan:
-    """Check every line whose first byte lies in [start, end) of the open source `file` (at its start
-    when `start` is 0; `end` None: to the end of the file); raise SourceError naming the first bad one,
-    numbering lines from `first_number`."""
-    labels, offsets, lengths, hashes = bytearray(), array.array("q"), array.array("q"), array.array("q")
-    completion_chars = array.array("q")
-    if start:  # the range begins at the first line that begins in it
-        file.seek(start - 1)
-        start += len(file.readline()) - 1
-    offset = reported = start
-    number = first_number - 1
-    stop = math.inf if end is None else end
-    for line in file:
-        if offset >= stop:
-            break
-        number += 1
-        line_start, offset = offset, offset + len(line)
-        if line_start == 0 and line.startswith(_BOM):  # a UTF-8 byte-order mark changes nothing
-            line, line_start = line[len(_BOM) :], len(_BOM)
-        if progress is not None and number % 4096 == 0:
-            progress.update(min(offset, stop) - reported)
-            reported = min(offset, stop)
-        row = line.strip(_JSON_SPACE)  # CRLF and blank lines change nothing either
-        if not row:
-            continue
-        parsed = parse_line(row, path, number)
-        labels.append(parsed["label"])
-        completion_chars.append(len(parsed["conversations"][-1]["content"]))
-        offsets.append(line_start)
-        lengths.append(offset - line_start)
-        hashes.append(hash(row))
-    if progress is not None:
-        progress.update(min(offset, stop) - reported)
-    return _RangeScan(number - first_number + 1, labels, offsets, lengths, hashes, completion_chars)
-
-
-def _scan_ranges(file, path: str, starts: list, size: int, progress) -> list:
-    """Scan the byte ranges that begin at `starts` (the last one runs to the end of the file), the first
-    in this process (from `file`) and each other one in a forked child at the same time. A range whose
-    child failed (a bad line, or anything else) is scanned again here once the ranges before it are done,
-    numbering its lines after theirs, so the error raised is exactly the serial scan's: the first bad
-    line, its number, its message."""
-    ends = starts[1:] + [None]
-    children = {}
-    try:
-        with warnings.catch_warnings():
-            # Python 3.12+ warns on any fork of a process with threads (pyarrow's, tqdm's): a child that
-            # took a lock one of them held would hang. The child only reads, decodes JSON and exits.
-            warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
-            for index in range(1, len(starts)):
-                children[index] = _fork_range_scan(path, starts[index], ends[index])
-        ranges = [_scan_range(file, path, starts[0], ends[0], 1, progress)]
-        for index in range(1, len(starts)):
-            child = children.pop(index)
-            scanned = _collect_range_scan(*child) if child else None
-            if scanned is None:
-                first_number = 1 + sum(part.lines for part in ranges)
-                scanned = _scan_range(file, path, starts[index], ends[index], first_number)
-            progress.update((ends[index] or size) - starts[index])
-            ranges.append(scanned)
-        return ranges
-    finally:  # an error in an earlier range (or an interrupt): the children still running are not needed
-        for child in children.values():
-            if child:
-                os.close(child[1])
-                _end_child(child[0], kill=True)
-
-
-def _fork_range_scan(path: str, start: int, end: Optional[int]) -> Optional[tuple]:
-    """Start a child that scans one byte range and writes it to a pipe: (pid, read end of the pipe), or
-    None when no child could be started (the range is then scanned in this process)."""
-    read_end, write_end = os.pipe()
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(read_end)
-        os.close(write_end)
-        return None
-    if pid == 0:  # the child: it never returns into the caller nor runs the parent's exit handlers
-        status = 1
-        try:
-            os.close(read_end)
-            with open(path, "rb") as file:
-                scanned = _scan_range(file, path, start, end)
-            with os.fdopen(write_end, "wb") as pipe:
-                pipe.write(struct.pack("qq", scanned.lines, len(scanned.labels)))
-                for name, _ in _SCAN_COLUMNS:
-                    pipe.write(getattr(scanned, name))
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    return pid, read_end
-
-
-def _collect_range_scan(pid: int, read_end: int) -> Optional[_RangeScan]:
-    """What a child sent, once it has exited; None when it failed (a bad line, or killed)."""
-    try:
-        with os.fdopen(read_end, "rb") as pipe:
-            payload = pipe.read()
-    except BaseException:
-        _end_child(pid, kill=True)
-        raise
-    if _end_child(pid, kill=False) != 0 or len(payload) < 16:
-        return None
-    lines, rows = struct.unpack_from("qq", payload)
-    if len(payload) != 16 + rows * sum(np.dtype(dtype).itemsize for _, dtype in _SCAN_COLUMNS):
-        return None
-    columns, at = [], 16
-    for _, dtype in _SCAN_COLUMNS:
-        size = rows * np.dtype(dtype).itemsize
-        columns.append(payload[at : at + size])
-        at += size
-    return _RangeScan(lines, *columns)
-
-
-def _end_child(pid: int, kill: bool) -> int:
-    """Reap a child (killed first if asked) and return its wait status."""
-    if kill:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return os.waitpid(pid, 0)[1]
+        offsets, lengths = np.frombuffer(offsets, dtype=np.int64), np.frombuffer(lengths, dtype=np.int64)
+        duplicate = _exact_duplicates(file, offsets, lengths, np.frombuffer(hashes, dtype=np.int64))
+    scan = SourceScan(np.frombuffer(labels, dtype=np.bool_), offsets, lengths, duplicate,
+                      np.frombuffer(completion_chars, dtype=np.int64))
+    if row_keys:
+        scan.prompts, scan.replies = np.frombuffer(prompts, dtype=_DIGEST), np.frombuffer(replies, dtype=_DIGEST)
+    if tool_schemas is not None:
+        scan.tool_checks = np.frombuffer(tool_checks, dtype=np.uint8)
+    return scan
 
 
 def _exact_duplicates(file, offsets: np.ndarray, lengths: np.ndarray, hashes: np.ndarray) -> np.ndarray:
@@ -972,8 +1229,6 @@ def _exact_duplicates(file, offsets: np.ndarray, lengths: np.ndarray, hashes: np
             duplicate[row] = line in seen
             seen.add(line)
     return duplicate
-
-
 def parse_line(line: bytes, path: str, number: int) -> dict:
     """Decode one stripped source line and check it against the schema."""
     try:
@@ -1044,58 +1299,29 @@ def _lone_surrogate_problem(row: dict) -> Optional[str]:
     return None
 
 
-def to_example(row: dict, layout: str = "kto", rejected: Optional[dict] = None) -> dict:
-    """A checked source row in the layout's columns, in exactly the shape its features encode to
-    (every context field present): TRL's prompt + completion (== conversations), the source's own
-    columns, the whole conversation as `messages`, or with the `rejected` row a preference pair."""
-    messages = row["conversations"]
-    if layout == "messages":
-        return {"messages": messages}
-    if layout == "preference":
-        return {"prompt": messages[:-1], "chosen": messages[-1:], "rejected": rejected["conversations"][-1:]}
-    context = row.get("context")
-    if context is not None:
-        context = {name: context.get(name) for name in CONTEXT_FIELDS}
-    if layout == "conversations":
-        return {"conversations": messages, "label": row["label"], "context": context}
-    return {"prompt": messages[:-1], "completion": messages[-1:], "label": row["label"], "context": context}
-
-
-@dataclasses.dataclass
-class RowKeys:
-    """A 16-byte digest of each row's prompt (every message but the last) and of its reply: rows that
-    share a prompt stay on one side of a train/test split, and pairs are made of distinct replies."""
-
-    prompts: list
-    replies: list
 
 
 def needs_row_keys(config: ClaudesidianSyntheticConfig) -> bool:
-    return config.test_size is not None or SELECTIONS[CONFIGS[config.name].selection].pairs_rows
+    """Whether the config reads prompt and reply digests (a test split, pairs, a mixed order that keeps a
+    prompt's rows out of one batch), which the scan then keeps."""
+    return (config.test_size is not None or config.order == "mixed"
+            or SELECTIONS[CONFIGS[config.name].selection].pairs_rows)
 
 
-def read_row_keys(path: str, scan: SourceScan) -> RowKeys:
-    """Read every row again for its prompt and reply digests (only configs that need them pay this)."""
-    keys = RowKeys([], [])
-    with open(path, "rb") as file:
-        for offset, length in zip(scan.offsets.tolist(), scan.lengths.tolist()):
-            file.seek(offset)
-            messages = json.loads(file.read(length))["conversations"]
-            keys.prompts.append(json_digest(messages[:-1]))
-            keys.replies.append(json_digest(messages[-1:]))
-    return keys
+def messages_digest(messages: Sequence[Mapping]) -> bytes:
+    """16 bytes that stand for a list of `{role, content}` messages (a prompt, a reply): sets of prompts
+    without their text."""
+    return value_digest(tuple((message["role"], message["content"]) for message in messages))
 
 
 def json_digest(value: Any) -> bytes:
-    """16 bytes that stand for a JSON value, whatever the order of its objects' keys: sets of prompts or
-    rows without their text. (marshal's format 2 writes every value whole, so equal values give equal
-    bytes; it is two to three times as fast as `json.dumps(sort_keys=True)`.)"""
+    """16 bytes that stand for any JSON value, whatever the order of its objects' keys."""
     return value_digest(_sorted_keys(value))
 
 
 def value_digest(value: Any) -> bytes:
-    """16 bytes that stand for a value built of Python's plain types, as marshal's format 2 writes it:
-    a caller that knows its values' shape can make them plain faster than `json_digest` does."""
+    """16 bytes that stand for a value built of Python's plain types, as marshal's format 2 writes it
+    (every value whole, so equal values give equal bytes; two to three times as fast as JSON)."""
     return hashlib.blake2b(marshal.dumps(value, 2), digest_size=16).digest()
 
 
@@ -1107,34 +1333,506 @@ def _sorted_keys(value: Any) -> Any:
     return value
 
 
+# --- tool calls: the text format, the checks against the tool schemas, the native format ------
+#
+# A reply spells each call as `tool_call: NAME`, then `arguments: {JSON object}`, then optionally
+# `Result: {JSON}` after a blank line, with free text between calls and the final answer after the last
+# one. `parse_reply` is the one parser of that text; `check_reply` checks its calls against the dataset
+# author's tool schemas (`tool_schemas.json`); `native_reply` turns it into the structured messages chat
+# templates render (`tool_calls`, `tool` results), with `tools` definitions in JSON Schema.
+
+# The checks, in the order each call meets them; a call stops at the first it fails.
+CHECKS = ("arguments", "tool", "required", "unknown", "types", "context")
+# Findings that fail the `arguments` check; the result_* findings only describe the reply.
+FORMAT_CODES = ("name_missing", "arguments_missing", "arguments_not_json", "arguments_not_object",
+                "arguments_trailing_text")
+# Every mode of the runtime extends CommonParameters, whose `context` is required. The file declares it
+# for 7 tools only, yet 870 calls of the other 40 pass it (and the author's validator requires it), so
+# every tool gets it, with these fields.
+COMMON_CONTEXT_FIELDS = tuple({"name": name, "optional": name == "workspaceId"} for name in CONTEXT_FIELDS)
+COMMON_CONTEXT_DESCRIPTION = "Standard context object required by all tools"  # the file's own wording
+# Named types of the file that the runtime defines as string enums (ImageTypes.ts, searchMemoryMode.ts).
+TYPE_ALIASES = {"AspectRatio": "'1:1' | '3:4' | '4:3' | '9:16' | '16:9'",
+                "MemoryType": "'traces' | 'sessions' | 'states' | 'workspaces' | 'toolCalls'"}
+_PRIMITIVES = {"string": lambda v: isinstance(v, str), "boolean": lambda v: isinstance(v, bool),
+               "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+               "object": lambda v: isinstance(v, dict), "array": lambda v: isinstance(v, list), "any": lambda v: True}
+_MEMBER = re.compile(r"'[^']*'|[A-Z][A-Za-z0-9_]*")  # a string literal or an interface name
+_CALL = re.compile(r"^tool_call:[ \t]*([^\n]*)", re.MULTILINE)
+_ARGUMENTS = re.compile(r"\narguments:[ \t]*")
+_BLOCK_END = re.compile(r"\n[ \t]*\n|\n(?=tool_call:|Result:)")
+_STRAY_RESULT = re.compile(r"^Result:", re.MULTILINE)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant)  # NaN and Infinity are Python's, not JSON's
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """Something in a reply that does not follow the format; `pos` is a character offset into it."""
+
+    code: str
+    pos: int
+    call: int  # 1-based index of the call it belongs to, 0 for none
+    detail: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    index: int  # 1-based position among the reply's calls
+    name: str
+    raw_arguments: Optional[str]  # None when the `arguments:` line is missing
+    arguments: Optional[dict]  # None unless the arguments decode to a JSON object
+    pos: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    call: int
+    text: str
+    pos: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedReply:
+    parts: tuple  # Text, Call and Result parts in reply order, without the final answer
+    answer: str  # the text after the last call or result; the whole reply when it has no call
+    findings: tuple
+
+    @property
+    def calls(self) -> tuple:
+        return tuple(part for part in self.parts if isinstance(part, Call))
+
+
+def _json_block(text: str, start: int) -> tuple:
+    """Read the JSON value opening a block: (value or None, block end, None or (problem, position, detail)).
+
+    The block ends with its JSON when the rest of that line is blank; otherwise (not JSON, or text after
+    it) at the next blank line or line-start marker, the only points where the format lets a reader
+    resynchronise."""
+    try:
+        value, end = _STRICT_JSON.raw_decode(text, start)
+    except json.JSONDecodeError as error:
+        value, problem = None, ("not_json", error.pos, error.msg)
+    except (ValueError, RecursionError) as error:  # NaN/Infinity, or nesting too deep for the decoder
+        value, problem = None, ("not_json", start, type(error).__name__)
+    else:
+        line_end = text.find("\n", end)
+        rest = text[end : len(text) if line_end < 0 else line_end].strip()
+        if not rest:
+            return value, end, None
+        problem = ("trailing_text", end, repr(rest[:40]))
+    found = _BLOCK_END.search(text, start)
+    return value, found.start() if found else len(text), problem
+
+
+def parse_reply(text: str) -> ParsedReply:
+    """Split a reply into text, call and result parts plus the final answer, with findings; never raises.
+
+    `tool_call:` counts only at a line start; the next line must start with `arguments:`, and the JSON
+    object starts on that line (it may span lines); `Result:` at a line start after only whitespace is
+    the call's result."""
+    parts, findings = [], []
+    position = index = 0
+    while True:
+        match = _CALL.search(text, position)
+        stop = match.start() if match else len(text)
+        findings += [Finding("result_without_call", stray.start(), 0)
+                     for stray in _STRAY_RESULT.finditer(text, position, stop)]
+        segment = text[position:stop].strip()
+        if match is None:
+            return ParsedReply(tuple(parts), segment, tuple(findings))
+        if segment:
+            parts.append(Text(segment))
+        index, name, position = index + 1, match.group(1).strip(), match.end()
+        if not name:
+            findings.append(Finding("name_missing", match.start(), index))
+        raw, arguments, arguments_line = None, None, _ARGUMENTS.match(text, position)
+        if arguments_line is None:
+            findings.append(Finding("arguments_missing", position, index, "the next line must start with arguments:"))
+        else:
+            value, position, problem = _json_block(text, arguments_line.end())
+            raw = text[arguments_line.end() : position].rstrip()
+            if problem:
+                findings.append(Finding(f"arguments_{problem[0]}", problem[1], index, problem[2]))
+            elif not isinstance(value, dict):
+                findings.append(Finding("arguments_not_object", arguments_line.end(), index, type(value).__name__))
+            arguments = value if isinstance(value, dict) else None
+        parts.append(Call(index, name, raw, arguments, match.start()))
+        head = len(text) - len(text[position:].lstrip())
+        if text.startswith("Result:", head) and text[head - 1] == "\n":
+            start = head + len("Result:")
+            start += len(text[start:]) - len(text[start:].lstrip(" \t"))
+            _, position, problem = _json_block(text, start)
+            if problem:
+                findings.append(Finding(f"result_{problem[0]}", problem[1], index, problem[2]))
+            parts.append(Result(index, text[start:position].rstrip(), head))
+
+
+class ToolSchemaError(ClaudesidianError):
+    """The tool schema file is unusable; the message names the file, the tool and what to fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolSchemas:
+    """The tools a reply may call, by name, as the schema file describes them."""
+
+    tools: dict
+    sha256: str  # of the file's bytes
+    path: str
+
+    def definition(self, name: str) -> dict:
+        """The tool as a chat template's tool definition (JSON Schema), as `get_json_schema` writes one."""
+        return function_definition(name, self)
+
+
+def _type_members(type_string: str) -> list:
+    """The members of a TypeScript union; ValueError for a type these checks cannot check."""
+    members = [member.strip() for member in re.findall(r"(?:'[^']*'|[^|'])+", type_string)]
+    for member in members:
+        base = member[:-2] if member.endswith("[]") else member
+        if not (base in _PRIMITIVES or _MEMBER.fullmatch(base)):
+            raise ValueError(f"unsupported type {member!r} in {type_string!r}")
+    if not members or "".join(members).count("'") != type_string.count("'"):
+        raise ValueError(f"unsupported type {type_string!r}")
+    return members
+
+
+def read_tool_schemas(path: str, data: Optional[bytes] = None) -> ToolSchemas:
+    """Read a tool schema file (`data`, its bytes, when already read) and check its shape strictly, so
+    the checks never meet a malformed schema."""
+
+    def fail(where: str, what: str) -> ToolSchemaError:
+        return ToolSchemaError(
+            escaped(f"{path}: {where}: {what}".replace("\n", " ")) + "; fix the file, or leave out {option} for "
+            f"the pinned copy (sha256 {TOOL_SCHEMAS_SHA256[:12]}...)", option=Mention("tool_schemas"))
+
+    try:
+        if data is None:
+            with open(path, "rb") as file:
+                data = file.read()
+        tools = json.loads(data.decode("utf-8"))
+    except (OSError, ValueError) as error:  # ValueError covers UnicodeDecodeError and JSONDecodeError
+        raise fail("file", f"cannot be read as JSON ({type(error).__name__}: {error})") from None
+    if not isinstance(tools, dict) or not tools:
+        raise fail("file", "must be a non-empty JSON object keyed by tool name")
+    for name, tool in tools.items():
+        where = f"tool {name!r}"
+        if not isinstance(tool, dict) or not isinstance(tool.get("parameters"), list):
+            raise fail(where, "must be an object with a 'parameters' list")
+        if tool.get("tool_name") != name or not all(isinstance(tool.get(key), str) for key in ("agent", "mode")):
+            raise fail(where, "needs 'tool_name' equal to its key and string 'agent' and 'mode'")
+        seen = []
+        for number, parameter in enumerate(tool["parameters"], 1):
+            if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str) or not parameter["name"]:
+                raise fail(f"{where} parameter #{number}", "needs a non-empty string 'name'")
+            named = f"{where} parameter {parameter['name']!r}"
+            if parameter["name"] in seen or not isinstance(parameter.get("optional"), bool):
+                raise fail(named, "is listed twice or lacks a boolean 'optional'")
+            if not isinstance(parameter.get("type"), str) or not isinstance(parameter.get("description", ""), str):
+                raise fail(named, "needs a string 'type' (and a string 'description' if any)")
+            try:
+                _type_members(parameter["type"])
+            except ValueError as error:
+                raise fail(named, f"{error}: the checks know string, number, boolean, object, array, any, X[], "
+                                  "'literal' | 'unions' and interface names") from None
+            seen.append(parameter["name"])
+        required = tool.get("required_params")
+        optional = {parameter["name"] for parameter in tool["parameters"] if parameter["optional"]}
+        if not isinstance(required, list) or sorted(required) != sorted(set(seen) - optional):
+            raise fail(where, f"'required_params' {required!r} must name exactly its non-optional parameters")
+        schema = tool.get("context_schema")
+        fields = schema.get("fields") if isinstance(schema, dict) else None
+        if schema is not None and not (isinstance(fields, list) and "context" in seen and all(
+                isinstance(field, dict) and isinstance(field.get("name"), str)
+                and isinstance(field.get("optional"), bool) for field in fields)):
+            raise fail(where, "'context_schema' must be null or {'fields': [{name, optional}]} with a 'context' "
+                              "parameter")
+    return ToolSchemas(tools, hashlib.sha256(data).hexdigest(), str(path))
+
+
+def _parameters(tool: dict) -> tuple:
+    """The tool's parameters, required names and context fields, with the common `context` added if absent."""
+    parameters, required = list(tool["parameters"]), list(tool["required_params"])
+    if "context" not in {parameter["name"] for parameter in parameters}:
+        parameters.append({"name": "context", "optional": False, "type": "object",
+                           "description": COMMON_CONTEXT_DESCRIPTION})
+        required.append("context")
+    fields = tool["context_schema"]["fields"] if tool["context_schema"] else COMMON_CONTEXT_FIELDS
+    return parameters, required, list(fields)
+
+
+def _type_ok(value: Any, type_string: str) -> bool:
+    """Whether a JSON value has the TypeScript type: interfaces are objects, aliases expand, literals compare."""
+    for member in _type_members(type_string):
+        if member.endswith("[]"):
+            ok = isinstance(value, list) and all(_type_ok(item, member[:-2]) for item in value)
+        elif member in TYPE_ALIASES:
+            ok = _type_ok(value, TYPE_ALIASES[member])
+        elif member.startswith("'"):
+            ok = isinstance(value, str) and value == member[1:-1]
+        else:
+            ok = _PRIMITIVES.get(member, _PRIMITIVES["object"])(value)
+        if ok:
+            return True
+    return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Reason:
+    """Why a call fails: a short code, the call (1-based) and its tool, and the parameter if one."""
+
+    code: str
+    call: int
+    tool: str
+    parameter: str  # "" when the reason is about the whole call
+    detail: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RowCheck:
+    passed: bool
+    first_failed: int  # index into CHECKS of the earliest check the row fails, len(CHECKS) when it passes
+    reasons: tuple
+
+
+def _check_call(call: Call, findings: Sequence, schemas: ToolSchemas) -> tuple:
+    """(index of the call's first failing check, every reason of that check), or (len(CHECKS), [])."""
+    def reason(code: str, parameter: str = "", detail: str = "") -> Reason:
+        return Reason(code, call.index, call.name, parameter, detail)
+
+    steps = [[reason(finding.code, "", f"char {finding.pos} {finding.detail}".strip())
+              for finding in findings if finding.call == call.index and finding.code in FORMAT_CODES]]
+    if steps[0] or call.arguments is None:
+        return 0, steps[0] or [reason("arguments_missing")]
+    if call.name not in schemas.tools:
+        return 1, [reason("unknown_tool")]
+    arguments = call.arguments
+    parameters, required, fields = _parameters(schemas.tools[call.name])
+    types, names = {parameter["name"]: parameter["type"] for parameter in parameters}, [f["name"] for f in fields]
+    steps += [[], [reason("missing_required", name) for name in required if name not in arguments],
+              [reason("unknown_parameter", name) for name in arguments if name not in types],
+              [reason("wrong_type", name, f"expected {types[name]}, got {json.dumps(value)[:40]}")
+               for name, value in arguments.items() if name in types and not _type_ok(value, types[name])]]
+    context = arguments.get("context")
+    if isinstance(context, dict):  # when absent or not an object, `required` or `types` already failed
+        # Extra fields fail: the runtime's context is a closed record, so an extra one is invented and ignored.
+        steps.append([reason("context_missing_field", field["name"]) for field in fields
+                      if not field["optional"] and field["name"] not in context]
+                     + [reason("context_unknown_field", key) for key in context if key not in names]
+                     + [reason("context_wrong_type", key, f"expected string, got {json.dumps(value)[:40]}")
+                        for key, value in context.items() if key in names and not isinstance(value, str)])
+    return next(((index, reasons) for index, reasons in enumerate(steps) if reasons), (len(CHECKS), []))
+
+
+def check_reply(parsed: ParsedReply, schemas: ToolSchemas) -> RowCheck:
+    """Check every call in CHECKS order; a call stops at its first failing check, a row fails at its worst
+    call; a row without calls passes."""
+    first, reasons = len(CHECKS), []
+    for call in parsed.calls:
+        index, call_reasons = _check_call(call, parsed.findings, schemas)
+        first, reasons = min(first, index), reasons + call_reasons
+    return RowCheck(first == len(CHECKS), first, tuple(reasons))
+
+
+def _json_schema(type_string: str) -> dict:
+    """JSON Schema of a TypeScript type, shaped the way transformers' get_json_schema writes type hints."""
+    members = _type_members(type_string)
+    literals = [member[1:-1] for member in members if member.startswith("'")]
+    schemas = [{"type": "string", "enum": literals}] if literals else []
+    for member in members:
+        if member.endswith("[]"):
+            schemas.append({"type": "array", "items": _json_schema(member[:-2])})
+        elif member in TYPE_ALIASES:
+            schemas.append(_json_schema(TYPE_ALIASES[member]))
+        elif not member.startswith("'"):
+            schemas.append({} if member == "any" else {"type": member if member in _PRIMITIVES else "object"})
+    if len(schemas) == 1:
+        return schemas[0]
+    if all(schema.keys() == {"type"} for schema in schemas):
+        return {"type": sorted({schema["type"] for schema in schemas})}
+    return {"anyOf": schemas}
+
+
+def function_definition(tool_name: str, schemas: ToolSchemas) -> dict:
+    """The tool as a chat template's tool definition, in the format transformers' get_json_schema returns."""
+    tool = schemas.tools[tool_name]
+    parameters, required, fields = _parameters(tool)
+    properties = {}
+    for parameter in parameters:
+        described = _json_schema(parameter["type"])
+        if parameter["name"] == "context":
+            described = {"type": "object", "properties": {field["name"]: {"type": "string"} for field in fields},
+                         "required": [field["name"] for field in fields if not field["optional"]]}
+        if parameter.get("description"):
+            described["description"] = parameter["description"]
+        properties[parameter["name"]] = described
+    mode = re.sub(r"(?<=[a-z])([A-Z])", r" \1", tool["mode"]).replace("_", " ").lower().capitalize()
+    schema = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    description = tool.get("notes") or f"{mode} ({tool['agent']} agent)."
+    return {"type": "function", "function": {"name": tool_name, "description": description, "parameters": schema}}
+
+
+def tools_for_row(parsed: ParsedReply, schemas: ToolSchemas) -> list:
+    """The tools a row's `tools` column defines, sorted: `get_tools`, and every mode of each agent the row
+    calls. The runtime hands tools out per agent (`get_tools(managers=[...])`), so a model sees the
+    called tool among its siblings, as it will at inference, for about a fifth of the tokens of all 47
+    definitions; a call of a tool the schemas lack adds nothing."""
+    agents = {schemas.tools[call.name]["agent"] for call in parsed.calls if call.name in schemas.tools}
+    return sorted({"get_tools"} & set(schemas.tools) | {name for name, tool in schemas.tools.items()
+                                                         if tool["agent"] in agents})
+
+
+def native_messages(parsed: ParsedReply) -> list:
+    """The reply as structured chat messages: assistant `tool_calls`, `tool` results, then the final answer.
+
+    Calls written back to back (no text, no result between them) share one assistant message: they were
+    issued together, as parallel calls are. A call after a result gets its own message, because it saw
+    that result. A call without a result gets no tool message: results are never invented. Call ids are
+    `call` + 5 digits, the 9 letters and digits Mistral's templates require."""
+    for call in parsed.calls:
+        bad = [finding for finding in parsed.findings if finding.call == call.index and finding.code in FORMAT_CODES]
+        if bad or call.arguments is None:
+            what = f"{bad[0].code} at character {bad[0].pos}" if bad else "no usable arguments"
+            raise ValueError(f"call {call.index} ({call.name or 'no name'}) does not parse: {what}")
+    messages, names = [], {call.index: call.name for call in parsed.calls}
+    text, group = "", None
+    for part in parsed.parts:
+        if isinstance(part, Text):
+            text, group = part.text, None
+        elif isinstance(part, Call):
+            if group is None:
+                group = {"role": "assistant", "content": text, "tool_calls": []}
+                messages.append(group)
+                text = ""
+            group["tool_calls"].append({"type": "function", "id": f"call{part.index:05d}",
+                                        "function": {"name": part.name, "arguments": part.arguments}})
+        else:
+            messages.append({"role": "tool", "content": part.text, "tool_call_id": f"call{part.call:05d}",
+                             "name": names[part.call]})
+            group = None
+    messages.append({"role": "assistant", "content": parsed.answer})
+    return messages
+
+
+def calls_of(reply: Sequence[Mapping]) -> ParsedReply:
+    """The calls of a reply in any layout: structured `tool_calls` (the tools layouts), else the text of
+    its one message (the text layouts), so stats check both the same way."""
+    if not any(message.get("tool_calls") for message in reply):
+        return parse_reply("".join(message["content"] or "" for message in reply))
+    calls = []
+    for message in reply:
+        for call in message.get("tool_calls") or ():
+            arguments = call["function"]["arguments"]
+            arguments = json.loads(arguments) if isinstance(arguments, str) else arguments  # without `Json`
+            calls.append(Call(len(calls) + 1, call["function"]["name"], None, arguments, 0))
+    return ParsedReply(tuple(calls), reply[-1]["content"] or "", ())
+
+
 # --- selection: which rows, in which order ----------------------------------------------------
 
 
-def plan_splits(scan: SourceScan, config: ClaudesidianSyntheticConfig, keys: Optional[RowKeys] = None) -> dict:
+@dataclasses.dataclass
+class RowPlan:
+    """What `plan_rows` decided: each split's source rows in output order, every source row's label as
+    the selection saw it (the gate may relabel), and per split what was dropped or relabelled."""
+
+    splits: dict
+    labels: np.ndarray
+    notes: dict
+
+
+def plan_rows(scan: SourceScan, config: ClaudesidianSyntheticConfig, row_limit: Optional[int] = None) -> RowPlan:
     """Source row indices of each split, in output order (a pair of rows per example for pairs):
     `train`, the config's selection, and with `test_size` a `test` split made of held-out rows, the
-    same prompts for every config (it keeps the source's label mix where the config holds both)."""
+    same prompts for every config (it keeps the source's label mix where the config holds both). Exact
+    duplicates (`dedupe`) and the gate act on each split's rows before its selection; a balanced
+    selection of more than `row_limit` rows is refused."""
     named = CONFIGS[config.name]
     candidates = np.arange(len(scan.labels))
-    splits = {}
+    sides = {}
     if config.test_size is not None:
-        held_out = np.array(held_out_rows(scan.labels.tolist(), keys.prompts, config.test_size, config.seed))
+        held_out = np.array(held_out_rows(scan.labels.tolist(), scan.prompts.tolist(), config.test_size, config.seed))
         candidates = np.setdiff1d(candidates, held_out)
-        if config.dedupe:  # identical lines share a prompt, so a line's first copy is on its side too
-            held_out = held_out[~scan.duplicate[held_out]]
-        test_rng = random_stream(config.seed, "test_order")
+        sides["test"] = held_out
+    sides = {"train": candidates, **sides}
+    labels, notes = scan.labels, {split: {"said": []} for split in sides}
+    if config.dedupe:  # identical lines share a prompt, so a line's first copy is on its side too
+        for split, rows in sides.items():
+            sides[split] = rows[~scan.duplicate[rows]]
+            notes[split]["dedupe_dropped"] = dropped = len(rows) - len(sides[split])
+            notes[split]["said"].append(f"dedupe dropped {_count(dropped, 'exact duplicate line')} of the "
+                                        f"{len(rows)} rows of the {split} split")
+    if uses_tool_checks(config):
+        labels = _gate(scan, config, sides, notes)
+    gated = dataclasses.replace(scan, labels=labels)
+    splits = {"train": choose(named.selection, gated, sides["train"], config, random_stream(config.seed, "selection"),
+                              row_limit)}
+    if "test" in sides:
         try:
-            splits["test"] = choose(SELECTIONS[named.selection].test_split, scan, held_out, config, keys, test_rng)
+            splits["test"] = choose(SELECTIONS[named.selection].test_split, gated, sides["test"], config,
+                                    random_stream(config.seed, "test_order"), row_limit)
         except OptionError as error:
             fix = "; pick a larger {test_size}" + (" or a larger {batch_size}" if config.order == "mixed" else "")
             raise error.about("the test split: ", fix, test_size=Mention("test_size"),
                               batch_size=Mention("batch_size")) from None
-    if config.dedupe:
-        kept = candidates[~scan.duplicate[candidates]]
-        logger.warning("dedupe: dropped %d exact duplicate line(s) of %d", len(candidates) - len(kept), len(candidates))
-        candidates = kept
-    train = choose(named.selection, scan, candidates, config, keys, random_stream(config.seed, "selection"))
-    return {"train": train, **splits}
+    return RowPlan(splits, labels, notes)
+
+
+def _gate(scan: SourceScan, config: ClaudesidianSyntheticConfig, sides: dict, notes: dict) -> np.ndarray:
+    """Apply the gate to each split's rows (in place in `sides`) and return every row's label after it:
+    desirable rows whose calls fail a check are dropped or relabelled undesirable; a tools layout also
+    drops rows whose calls do not parse (any label), or, without a gate, refuses them by their lines."""
+    failing = scan.labels & (scan.tool_checks < len(CHECKS))
+    unparsed = scan.tool_checks == 0
+    tools = LAYOUTS[config.layout].tools
+    labels = scan.labels & ~failing if config.gate == "relabel" else scan.labels
+    for split, rows in sides.items():
+        if tools and config.gate is None and unparsed[rows].any():
+            bad = rows[unparsed[rows]]
+            raise OptionError(
+                "{layout} needs every row's tool calls to parse, and " + f"{_count(len(bad), 'row')} of the {split} "
+                f"split do not (source rows {', '.join(str(row + 1) for row in bad[:8].tolist())}"
+                f"{', ...' if len(bad) > 8 else ''}): give " + "{drop} (or {relabel}) to leave them out",
+                layout=Mention("layout", config.layout), drop=Mention("gate", "drop"),
+                relabel=Mention("gate", "relabel"))
+        gone = (failing[rows] & (config.gate == "drop")) | (unparsed[rows] & tools)
+        relabelled = failing[rows] & ~gone if config.gate == "relabel" else np.zeros(len(rows), dtype=bool)
+        sides[split] = rows[~gone]
+        notes[split].update(gate=config.gate, gate_failing=int(failing[rows].sum()),
+                            gate_relabelled=int(relabelled.sum()), gate_dropped=int(gone.sum()))
+        if config.gate == "drop":
+            said = f"gate: dropped {_count(int(failing[rows].sum()), 'desirable row')} of the {split} split whose " \
+                   "tool calls fail the checks"
+            extra = int((gone & ~failing[rows]).sum()) if LAYOUTS[config.layout].labels != "desirable" else 0
+            said += f", and {_count(extra, 'undesirable row')} whose calls do not parse" if extra else ""
+        elif config.gate == "relabel":
+            said = f"gate: relabelled undesirable {_count(int(relabelled.sum()), 'desirable row')} of the {split} " \
+                   "split whose tool calls fail the checks"
+            if gone.any():
+                said += (f"; dropped {_count(int(gone.sum()), 'row')} whose calls do not parse "
+                         f"({int((gone & scan.labels[rows]).sum())} of them desirable), which a tools layout cannot "
+                         "hold")
+        else:
+            continue
+        notes[split]["said"].append(said)
+    return labels
+
+
+def _count(number: int, noun: str) -> str:
+    """`1 row`, `2 rows`: a number and its noun, in the plural it takes."""
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")
 
 
 @dataclasses.dataclass
@@ -1145,15 +1843,15 @@ class Candidates:
     completion_chars: np.ndarray
     prompts: Optional[list] = None
     replies: Optional[list] = None
+    row_limit: Optional[int] = None  # the most rows this machine can build
 
 
 def choose(selection: str, scan: SourceScan, rows: np.ndarray, config: ClaudesidianSyntheticConfig,
-           keys: Optional[RowKeys], rng: random.Random) -> np.ndarray:
+           rng: random.Random, row_limit: Optional[int] = None) -> np.ndarray:
     """Source rows (or row pairs) that `selection` picks from `rows`, in output order."""
-    candidates = Candidates(scan.labels[rows].tolist(), scan.completion_chars[rows])
-    if keys is not None:
-        candidates.prompts = [keys.prompts[row] for row in rows.tolist()]
-        candidates.replies = [keys.replies[row] for row in rows.tolist()]
+    candidates = Candidates(scan.labels[rows].tolist(), scan.completion_chars[rows], row_limit=row_limit)
+    if scan.prompts is not None:
+        candidates.prompts, candidates.replies = scan.prompts[rows].tolist(), scan.replies[rows].tolist()
     picked = _CHOOSERS[selection](candidates, config, rng)
     if not picked:
         raise OptionError(f"{config.name} has no rows to take from these {len(rows)}: {_EMPTY[selection]}")
@@ -1162,7 +1860,7 @@ def choose(selection: str, scan: SourceScan, rows: np.ndarray, config: Claudesid
 
 def _every_row(candidates: Candidates, config: ClaudesidianSyntheticConfig, rng: random.Random) -> list:
     labels = candidates.labels
-    return arrange(list(range(len(labels))), labels, config.order, rng, config.batch_size)
+    return arrange(list(range(len(labels))), labels, config.order, rng, config.batch_size, candidates.prompts)
 
 
 def _balanced(candidates: Candidates, config: ClaudesidianSyntheticConfig, rng: random.Random) -> list:
@@ -1170,10 +1868,11 @@ def _balanced(candidates: Candidates, config: ClaudesidianSyntheticConfig, rng: 
     if config.length_strata is not None:
         return length_matched_indices(candidates.labels, candidates.completion_chars, strata=config.length_strata,
                                       ratio=config.ratio, seed=config.seed, order=config.order,
-                                      batch_size=config.batch_size)
+                                      batch_size=config.batch_size, prompts=candidates.prompts)
     return balanced_indices(candidates.labels, desirable=config.desirable, undesirable=config.undesirable,
                             ratio=config.ratio, seed=config.seed, replacement=config.replacement,
-                            order=config.order, batch_size=config.batch_size)
+                            order=config.order, batch_size=config.batch_size, prompts=candidates.prompts,
+                            row_limit=candidates.row_limit)
 
 
 def _desirable(candidates: Candidates, config: ClaudesidianSyntheticConfig, rng: random.Random) -> list:
@@ -1317,14 +2016,15 @@ def draw(rng: random.Random, pool: list, count: int, replacement: bool, label: s
 
 
 def _by_label(labels: Sequence[bool]) -> tuple:
-    positive = [i for i, label in enumerate(labels) if label]
-    negative = [i for i, label in enumerate(labels) if not label]
-    if not positive or not negative:
+    """(desirable rows, undesirable rows), both in source order; a balanced subset needs both."""
+    desirable = [i for i, label in enumerate(labels) if label]
+    undesirable = [i for i, label in enumerate(labels) if not label]
+    if not desirable or not undesirable:
         raise OptionError(
-            f"a balanced subset needs both labels, but every row is labelled {bool(positive)} ({len(labels)} rows); "
+            f"a balanced subset needs both labels, but every row is labelled {bool(desirable)} ({len(labels)} rows); "
             "check the source's labels"
         )
-    return positive, negative
+    return desirable, undesirable
 
 
 def balanced_indices(
@@ -1337,26 +2037,51 @@ def balanced_indices(
     replacement: bool = False,
     order: str = "shuffle",
     batch_size: Optional[int] = None,
+    prompts: Optional[Sequence] = None,
+    row_limit: Optional[int] = None,
 ) -> list:
     """The published recipe, generalised: one `random.Random(seed)` samples the desirable rows,
-    then the undesirable rows, concatenates them in that order and shuffles with the same generator."""
-    positive, negative = _by_label(labels)
+    then the undesirable rows, concatenates them in that order and shuffles with the same generator.
+    More rows than `row_limit` (what this machine can build) are refused before any is drawn."""
+    desirable_rows, undesirable_rows = _by_label(labels)
     n_desirable, n_undesirable = class_counts(
-        len(positive), len(negative), desirable=desirable, undesirable=undesirable, ratio=ratio
+        len(desirable_rows), len(undesirable_rows), desirable=desirable, undesirable=undesirable, ratio=ratio
     )
-    if ratio is not None and not replacement and (n_desirable > len(positive) or n_undesirable > len(negative)):
+    beyond = n_desirable > len(desirable_rows) or n_undesirable > len(undesirable_rows)
+    if ratio is not None and not replacement and beyond:
         # The smaller label is kept whole, so the source's own ratio bounds what the other can give.
-        bound = "at most" if len(negative) <= len(positive) else "at least"
+        bound = "at most" if len(undesirable_rows) <= len(desirable_rows) else "at least"
+        own = len(desirable_rows) / len(undesirable_rows)
         raise OptionError(
             "{ratio} asks for " + f"{n_desirable} desirable and {n_undesirable} undesirable rows, and the source has "
-            f"{len(positive)} and {len(negative)}: give a ratio {bound} {len(positive) / len(negative):.4g} (the "
+            f"{len(desirable_rows)} and {len(undesirable_rows)}: give a ratio {bound} {own:.4g} (the "
             "source's own, the smaller label kept whole), or add {replacement} to oversample",
             ratio=Mention("ratio", ratio), replacement=Mention("replacement", True),
         )
+    if row_limit is not None and n_desirable + n_undesirable > row_limit:
+        asked = n_desirable + n_undesirable
+        if ratio is not None:  # the smaller label is kept whole, the other follows the ratio
+            whole = min(len(desirable_rows), len(undesirable_rows))
+            bound = (f"at most {(row_limit - whole) / whole:.4g}" if len(undesirable_rows) <= len(desirable_rows)
+                     else f"at least {whole / max(1, row_limit - whole):.4g}")
+            _refuse_beyond(row_limit, asked, Mention("ratio", ratio), f"a ratio {bound}")
+        name = "desirable" if n_desirable >= n_undesirable else "undesirable"
+        other = n_undesirable if name == "desirable" else n_desirable
+        given = Mention(name, n_desirable if name == "desirable" else n_undesirable)
+        _refuse_beyond(row_limit, asked, given, f"{name}={max(0, row_limit - other):,} at most (with {other:,} "
+                                                f"{'undesirable' if name == 'desirable' else 'desirable'})")
     rng = random_stream(seed, "selection")
-    rows = draw(rng, positive, n_desirable, replacement, "desirable")
-    rows += draw(rng, negative, n_undesirable, replacement, "undesirable")
-    return arrange(rows, labels, order, rng, batch_size)
+    rows = draw(rng, desirable_rows, n_desirable, replacement, "desirable")
+    rows += draw(rng, undesirable_rows, n_undesirable, replacement, "undesirable")
+    return arrange(rows, labels, order, rng, batch_size, prompts)
+
+
+def _refuse_beyond(row_limit: int, asked: int, given: Mention, largest: str) -> None:
+    """More rows were asked for than this machine can build: say how large the option may be."""
+    raise OptionError(
+        "{given} asks for " + f"{asked:,} rows, more than this machine can build: {row_limit:,} fit in the memory "
+        f"available and on the disk the build writes to ({BYTES_PER_PLANNED_ROW} bytes of memory and the source's "
+        f"mean line of disk per row); ask for {largest}", given=given)
 
 
 def length_strata_of(lengths: Sequence[int], reference: Sequence[int], strata: int) -> np.ndarray:
@@ -1379,19 +2104,20 @@ def length_matched_indices(
     seed: int = PUBLISHED_SEED,
     order: str = "shuffle",
     batch_size: Optional[int] = None,
+    prompts: Optional[Sequence] = None,
 ) -> list:
     """Both labels with matching completion lengths (coarsened exact matching): each stratum of
     `length_strata_of` (cut at the smaller label's quantiles) keeps as many rows of each label as its
     smaller side has (or `ratio` desirable rows per undesirable row), drawn per stratum, desirable then
     undesirable, by one `random.Random(seed)`; then desirable before undesirable, in `order`."""
-    positive, negative = _by_label(labels)
+    desirable_rows, undesirable_rows = _by_label(labels)
     lengths = np.asarray(completion_chars)
-    smaller = positive if len(positive) < len(negative) else negative
+    smaller = desirable_rows if len(desirable_rows) < len(undesirable_rows) else undesirable_rows
     stratum = length_strata_of(lengths, lengths[smaller], strata).tolist()
     rng = random_stream(seed, "selection")
     picked = ([], [])
     for level in range(strata):
-        pools = ([i for i in positive if stratum[i] == level], [i for i in negative if stratum[i] == level])
+        pools = tuple([i for i in rows if stratum[i] == level] for rows in (desirable_rows, undesirable_rows))
         n_undesirable = min(len(pools[1]), math.floor(len(pools[0]) / (ratio or 1)))
         counts = (min(len(pools[0]), round((ratio or 1) * n_undesirable)), n_undesirable)
         for taken, pool, count, label in zip(picked, pools, counts, ("desirable", "undesirable")):
@@ -1401,18 +2127,24 @@ def length_matched_indices(
             "{strata} leaves " + f"{len(picked[0])} desirable and {len(picked[1])} undesirable rows: no stratum "
             "holds both labels; use fewer strata", strata=Mention("length_strata", strata),
         )
-    return arrange(picked[0] + picked[1], labels, order, rng, batch_size)
+    return arrange(picked[0] + picked[1], labels, order, rng, batch_size, prompts)
 
 
-def arrange(rows: list, labels: Sequence[bool], order: str, rng: random.Random, batch_size: Optional[int]) -> list:
-    """Put the picked `rows` in `order`: source position, the generator's shuffle, or mixed batches."""
+def arrange(rows: list, labels: Sequence[bool], order: str, rng: random.Random, batch_size: Optional[int],
+            prompts: Optional[Sequence] = None) -> list:
+    """Put the picked `rows` in `order`: source position, the generator's shuffle, or mixed batches (in
+    which, given the rows' `prompts`, rows of one prompt stay out of one batch wherever they can)."""
     if order == "source":
         return sorted(rows)
     if order == "shuffle":
         rng.shuffle(rows)
         return rows
     if order == "mixed":
-        permutation = mixed_order([labels[row] for row in rows], batch_size, rng)
+        if batch_size > len(rows):
+            raise OptionError("{given} is more than the " + f"{len(rows)} rows to arrange: every batch would be the "
+                              f"whole split; give at most {len(rows)}", given=Mention("batch_size", batch_size))
+        picked_prompts = None if prompts is None else [prompts[row] for row in rows]
+        permutation = mixed_order([labels[row] for row in rows], batch_size, rng, picked_prompts)
         return [rows[i] for i in permutation]
     raise OptionError("{order}: must be one of " + ", ".join(ORDERS), order=Mention("order", order))
 
@@ -1428,14 +2160,16 @@ def smallest_mixed_batch_size(n_desirable: int, n_undesirable: int) -> Optional[
     return max(2, -(-majority // (minority + 1)) + 1)
 
 
-def mixed_order(labels: Sequence[bool], batch_size: int, rng: random.Random) -> list:
+def mixed_order(labels: Sequence[bool], batch_size: int, rng: random.Random,
+                prompts: Optional[Sequence] = None) -> list:
     """A permutation of positions in which every `batch_size` consecutive rows (any window, not only
     aligned batches, so a shifted batch boundary stays mixed) hold both labels: the majority is cut
     into m + 1 runs of as equal length as the counts allow, one minority row between runs, and each
-    class is shuffled by `rng`."""
-    positive = [i for i, label in enumerate(labels) if label]
-    negative = [i for i, label in enumerate(labels) if not label]
-    smallest = smallest_mixed_batch_size(len(positive), len(negative))
+    class is shuffled by `rng`. With `prompts` (one key per position), rows that share a prompt are then
+    kept apart too (`spread_prompts`)."""
+    desirable_rows = [i for i, label in enumerate(labels) if label]
+    undesirable_rows = [i for i, label in enumerate(labels) if not label]
+    smallest = smallest_mixed_batch_size(len(desirable_rows), len(undesirable_rows))
     if smallest is None or batch_size < smallest:
         reason = (
             f"the smallest batch size that works is {smallest}"
@@ -1443,10 +2177,10 @@ def mixed_order(labels: Sequence[bool], batch_size: int, rng: random.Random) -> 
             else "every row has the same label, so no batch can be mixed"
         )
         raise OptionError(
-            "{given} cannot give every batch both labels with " + f"{len(positive)} desirable and "
-            f"{len(negative)} undesirable rows: {reason}", given=Mention("batch_size", batch_size),
+            "{given} cannot give every batch both labels with " + f"{len(desirable_rows)} desirable and "
+            f"{len(undesirable_rows)} undesirable rows: {reason}", given=Mention("batch_size", batch_size),
         )
-    minority, majority = (positive, negative) if len(positive) < len(negative) else (negative, positive)
+    minority, majority = sorted((undesirable_rows, desirable_rows), key=len)  # a tie: undesirable first
     rng.shuffle(minority)
     rng.shuffle(majority)
     m, big = len(minority), len(majority)
@@ -1455,4 +2189,26 @@ def mixed_order(labels: Sequence[bool], batch_size: int, rng: random.Random) -> 
         order += majority[run * big // (m + 1) : (run + 1) * big // (m + 1)]
         if run < m:
             order.append(minority[run])
+    return order if prompts is None else spread_prompts(order, labels, prompts, batch_size)
+
+
+def spread_prompts(order: list, labels: Sequence[bool], prompts: Sequence, batch_size: int) -> list:
+    """`order` with rows that share a prompt kept out of any `batch_size` consecutive rows wherever a later
+    row of the same label can take a clashing row's place: TRL pairs each row of a batch with another's
+    completion for the KL term, and a pair of one prompt is no mismatched pair. Only rows of one label
+    swap, so every window keeps both labels; an order without a clash is returned as it is.
+
+    >>> spread_prompts([0, 1, 2, 3], [True, True, False, True], ["p", "p", "q", "r"], 2)
+    [0, 3, 2, 1]
+    """
+    order = list(order)
+    for position in range(len(order)):
+        window = {prompts[row] for row in order[max(0, position - batch_size + 1) : position]}
+        if prompts[order[position]] not in window:
+            continue
+        label = labels[order[position]]
+        for later in range(position + 1, len(order)):
+            if labels[order[later]] == label and prompts[order[later]] not in window:
+                order[position], order[later] = order[later], order[position]
+                break
     return order

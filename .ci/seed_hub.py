@@ -28,7 +28,7 @@ def main(storage: str, *folders: str) -> None:
             env.update({"HF_ENDPOINT": hub.endpoint, "HF_TOKEN": TOKEN, "HF_HOME": os.path.join(scratch, "home")})
             for number, folder in enumerate(folders):
                 copy = shutil.copytree(folder, os.path.join(scratch, str(number)))  # push rewrites the copy's card
-                result = subprocess.run([sys.executable, "-m", "claudesidian_tools.cli", "push", copy, REPO_ID],
+                result = subprocess.run([sys.executable, "-m", "claudesidian_tools", "push", copy, REPO_ID],
                                         env=env, capture_output=True, text=True, check=False)
                 if result.returncode != 0:
                     sys.exit(f"seed_hub: pushing {folder} failed: {result.stderr.strip()}")

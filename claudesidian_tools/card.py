@@ -15,6 +15,7 @@ import yaml
 
 import claudesidian_synthetic as cs
 from claudesidian_tools.lengths import TRL_DEFAULT_MAX_LENGTH
+from claudesidian_tools.manifest import SCRIPT_PATH
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "card_template.md")
 # The model that the card's and README's examples name; tests put a tiny local model in its place.
@@ -23,28 +24,6 @@ EXAMPLE_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"),
                    (10_000_000_000, "1B<n<10B"), (100_000_000_000, "10B<n<100B"), (1_000_000_000_000, "100B<n<1T"))
-_COLUMNS = {
-    "kto": ("The `kto` layout (TRL's unpaired preference format, conversational)", [
-        ("prompt", "list of `{role, content}`", "every message but the last"),
-        ("completion", "list with one `{role, content}`", "the assistant's reply"),
-        ("label", "bool", "`true` = desirable, `false` = undesirable"),
-        ("context", f"struct of {len(cs.CONTEXT_FIELDS)} strings, or null",
-         f"session metadata ({', '.join(cs.CONTEXT_FIELDS)})"),
-    ]),
-    "conversations": ("The `conversations` layout (the published file's columns)", [
-        ("conversations", "list of `{role, content}`", "the whole conversation, the assistant's reply last"),
-        ("label", "bool", "`true` = desirable, `false` = undesirable"),
-        ("context", f"struct of {len(cs.CONTEXT_FIELDS)} strings, or null", "session metadata"),
-    ]),
-    "messages": ("The `messages` layout (TRL's conversational language-modeling format, for SFT)", [
-        ("messages", "list of `{role, content}`", "the whole conversation of a desirable row"),
-    ]),
-    "preference": ("The `preference` layout (TRL's conversational preference format, for DPO and ORPO)", [
-        ("prompt", "list of `{role, content}`", "every message but the last"),
-        ("chosen", "list with one `{role, content}`", "a desirable reply to the prompt"),
-        ("rejected", "list with one `{role, content}`", "an undesirable reply to the same prompt"),
-    ]),
-}
 _ORDER_WORDS = {
     "source": "in source order",
     "shuffle": "shuffled (seed {seed})",
@@ -80,7 +59,7 @@ def location_text(location: str, is_repo: bool) -> dict[str, str]:
             "run_from": f", from the folder that holds `{location}/` (as every command below; the recipes name "
                         f"`./{location}`: after renaming the folder, change `dataset_name` in them too)",
             "offline": "This folder needs no network: every config loads from its Parquet files.",
-            "script": f'script = "{location}/{_script_path()}"',
+            "script": f'script = "{location}/{SCRIPT_PATH}"',
             "fetch": "",
             "recipes": f"{location}/recipes",
         }
@@ -91,16 +70,10 @@ def location_text(location: str, is_repo: bool) -> dict[str, str]:
         "offline": f"Offline: download the repository once (`hf download {location} --repo-type dataset "
         "--local-dir DIR`), then `load_dataset(DIR, name=...)`.",
         "script": f'from huggingface_hub import hf_hub_download\n'
-                  f'script = hf_hub_download("{location}", "{_script_path()}", repo_type="dataset")',
+                  f'script = hf_hub_download("{location}", "{SCRIPT_PATH}", repo_type="dataset")',
         "fetch": f"hf download {location} {{recipe}} --repo-type dataset --local-dir .\n",
         "recipes": "recipes",
     }
-
-
-def _script_path() -> str:
-    from claudesidian_tools.export import SCRIPT_PATH
-
-    return SCRIPT_PATH
 
 
 def describe(entry: Mapping) -> str:
@@ -169,15 +142,15 @@ def card_context(manifest: Mapping, location: str, is_repo: bool) -> dict:
         "leaks": leaks if len(evaluated) > 1 else [],
         "evaluated": ", ".join(f"`{name}`" for name in evaluated),
         "untested": (", ".join(untested[:-1]) + " and " + untested[-1] if len(untested) > 1 else "".join(untested)),
-        "layouts": [{"title": _COLUMNS[layout][0], "columns": _COLUMNS[layout][1]}
-                    for layout in cs.LAYOUTS if any(entry["layout"] == layout for entry in entries)],
+        "layouts": [{"title": layout.title, "columns": layout.columns}
+                    for layout in cs.LAYOUTS.values() if any(entry["layout"] == layout.name for entry in entries)],
         "where": where,
         "default_config": cs.DEFAULT_CONFIG_NAME if any(e["name"] == cs.DEFAULT_CONFIG_NAME for e in entries)
         else entries[0]["name"],
         "training": _training(entries, where),
         "shards": "; ".join(f"`{entry['name']}` " + ", ".join(f"{split} {len(paths)}" for split, paths in
                                                               entry["data_files"].items()) for entry in entries),
-        "script": _script_path(),
+        "script": SCRIPT_PATH,
         "source_file": cs.SOURCE_FILENAME,
     }
 

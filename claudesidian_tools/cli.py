@@ -1,7 +1,8 @@
 """`claudesidian-synthetic`: build, inspect, export, push and verify the configs, all through the one builder.
 
 The config options come from the builder's declarations (`claudesidian_synthetic.OPTIONS`): their
-flags, types, choices, help and defaults are written once, there."""
+flags, types, choices, help and defaults are written once, there. Errors are worded here in flags
+(`cli_voice`), where the builder words them as Python keywords."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import difflib
 import json
 import os
 import sys
+import typing
 from collections.abc import Sequence
+from typing import Any
 
 import datasets
 import huggingface_hub
@@ -19,6 +22,20 @@ import huggingface_hub
 import claudesidian_synthetic as cs
 from claudesidian_tools import interrupts
 from claudesidian_tools.interrupts import interrupt_deferred
+
+
+def cli_voice(said: Any) -> str:
+    """A mention in the command line's words: `--batch-size 4`, `the config full`; several joined by spaces."""
+    if isinstance(said, cs.ClaudesidianError):
+        return said.words(cli_voice)
+    if isinstance(said, tuple):
+        return " ".join(map(cli_voice, said))
+    if not isinstance(said, cs.Mention):
+        return str(said)
+    if said.option == "name":
+        return f"the config {said.value}"
+    flag_text = flag(said.option)
+    return flag_text if said.bare or said.value is True else f"{flag_text} {said.value}"
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -70,21 +87,31 @@ def option_default_text(option: str) -> str:
 
 
 def add_option(parser: argparse.ArgumentParser, option: str) -> None:
-    """One config option on the command line, as the builder declares it."""
+    """One config option on the command line, as the builder declares it (its type says how to read it)."""
     field = next(field for field in cs.OPTIONS if field.name == option)
     rule, help_text = field.metadata["rule"], field.metadata["help"]
     help_text = f"{help_text} {option_default_text(option)}"
-    if rule.parse is None:
+    kinds = {kind for kind in typing.get_args(field.type) or (field.type,) if kind is not type(None)}
+    if kinds == {bool}:
         parser.add_argument(flag(option), action=_OnceFlag, nargs=0, default=None, help=help_text)
         return
-    parser.add_argument(flag(option), type=_typed(rule, option), choices=rule.choices or None, action=_Once,
+    read = _number if float in kinds else int if kinds == {int} else str
+    parser.add_argument(flag(option), type=_typed(read, rule, option), choices=rule.choices or None, action=_Once,
                         help=help_text.replace("%", "%%"), metavar=option.upper() if not rule.choices else None)
 
 
-def _typed(rule: cs.Rule, option: str):
+def _number(text: str) -> int | float:
+    """A number as written: `2` stays a whole number (a row count, a ratio echoed as given), `0.1` a fraction."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _typed(read, rule: cs.Rule, option: str):
     def parse(text: str):
         try:
-            return rule.parse(text)
+            return read(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {rule.states}") from None
 
@@ -170,10 +197,6 @@ def command_build(args: argparse.Namespace) -> None:
         raise cs.OptionError(f"--out {args.out} is the source file itself (--source {args.source}); writing it would "
                              "replace the data it is built from: choose another --out")
     options = _config_options(args)
-    if args.format is not None:
-        layout = {"kto": "kto", "raw": "conversations"}[args.format]
-        if options.setdefault("layout", layout) != layout:
-            raise cs.OptionError(f"--format {args.format} and --layout {args.layout} disagree; give one of them")
     args.interrupted = f"{args.out} was not written" if args.out not in (None, "-") else "nothing was written"
     dataset_dict = cs.load(args.config, **options)
     if args.split not in dataset_dict:
@@ -195,14 +218,17 @@ def command_build(args: argparse.Namespace) -> None:
 
 
 def command_stats(args: argparse.Namespace) -> None:
-    from claudesidian_tools.stats import config_stats, draw_figure, print_stats
+    from claudesidian_tools.plots import draw_figure
+    from claudesidian_tools.stats import config_stats, count_config, held_out_leaks, print_stats
 
     if args.plot:
         _check_plot(args.plot, args.config)
     tokenizer = _tokenizer(args)
     options = _config_options(args)
-    results = {name: config_stats(cs.load(name, **options), batch_size=args.batch_size, tokenizer=tokenizer,
-                                  max_length=args.max_length) for name in args.config}
+    schemas = options.pop("tool_schemas", None)  # checks every config's calls; its gate, if any, with it
+    counted = {name: count_config(name, tokenizer, schemas, **options)[0] for name in args.config}
+    results = {name: config_stats(splits, batch_size=args.batch_size, max_length=args.max_length)
+               for name, splits in counted.items()}
     if args.plot:
         (name, stats), = results.items()
         draw_figure(args.plot, name, stats, args.batch_size)
@@ -211,9 +237,8 @@ def command_stats(args: argparse.Namespace) -> None:
         (name, stats), = results.items()
         print(json.dumps(stats)) if args.json else print_stats(name, stats)
         return
-    from claudesidian_tools.stats import held_out_leaks_of
-
-    leaks = held_out_leaks_of({name: cs.load(name, **options) for name in args.config})
+    leaks = held_out_leaks({name: {split: each.prompts() for split, each in splits.items()}
+                            for name, splits in counted.items()})
     if args.json:
         print(json.dumps({"configs": results, "held_out_leaks": leaks}))
         return
@@ -225,7 +250,7 @@ def command_stats(args: argparse.Namespace) -> None:
 
 def _check_plot(path: str, configs: list) -> None:
     """Before anything is built: one config, a .png file in a folder that exists, and matplotlib."""
-    from claudesidian_tools.plots import plots_available
+    from claudesidian_tools.plots import INSTALL_PLOTS, plots_available
 
     if len(configs) > 1:
         raise cs.OptionError(f"--plot draws one config, and {len(configs)} were given; give one config")
@@ -235,18 +260,15 @@ def _check_plot(path: str, configs: list) -> None:
     if not os.path.isdir(folder):
         raise cs.OptionError(f"--plot {path}: the folder {folder} does not exist; create it, or choose another path")
     if not plots_available():
-        raise cs.OptionError("--plot needs matplotlib: install the plots extra "
-                             "(pip install 'claudesidian-synthetic[plots]')")
+        raise cs.OptionError(f"--plot needs matplotlib: {INSTALL_PLOTS}")
 
 
 def _tokenizer(args: argparse.Namespace):
-    if args.max_length is not None and args.max_length < 1:
-        raise cs.OptionError(f"--max-length {args.max_length}: must be a positive whole number of tokens")
-    if args.tokenizer is None:
-        return None
-    from claudesidian_tools.lengths import load_tokenizer
+    from claudesidian_tools.lengths import check_max_length, load_tokenizer
 
-    return load_tokenizer(args.tokenizer)
+    if args.max_length is not None:
+        check_max_length(args.max_length)
+    return None if args.tokenizer is None else load_tokenizer(args.tokenizer)
 
 
 def command_verify(args: argparse.Namespace) -> None:
@@ -269,16 +291,18 @@ def command_configs(args: argparse.Namespace) -> None:
 
 
 def command_export(args: argparse.Namespace) -> None:
-    from claudesidian_tools.export import ExportError, export, parse_config_spec, read_manifest
+    from claudesidian_tools.export import export, parse_config_spec
+    from claudesidian_tools.manifest import ExportError, config_names, read_manifest
 
     specs = [parse_config_spec(spec) for spec in args.config or []]
     try:  # the configs of the export this one replaces (a folder that is no export is refused below)
-        before = [entry["name"] for entry in (read_manifest(args.folder) or {}).get("configs", [])]
+        before = config_names(read_manifest(args.folder))
     except (ExportError, OSError):
         before = []
     args.interrupted = f"{args.folder} is as it was"
     exported = export(args.folder, specs, source=args.source, revision=args.revision, num_shards=args.num_shards,
-                      max_shard_size=args.max_shard_size, tokenizer=args.tokenizer, max_length=args.max_length)
+                      max_shard_size=args.max_shard_size, tokenizer=args.tokenizer, max_length=args.max_length,
+                      replace_existing=args.replace_existing, tool_schemas=args.tool_schemas)
     args.interrupted = f"{args.folder} holds the new export"
     for item in exported:
         rows = ", ".join(
@@ -294,7 +318,7 @@ def command_export(args: argparse.Namespace) -> None:
 
 
 def command_infos(args: argparse.Namespace) -> None:
-    from claudesidian_tools.export import build_infos, write_infos
+    from claudesidian_tools.infos import build_infos, write_infos
 
     path = write_infos(build_infos(source=args.source, revision=args.revision), args.folder)
     print(f"wrote {path}", file=sys.stderr)
@@ -330,9 +354,6 @@ def make_parser() -> argparse.ArgumentParser:
     build = command("build", "write one split of one config as JSONL", command_build)
     _add_config_options(build)
     build.add_argument("--split", default="train", action=_Once, help="which split to write")
-    build.add_argument("--format", choices=("kto", "raw"), action=_Once,
-                       help="the same as --layout: kto = kto, raw = conversations (the published file's bytes) "
-                       "(default: the layout's)")
     build.add_argument("--out", action=_Once, help="output file (default: stdout)")
 
     stats = command("stats", "what each split will teach: labels, duplicates, batch mix, KTO weights, lengths, "
@@ -346,6 +367,7 @@ def make_parser() -> argparse.ArgumentParser:
     export = command("export", "write a Hub-ready folder: data, card, TRL recipes", command_export)
     export.add_argument("folder", help="output folder (an earlier export there is replaced; nothing else is touched)")
     _add_source_options(export)
+    add_option(export, "tool_schemas")
     export.add_argument("--config", action="append", metavar="[NAME=]CONFIG[:OPTION=VALUE,...]",
                         help="a config to export, e.g. mixed8=full:order=mixed,batch_size=8 (repeatable; "
                         "default: " + ", ".join(name for name, named in cs.CONFIGS.items() if named.exported) + ")")
@@ -355,6 +377,10 @@ def make_parser() -> argparse.ArgumentParser:
     export.add_argument("--max-shard-size", action=_Once,
                         help=f"largest shard, e.g. 500MB (default: {datasets.config.MAX_SHARD_SIZE}, as push_to_hub)")
     _add_length_options(export)
+    export.add_argument("--replace-existing", action=_OnceFlag, nargs=0, default=False,
+                        help="let export replace files at the paths it writes that it did not write itself (the "
+                        "README.md of a fresh clone of a Hub dataset repository); it names them, and every other "
+                        "file, .git and .gitattributes included, stays")
 
     infos = command("infos", "regenerate dataset_infos.json from the builder", command_infos)
     infos.add_argument("--folder", default=".", help="where to write dataset_infos.json")
@@ -416,8 +442,8 @@ def _run(argv: Sequence[str] | None, args: argparse.Namespace) -> int:
         vars(args).update(vars(_parse(make_parser(), argv)))
         args.run(args)
     except cs.ClaudesidianError as error:
-        print(f"claudesidian-synthetic: error: {error.render('cli')}", file=sys.stderr)
-        return 1 if type(error).__name__ == "Mismatch" else 2
+        print(f"claudesidian-synthetic: error: {error.words(cli_voice)}", file=sys.stderr)
+        return error.exit_code
     except (OSError, huggingface_hub.errors.HfHubHTTPError) as error:
         # File-system and network failures: one line, no traceback (the token never appears in these).
         if isinstance(error, OSError) and error.filename:
@@ -432,13 +458,5 @@ def _run(argv: Sequence[str] | None, args: argparse.Namespace) -> int:
 
 
 def _interrupted(interrupt: KeyboardInterrupt, args: argparse.Namespace) -> int:
-    said = getattr(interrupt, "said", None) or interrupts.committed() or getattr(args, "interrupted",
-                                                                                   "nothing was changed")
-    print(f"claudesidian-synthetic: interrupted: {said}", file=sys.stderr)
-    return 130
-
-
-if __name__ == "__main__":
-    from claudesidian_tools.command import main as command_main
-
-    sys.exit(command_main())
+    return interrupts.say(getattr(interrupt, "said", None) or interrupts.committed()
+                          or getattr(args, "interrupted", None))

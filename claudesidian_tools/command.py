@@ -1,9 +1,9 @@
-"""The `claudesidian-synthetic` command. Loading `datasets` takes a second or two; Ctrl-C then ends
-as calmly as later on (one line, exit 130). Once the command has returned, its work is done or undone as
-it said: a Ctrl-C after that changes nothing, so the process exits with the command's own status."""
+"""The `claudesidian-synthetic` command (also `python -m claudesidian_tools`). Loading `datasets` takes a
+second or two; Ctrl-C then ends as calmly as later on (one line, exit 130). Once the command has returned,
+its work is done or undone as it said: a Ctrl-C after that changes nothing, so the process exits with the
+command's own status."""
 
 import signal
-import sys
 
 
 def main() -> int:
@@ -11,13 +11,12 @@ def main() -> int:
         from claudesidian_tools import interrupts
         from claudesidian_tools.cli import main as run
     except KeyboardInterrupt:
-        print("claudesidian-synthetic: interrupted: nothing was changed", file=sys.stderr)
-        return 130
+        from claudesidian_tools.interrupts import say
+
+        return say()
     try:
         code = run()
     except KeyboardInterrupt:  # in the instant between the command's end and here
-        print(f"claudesidian-synthetic: interrupted: {interrupts.committed() or 'nothing was changed'}",
-              file=sys.stderr)
-        code = 130
+        code = interrupts.say(interrupts.committed())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     return code

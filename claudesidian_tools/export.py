@@ -9,17 +9,15 @@ those the last export wrote (its manifest lists them) and every other file stays
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
+import errno
 import json
 import math
 import os
-import pathlib
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,24 +28,23 @@ import pyarrow.parquet
 from datasets.info import DatasetInfosDict
 
 import claudesidian_synthetic as cs
+from claudesidian_tools.card import recipe_max_length, render_card, render_recipe
+from claudesidian_tools.infos import dataset_info, portable_info, write_infos
 from claudesidian_tools.interrupts import interrupt_deferred
-from claudesidian_tools.stats import SplitFigures, held_out_leaks
+from claudesidian_tools.lengths import check_max_length, load_tokenizer
+from claudesidian_tools.manifest import CARD, MANIFEST, MANIFEST_FORMAT, SCRIPT_PATH, ExportError, read_manifest
+from claudesidian_tools.plots import INSTALL_PLOTS, draw_figure
+from claudesidian_tools.replace import make_staging, recover, replace_files
+from claudesidian_tools.stats import SplitStats, held_out_leaks, schemas_option, shared_between, stats_batch_sizes
 
-MANIFEST = "claudesidian_export.json"
-INFOS_FILENAME = "dataset_infos.json"
-# The loading script lives below the root: `datasets` 4 and 5 refuse a folder or repository whose
-# root holds `<its name>.py`, and 3.6 would run it instead of reading the Parquet files.
-SCRIPT_PATH = "loading_script/claudesidian_synthetic.py"
 # Rows held in memory at once and written as one Parquet row group (a shard's rows stay whole).
 ROWS_PER_ROW_GROUP = 10_000
 # Rows per Arrow chunk, as `datasets`' writer makes them.
 ROWS_PER_CHUNK = datasets.config.DEFAULT_MAX_BATCH_SIZE
 DEFAULT_EXPORTS = tuple(name for name, named in cs.CONFIGS.items() if named.exported)
+# Options given once for the whole export, not per config.
+EXPORT_WIDE = ("source", "revision", "tool_schemas")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-
-class ExportError(cs.ClaudesidianError):
-    """The folder cannot take this export (files in the way, not writable); nothing was changed."""
 
 
 @dataclasses.dataclass
@@ -110,13 +107,14 @@ def check_specs(specs: Sequence[ConfigSpec]) -> list[ConfigSpec]:
         seen[name] = spec.text or name
         if spec.config_name not in cs.CONFIGS:
             raise cs.OptionError(f"{where}: unknown config {spec.config_name!r}; choose one of {', '.join(cs.CONFIGS)}")
-        unknown = sorted(set(spec.options) - set(cs.OPTION_DEFAULTS) | set(spec.options) & {"source", "revision"})
+        unknown = sorted(set(spec.options) - set(cs.OPTION_DEFAULTS) | set(spec.options) & set(EXPORT_WIDE))
         if unknown:
-            allowed = sorted(set(cs.OPTION_DEFAULTS) - {"source", "revision"})
+            allowed = sorted(set(cs.OPTION_DEFAULTS) - set(EXPORT_WIDE))
             close = difflib.get_close_matches(unknown[0].replace("-", "_"), allowed, n=1)
             hint = f" (did you mean {close[0]}?)" if close and close[0] != unknown[0] else ""
             raise cs.OptionError(f"{where}: unknown option(s) {', '.join(unknown)}{hint}; the options are "
-                                 f"{', '.join(allowed)} (the source is one for the whole export: --source)")
+                                 f"{', '.join(allowed)} (the source and the tool schemas are one for the whole "
+                                 "export: --source, --revision, --tool-schemas)")
         try:
             resolved_config(spec)
         except cs.OptionError as error:
@@ -124,13 +122,24 @@ def check_specs(specs: Sequence[ConfigSpec]) -> list[ConfigSpec]:
     return list(specs)
 
 
+def spec_voice(said: Any) -> str:
+    """A mention in the words of an export's `--config` spec: `batch_size=4`, a config by its name."""
+    if isinstance(said, cs.ClaudesidianError):
+        return said.words(spec_voice)
+    if isinstance(said, tuple):
+        return ", ".join(map(spec_voice, said))
+    if not isinstance(said, cs.Mention):
+        return str(said)
+    if said.option == "name":
+        return str(said.value)
+    return said.option if said.bare else f"{said.option}={said.value}"
+
+
 def _in_spec(error: cs.ClaudesidianError, spec: ConfigSpec) -> cs.ClaudesidianError:
     """An option error said in the words of the `--config` spec the user wrote."""
     if not isinstance(error, cs.OptionError) or not spec.text:
         return error
-    said = error.about(f"--config {spec.text}: ")
-    said.voice = "spec"
-    return said
+    return error.about(f"--config {spec.text}: ", voice=spec_voice)
 
 
 def resolved_config(spec: ConfigSpec) -> cs.ClaudesidianSyntheticConfig:
@@ -148,11 +157,12 @@ class ExportedConfig:
     info: datasets.DatasetInfo
     prompts: dict[str, np.ndarray]  # split -> its distinct prompt digests (not written anywhere)
     figure: str | None = None
+    notes: dict[str, dict] = dataclasses.field(default_factory=dict)  # split -> what the gate and dedupe did
 
     @property
     def trainer(self) -> str | None:
         """The TRL command that trains on this config's layout; None for the published columns."""
-        return {"kto": "kto", "messages": "sft", "preference": "dpo"}.get(self.config.layout)
+        return cs.LAYOUTS[self.config.layout].trainer
 
     @property
     def recipe_path(self) -> str | None:
@@ -169,69 +179,91 @@ def export(
     max_shard_size: int | str | None = None,
     tokenizer: str | None = None,
     max_length: int | None = None,
+    replace_existing: bool = False,
+    tool_schemas: str | None = None,
 ) -> list[ExportedConfig]:
     """Write every config of `specs` (the DEFAULT_EXPORTS when there are none) into `folder`, ready to
     upload, and return what was exported.
 
     Each split is written as `num_shards` Parquet files, or as many as keep each under `max_shard_size`
     (default: `datasets`' own for `push_to_hub`); a mixed config's shards hold whole batches. With a
-    `tokenizer` the figures count tokens too and each recipe's `max_length` covers the config's longest
-    row (or is `max_length`, with what it truncates counted)."""
-    from claudesidian_tools.card import render_card, render_recipe
-
+    `tokenizer` the stats count tokens too and each recipe's `max_length` covers the config's longest
+    row (or is `max_length`, with what it truncates counted). Everything is built beside the folder and
+    moved in under a journal (`claudesidian_tools.replace`), so a crash at any moment leaves the last
+    export or this one whole; the next export (or verify) finishes or undoes an interrupted one.
+    `replace_existing` lets it replace files at the paths it writes that it did not write itself (a
+    fresh clone's README.md); every other file stays. Every config's tool calls are counted against
+    `tool_schemas` (default: the pinned copy), and configs that gate or use a tools layout build with it."""
     named_by_user = bool(specs)
     specs = check_specs(specs or [parse_config_spec(name) for name in DEFAULT_EXPORTS])
     max_bytes = _shard_limit(num_shards, max_shard_size)
     target = os.path.abspath(folder)
-    previous = _previous_files(target)
+    _recover(target)
+    previous = _previous_files(target, replace_existing)
     loaded_tokenizer = _tokenizer(tokenizer, max_length)
-    parent = os.path.dirname(target)
+    schemas = cs.load_tool_schemas(tool_schemas)
     try:
-        os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(target)}.")
+        staging = make_staging(target)
     except OSError as error:
-        raise ExportError(f"{folder}: cannot write in {parent} ({error.strerror}); choose a folder you can write to") \
-            from None
+        raise ExportError(_cannot_write(folder, error)) from None
     try:
         os.chmod(staging, 0o777 & ~_umask())
         exported = [
             _write_config(staging, spec, source=source, revision=revision, num_shards=num_shards, max_bytes=max_bytes,
-                          tokenizer=loaded_tokenizer, max_length=max_length, defaults=not named_by_user)
+                          tokenizer=loaded_tokenizer, max_length=max_length, defaults=not named_by_user,
+                          tool_schemas=tool_schemas, schemas=schemas)
             for spec in specs
         ]
         figures_skipped = _write_figures(staging, exported)
-        manifest = _manifest(exported, source=source, revision=revision, tokenizer=tokenizer, max_length=max_length)
+        manifest = _manifest(exported, source=source, revision=revision, tokenizer=tokenizer, max_length=max_length,
+                             schemas=schemas)
         manifest["figures_skipped"] = figures_skipped
         write_infos(DatasetInfosDict({item.spec.export_name: item.info for item in exported}), staging)
         _copy_script(staging)
         location = os.path.basename(target)
-        _write_text(staging, "README.md", render_card(manifest, location=location))
+        _write_text(staging, CARD, render_card(manifest, location=location))
         for entry in manifest["configs"]:
             if entry["recipe"]:
                 _write_text(staging, entry["recipe"], render_recipe(entry, location=location))
         # Every file the export wrote, with its sha256: the next export replaces those, and only while
         # they are as written (the manifest itself, rewritten each time, has none).
-        manifest["files"] = {**{path: _sha256(os.path.join(staging, path)) for path in _files_under(staging)},
+        manifest["files"] = {**{path: cs.file_sha256(os.path.join(staging, path)) for path in _files_under(staging)},
                              MANIFEST: None}
         _write_text(staging, MANIFEST, json.dumps(manifest, indent=1) + "\n")
-        _move_in(staging, target, previous)
+        _move_in(staging, target, previous, replace_existing)
+    except OSError as error:  # the disk filled up, a permission changed: the folder is as it was
+        raise ExportError(_cannot_write(folder, error)) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if manifest["figures_skipped"]:
-        print("figures skipped: install the plots extra (pip install 'claudesidian-synthetic[plots]') "
-              "and export again to add them to the card", file=sys.stderr)
+        print(f"figures skipped: {INSTALL_PLOTS}, and export again to add them to the card", file=sys.stderr)
     return exported
 
 
-def _tokenizer(name: str | None, max_length: int | None):
-    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
-        raise cs.OptionError("{given}: must be a positive whole number (tokens)", given=cs.Mention("max_length",
-                                                                                                    max_length))
-    if name is None:
-        return None
-    from claudesidian_tools.lengths import load_tokenizer
+def _recover(target: str) -> None:
+    """Finish or undo an export into `target` that a crash interrupted, saying so in one line."""
+    try:
+        said = recover(target)
+    except (OSError, ValueError) as error:
+        raise ExportError(f"{target}: an interrupted export could not be finished or undone ({error})") from None
+    if said:
+        print(said, file=sys.stderr)
 
-    return load_tokenizer(name)
+
+def _cannot_write(folder: str, error: OSError) -> str:
+    """One line for a file-system failure while exporting: the folder, the cause, what to do."""
+    parent = os.path.dirname(os.path.abspath(folder))
+    if error.errno == errno.ENOSPC or "No space left" in str(error):
+        return (f"{folder}: the disk is full (no space left on the device of {parent}), so the export could not be "
+                f"written; free some space or export to another disk; {folder} is as it was")
+    cause = error.strerror or " ".join(str(error).split())
+    return f"{folder}: cannot write in {parent} ({cause}); choose a folder you can write to; {folder} is as it was"
+
+
+def _tokenizer(name: str | None, max_length: int | None):
+    if max_length is not None:
+        check_max_length(max_length)
+    return None if name is None else load_tokenizer(name)
 
 
 def _shard_limit(num_shards: int | None, max_shard_size: int | str | None) -> int:
@@ -277,18 +309,13 @@ def shard_bounds(rows: int, num_shards: int, batch_size: int | None = None, wher
 
 
 def _write_config(folder: str, spec: ConfigSpec, *, source, revision, num_shards, max_bytes, tokenizer,
-                  max_length, defaults: bool) -> ExportedConfig:
-    """Stream one config's splits from the builder into Parquet shards, counting its figures."""
+                  max_length, defaults: bool, tool_schemas: str | None, schemas: cs.ToolSchemas) -> ExportedConfig:
+    """Stream one config's splits from the builder into Parquet shards, counting its stats."""
     config = resolved_config(spec)
-    options = {key: value for key, value in {"source": source, "revision": revision, **spec.options}.items()
-               if value is not None}
     try:
-        builder = cs.ClaudesidianSynthetic(config_name=spec.config_name, **options)
-        plan = {
-            generator.name: generator.gen_kwargs
-            for generator in builder._split_generators(datasets.StreamingDownloadManager(
-                download_config=datasets.DownloadConfig()))
-        }
+        built = cs.builder(spec.config_name, source=source, revision=revision, **spec.options,
+                           **schemas_option(spec.config_name, spec.options, tool_schemas))
+        plans = built.plan_splits(writes_to=folder)
     except cs.SourceError as error:
         if defaults and cs.CONFIGS[spec.config_name].pinned and "is not the v1.0.0 source" in str(error):
             raise cs.OptionError(
@@ -300,13 +327,13 @@ def _write_config(folder: str, spec: ConfigSpec, *, source, revision, num_shards
         raise
     except cs.OptionError as error:
         raise _in_spec(error, spec) from None
-    features = builder.info.features
+    features = built.info.features
     schema = features.arrow_schema.remove_metadata()
-    data_files, figures_of, sizes = {}, {}, {}
+    data_files, counted, sizes, notes = {}, {}, {}, {}
     os.makedirs(os.path.join(folder, "data", spec.export_name), exist_ok=True)
-    for split, gen_kwargs in plan.items():
-        rows = sum(len(offsets) for _, offsets, _ in gen_kwargs["shards"])
-        estimate = sum(int(lengths.sum()) + 64 * len(lengths) for _, _, lengths in gen_kwargs["shards"])
+    for split, plan in plans.items():
+        rows = len(plan)
+        estimate = int(plan.lengths.sum()) + 64 * rows
         shards = num_shards or math.ceil(estimate / max_bytes)
         where = f"{spec.export_name}/{split}"
         units = math.ceil(rows / (config.batch_size or 1))
@@ -319,39 +346,36 @@ def _write_config(folder: str, spec: ConfigSpec, *, source, revision, num_shards
                 f"{what}: give a larger --max-shard-size"
             )
         writer = _ShardWriter(folder, where, shard_bounds(rows, shards, config.batch_size, where), schema)
-        figures = figures_of[split] = SplitFigures(config.layout, tokenizer)
-        buffer = []
-        for _, example in builder._generate_examples(**gen_kwargs):
-            buffer.append(example)
-            if len(buffer) == ROWS_PER_ROW_GROUP:
-                _flush(buffer, writer, figures, schema)
-        _flush(buffer, writer, figures, schema)
+        counted[split], notes[split] = SplitStats(config.layout, tokenizer, schemas), plan.notes
+        tables, pending = [], 0
+        for batch in built.iter_batches(plan, min(ROWS_PER_CHUNK, ROWS_PER_ROW_GROUP)):
+            counted[split].add(batch)
+            tables.append(_arrow_table(batch, features, schema))
+            pending += tables[-1].num_rows
+            if pending >= ROWS_PER_ROW_GROUP:
+                writer.write(pa.concat_tables(tables))
+                tables, pending = [], 0
+        if tables:
+            writer.write(pa.concat_tables(tables))
         data_files[split] = writer.close()
         sizes[split] = writer.nbytes
-    # The figures come once the builder's per-row arrays are gone: the peak then follows the split's
-    # per-row figures alone, not both at once.
-    del builder, plan, gen_kwargs
-    stats = {split: figures.result(_stats_batch_sizes(config), max_length) for split, figures in figures_of.items()}
-    prompts = {split: figures.prompts() for split, figures in figures_of.items()}
+    # The stats come once the builder's per-row arrays are gone: the peak then follows the split's
+    # per-row numbers alone, not both at once.
+    del built, plans, plan
+    stats = {split: each.result(stats_batch_sizes(config.batch_size), max_length) for split, each in counted.items()}
+    prompts = {split: each.prompts() for split, each in counted.items()}
     download_size = sum(os.path.getsize(os.path.join(folder, path)) for paths in data_files.values() for path in paths)
-    info = _info(features, spec.export_name, {split: (stats[split]["rows"], sizes[split]) for split in stats},
-                 download_size)
-    return ExportedConfig(spec, config, data_files, stats, info, prompts)
+    info = dataset_info(features, spec.export_name, {split: (stats[split]["rows"], sizes[split]) for split in stats},
+                        download_size)
+    return ExportedConfig(spec, config, data_files, stats, info, prompts, notes=notes)
 
 
-def _stats_batch_sizes(config: cs.ClaudesidianSyntheticConfig) -> list[int]:
-    return sorted({2, 4, 8, *([config.batch_size] if config.batch_size else [])})
-
-
-def _flush(buffer: list, writer: _ShardWriter, figures: SplitFigures, schema: pa.Schema) -> None:
-    """Count and write the buffered rows as Arrow chunks of `ROWS_PER_CHUNK` rows, then empty it."""
-    if not buffer:
-        return
-    figures.add({column: [row[column] for row in buffer] for column in schema.names})
-    chunks = [pa.Table.from_pylist(buffer[start : start + ROWS_PER_CHUNK], schema=schema)
-              for start in range(0, len(buffer), ROWS_PER_CHUNK)]
-    writer.write(pa.concat_tables(chunks))
-    buffer.clear()
+def _arrow_table(batch: dict, features: datasets.Features, schema: pa.Schema) -> pa.Table:
+    """A columnar batch as Arrow in the features' schema. The examples of a plain layout are stored as
+    they are; a tools layout's `Json` values are encoded by `datasets` first (JSON text), then cast."""
+    if cs.layout_of(list(batch)).plain:
+        return pa.Table.from_pydict(batch, schema=schema)
+    return pa.Table.from_pydict(features.encode_batch(batch)).cast(schema)
 
 
 class _ShardWriter:
@@ -392,76 +416,18 @@ class _ShardWriter:
         return self.paths
 
 
-def _info(features: datasets.Features, name: str, splits: dict, download_size: int) -> datasets.DatasetInfo:
-    """Features and split sizes, without fields that vary per machine."""
-    return datasets.DatasetInfo(
-        description=cs.DESCRIPTION,
-        citation=cs._CITATION,
-        homepage=cs._HOMEPAGE,
-        license=cs._LICENSE,
-        features=features,
-        builder_name="claudesidian_synthetic",
-        dataset_name="claudesidian_synthetic",
-        config_name=name,
-        version=cs.ClaudesidianSynthetic.VERSION,
-        splits=datasets.SplitDict({split: datasets.SplitInfo(name=split, num_bytes=nbytes, num_examples=rows)
-                                   for split, (rows, nbytes) in splits.items()}),
-        download_size=download_size,
-        dataset_size=sum(nbytes for _, nbytes in splits.values()),
-    )
-
-
-def build_infos(source: str | None = None, revision: str | None = None) -> DatasetInfosDict:
-    """DatasetInfo of every builder config with its defaults, as the loading script's
-    `dataset_infos.json` records them: what the script downloads is the source."""
-    infos = DatasetInfosDict()
-    for name in cs.CONFIGS:
-        dataset_dict = cs.load(name, source=source, revision=revision)
-        first = next(iter(dataset_dict.values()))
-        splits = {split: (len(dataset), dataset.data.nbytes) for split, dataset in dataset_dict.items()}
-        info = _info(first.features, name, splits, download_size=cs.SOURCE_NUM_BYTES)
-        info.download_checksums = {cs.source_url("main"): {"num_bytes": cs.SOURCE_NUM_BYTES,
-                                                           "checksum": cs.SOURCE_SHA256}}
-        infos[name] = info
-    return infos
-
-
-def _portable(value: Any) -> Any:
-    """Spell 5.x's `{"_type": "List", "feature": X}` as `[X]` and leave out unset (None) fields such as
-    5.x's `original_shard_lengths`: what remains every `datasets` from 3.x reads."""
-    if isinstance(value, dict):
-        if value.get("_type") == "List" and value.get("length", -1) == -1:
-            return [_portable(value["feature"])]
-        return {key: _portable(item) for key, item in value.items() if item is not None}
-    if isinstance(value, list):
-        return [_portable(item) for item in value]
-    return value
-
-
-def portable_info(info: datasets.DatasetInfo) -> dict:
-    return _portable(dataclasses.asdict(info))
-
-
-def write_infos(infos: DatasetInfosDict, folder: str) -> str:
-    """Write `dataset_infos.json` deterministically (sorted keys) into `folder`."""
-    path = os.path.join(folder, INFOS_FILENAME)
-    payload = {name: portable_info(info) for name, info in infos.items()}
-    with open(path, "w", encoding="utf-8") as file:
-        json.dump(payload, file, indent=2, sort_keys=True)
-        file.write("\n")
-    return path
-
-
 def _copy_script(folder: str) -> None:
+    """The loading script, and beside it the pinned tool schemas (its default) with their licence."""
     path = os.path.join(folder, SCRIPT_PATH)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     shutil.copyfile(cs.__file__, path)
+    pinned = cs.load_tool_schemas().path
+    for shipped in (pinned, os.path.splitext(pinned)[0] + ".LICENSE"):
+        shutil.copyfile(shipped, os.path.join(os.path.dirname(path), os.path.basename(shipped)))
 
 
 def _write_figures(folder: str, exported: list[ExportedConfig]) -> bool:
     """One figure per config (`figures/<config>.png`); True when matplotlib is missing and none was drawn."""
-    from claudesidian_tools.stats import draw_figure
-
     os.makedirs(os.path.join(folder, "figures"), exist_ok=True)
     for item in exported:
         item.figure = f"figures/{item.spec.export_name}.png"
@@ -477,11 +443,10 @@ def _write_figures(folder: str, exported: list[ExportedConfig]) -> bool:
 # --- the manifest: what the export wrote, and everything its card says --------------------------
 
 
-def _manifest(exported: list[ExportedConfig], *, source, revision, tokenizer, max_length) -> dict:
+def _manifest(exported: list[ExportedConfig], *, source, revision, tokenizer, max_length,
+              schemas: cs.ToolSchemas) -> dict:
     """What the export recorded: the source, each config's options, files and figures, and the
     prompts shared across configs. The card and recipes are rendered from this (again by `push`)."""
-    from claudesidian_tools.card import recipe_max_length
-
     entries = []
     for item in exported:
         given = {key: value for key, value in item.spec.options.items()}
@@ -497,45 +462,23 @@ def _manifest(exported: list[ExportedConfig], *, source, revision, tokenizer, ma
             "figure": item.figure,
             "data_files": item.data_files,
             "stats": item.stats,
-            "shared_prompts": _shared_within(item.prompts),
+            "notes": item.notes,
+            "shared_prompts": shared_between(item.prompts) if len(item.prompts) > 1 else 0,
             "max_length": recipe_max_length(item.stats, tokenizer=tokenizer, max_length=max_length),
             "info": portable_info(item.info),
         })
-    source_sha256 = cs.SOURCE_SHA256 if source is None else _sha256_or_none(source)
+    source_sha256 = cs.SOURCE_SHA256 if source is None else None if cs.is_url(source) else cs.file_sha256(source)
     return {
-        "format": 1,
+        "format": MANIFEST_FORMAT,
         "package_version": cs.__version__,
         "source": {"file": os.path.basename(source) if source else cs.SOURCE_FILENAME, "sha256": source_sha256,
                    "revision": revision or ("main" if source is None else None), "from_hub": source is None},
         "tokenizer": tokenizer,
+        "tool_schemas": {"file": os.path.basename(schemas.path), "sha256": schemas.sha256,
+                         "pinned": schemas.sha256 == cs.TOOL_SCHEMAS_SHA256},
         "configs": entries,
         "held_out_leaks": held_out_leaks({item.spec.export_name: item.prompts for item in exported}),
     }
-
-
-def _sha256_or_none(source: str) -> str | None:
-    return None if "://" in source else cs._sha256_of_file(os.path.abspath(os.path.expanduser(source)))
-
-
-def _shared_within(prompts: dict[str, np.ndarray]) -> int:
-    from claudesidian_tools.stats import shared_between
-
-    return shared_between(prompts) if len(prompts) > 1 else 0
-
-
-def read_manifest(folder: str) -> dict | None:
-    """The manifest of an export in `folder`, or None when there is none."""
-    path = os.path.join(folder, MANIFEST)
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as file:
-            manifest = json.load(file)
-    except (OSError, ValueError) as error:
-        raise ExportError(f"{path}: not a readable export manifest ({error}); export into a new folder") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != 1 or not isinstance(manifest.get("files"), dict):
-        raise ExportError(f"{path}: not an export manifest this version reads; export into a new folder")
-    return manifest
 
 
 # --- moving the new export in: nothing else is touched ------------------------------------------
@@ -548,10 +491,11 @@ def _files_under(folder: str) -> list[str]:
     )
 
 
-def _previous_files(target: str) -> list[str]:
+def _previous_files(target: str, replace_existing: bool = False) -> list[str]:
     """The files an earlier export wrote into `target`, which this one replaces. Refused: a file where
-    the folder should be, a folder of other files (hidden ones, such as `.git`, are let be), and a file
-    the export wrote that was changed since (an edited recipe is the user's now)."""
+    the folder should be, a folder of other files (hidden ones, such as `.git`, are let be) unless
+    `replace_existing`, and a file the export wrote that was changed since (an edited recipe is the
+    user's now)."""
     if os.path.exists(target) and not os.path.isdir(target):
         raise ExportError(f"{target} is a file; export writes a folder: choose a new folder name")
     if not os.path.isdir(target):
@@ -559,15 +503,17 @@ def _previous_files(target: str) -> list[str]:
     manifest = read_manifest(target)
     if manifest is None:
         present = sorted(name for name in os.listdir(target) if not name.startswith("."))
-        if present:
+        if present and not replace_existing:
             raise ExportError(
-                f"{target} holds files that export did not write ({', '.join(present[:5])}) and no {MANIFEST}; "
-                "choose a new or empty folder (export never deletes or replaces files it did not write)"
+                cs.escaped(f"{target} holds files that export did not write ({', '.join(present[:5])}) and no "
+                           f"{MANIFEST}; ") + "choose a new or empty folder, or, for a clone of a Hub repository, "
+                "give {replace} to let export replace the files it needs (it names them; every other file stays)",
+                replace=cs.Mention("replace_existing", True),
             )
         return []
     written = {path: sha256 for path, sha256 in manifest["files"].items() if _inside(target, path)}
     changed = [path for path, sha256 in written.items() if sha256 is not None
-               and os.path.isfile(os.path.join(target, path)) and _sha256(os.path.join(target, path)) != sha256]
+               and os.path.isfile(os.path.join(target, path)) and cs.file_sha256(os.path.join(target, path)) != sha256]
     if changed:
         raise ExportError(
             f"{target}: {', '.join(changed[:5])} changed since the last export wrote them, and an export would "
@@ -576,43 +522,29 @@ def _previous_files(target: str) -> list[str]:
     return list(written)
 
 
-def _sha256(path: str) -> str:
-    return cs._sha256_of_file(path)
-
-
 def _inside(target: str, relative: str) -> bool:
     path = os.path.normpath(os.path.join(target, relative))
     return path.startswith(target + os.sep) and not os.path.isabs(relative)
 
 
-def _move_in(staging: str, target: str, previous: list[str]) -> None:
-    """Replace the earlier export's files by the new ones and leave every other file as it was.
-    A path the new export needs that holds a file no export wrote is refused before anything moves.
-    Ctrl-C waits until the moves are done, so the folder is never half of two exports."""
+def _move_in(staging: str, target: str, previous: list[str], replace_existing: bool) -> None:
+    """Replace the earlier export's files by the new ones and leave every other file as it was, under
+    the journal of `replace_files`. A path the new export needs that holds a file no export wrote is
+    refused before anything moves (or, with `replace_existing`, replaced and named). Ctrl-C waits until
+    the moves are done, so the folder is never half of two exports."""
     new = _files_under(staging)
     in_the_way = [path for path in new if path not in previous and os.path.lexists(os.path.join(target, path))]
-    if in_the_way:
+    if in_the_way and not replace_existing:
         raise ExportError(
-            f"{target} holds {', '.join(in_the_way[:5])}, which export did not write but would replace; "
-            "move it away, or export into another folder"
+            cs.escaped(f"{target} holds {', '.join(in_the_way[:5])}, which export did not write but would replace; ")
+            + "move it away, export into another folder, or give {replace} to let export replace it",
+            replace=cs.Mention("replace_existing", True),
         )
-    try:
-        with interrupt_deferred(f"{target} holds the new export"):
-            os.makedirs(target, exist_ok=True)
-            for path in new:
-                destination = os.path.join(target, path)
-                os.makedirs(os.path.dirname(destination), exist_ok=True)
-                os.replace(os.path.join(staging, path), destination)
-            for path in sorted(set(previous) - set(new)):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(target, path))
-            folders = {str(parent) for path in previous for parent in pathlib.PurePosixPath(path).parents}
-            for folder in sorted(folders - {"."}, key=len, reverse=True):
-                with contextlib.suppress(OSError):  # an emptied folder of the old export goes, others stay
-                    os.rmdir(os.path.join(target, folder))
-    except OSError as error:
-        raise ExportError(f"{target}: cannot write there ({error.strerror}); choose a folder you can write to") \
-            from None
+    with interrupt_deferred(f"{target} holds the new export"):
+        replace_files(target, staging, new, [path for path in previous if _inside(target, path)])
+    if in_the_way:
+        print(f"replaced {', '.join(in_the_way)}, which export did not write ({len(in_the_way)} "
+              f"{'file' if len(in_the_way) == 1 else 'files'}; every other file stays)", file=sys.stderr)
 
 
 def _umask() -> int:

@@ -2,25 +2,25 @@
 
 `HfApi.upload_folder` may split a large folder into several commits (with hf-xet installed), so a
 first commit's card would list shards that it does not hold. Here one `create_commit` adds every file
-and deletes the files of an earlier export that the folder no longer has; any other remote file is the
-user's and stays.
+and deletes the files an earlier push wrote (the manifest it pushed lists them) that the folder no
+longer has; any other remote file is the user's and stays.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 
 import huggingface_hub
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-from huggingface_hub.utils import HFValidationError, OfflineModeIsEnabled, RepositoryNotFoundError
+from huggingface_hub.utils import EntryNotFoundError, HFValidationError, OfflineModeIsEnabled, RepositoryNotFoundError
 
 import claudesidian_synthetic as cs
+from claudesidian_tools.card import render_card, render_recipe
 from claudesidian_tools.interrupts import raise_if_interrupted
+from claudesidian_tools.manifest import CARD, MANIFEST, config_names, read_manifest
 
-# What an export writes: remote files there that the folder no longer has are deleted by a push.
-MANAGED_PREFIXES = ("data/", "recipes/", "figures/", "loading_script/")
-MANAGED_FILES = ("README.md", "dataset_infos.json", "claudesidian_export.json", "claudesidian_synthetic.py")
 IGNORED_PREFIXES = (".git/", ".cache/huggingface/")  # never uploaded, as in upload_folder
 # One quick request without retries first: an unreachable Hub fails in this many seconds, not after
 # huggingface_hub's backoff (about 20 s).
@@ -39,15 +39,14 @@ def commit_folder(
     *,
     private: bool = False,
     commit_message: str = "Upload Claudesidian synthetic dataset",
-    managed_prefixes: Sequence[str] = MANAGED_PREFIXES,
-    managed_files: Sequence[str] = MANAGED_FILES,
     rendered: Mapping[str, str] | None = None,
     api: huggingface_hub.HfApi | None = None,
 ) -> tuple[str, bool]:
     """Make the dataset repository `repo_id` hold `paths` of `folder` (default: every file) in one commit,
     creating the repository if needed; a path of `rendered` is uploaded with that text instead of the
-    file's. Return the head commit's sha and whether this push made it (False when nothing changed: the
-    Hub keeps its head)."""
+    file's. A remote file that the manifest of an earlier push lists and `paths` lacks is deleted in the
+    same commit. Return the head commit's sha and whether this push made it (False when nothing changed:
+    the Hub keeps its head)."""
     rendered = rendered or {}
     paths = sorted(paths) if paths is not None else _files(folder)
     _check_repo_id(repo_id, paths)
@@ -66,12 +65,9 @@ def commit_folder(
                 "repository: make it private in its settings on the Hub first, or push to a new repository"
             )
         head = info["sha"]
-        local = set(paths)
-        stale = [
-            path
-            for path in api.list_repo_files(repo_id, repo_type="dataset", revision=head)
-            if path not in local and (path.startswith(tuple(managed_prefixes)) or path in managed_files)
-        ]
+        earlier = _pushed_before(api, repo_id, head)
+        stale = [path for path in api.list_repo_files(repo_id, repo_type="dataset", revision=head)
+                 if path in earlier and path not in set(paths)]
         operations = [CommitOperationAdd(path, rendered[path].encode("utf-8") if path in rendered
                                          else os.path.join(folder, path)) for path in paths]
         operations += [CommitOperationDelete(path) for path in stale]
@@ -84,6 +80,17 @@ def commit_folder(
     except Exception as error:  # any client, HTTP or network error: one line, no token
         raise PushError(_explain(error, repo_id, api.endpoint, token)) from None
     return commit.oid, commit.oid != head
+
+
+def _pushed_before(api: huggingface_hub.HfApi, repo_id: str, head: str) -> set[str]:
+    """The files an earlier push wrote: those its manifest lists (none when the repository has no manifest)."""
+    try:
+        path = api.hf_hub_download(repo_id, MANIFEST, repo_type="dataset", revision=head)
+    except EntryNotFoundError:
+        return set()
+    with open(path, encoding="utf-8") as file:
+        files = json.load(file).get("files")
+    return set(files) | {MANIFEST} if isinstance(files, dict) else set()
 
 
 def _files(folder: str) -> list[str]:
@@ -171,9 +178,6 @@ def push(
     Only the files the export wrote (its manifest lists them) go up, the card and the recipes rendered
     again for the repository from the manifest; the folder itself is left as it is (its card still
     describes the folder), so a second push of it changes nothing."""
-    from claudesidian_tools.card import render_card, render_recipe
-    from claudesidian_tools.export import MANIFEST, read_manifest
-
     if not os.path.isdir(folder):
         raise PushError(f"{folder}: no such folder; give the folder `claudesidian-synthetic export` wrote")
     manifest = read_manifest(folder)
@@ -183,7 +187,7 @@ def push(
             "into a new folder (claudesidian-synthetic export NEW_FOLDER) and push that"
         )
     _check_repo_id(repo_id, [])
-    rendered = {"README.md": render_card(manifest, location=repo_id, is_repo=True)}
+    rendered = {CARD: render_card(manifest, location=repo_id, is_repo=True)}
     for entry in manifest["configs"]:
         if entry["recipe"]:
             rendered[entry["recipe"]] = render_recipe(entry, location=repo_id, is_repo=True)
@@ -198,7 +202,5 @@ def push(
 
 def pinned_load_lines(folder: str, repo_id: str, sha: str) -> list[str]:
     """One `load_dataset(...)` line per config of the export, pinned to `sha`."""
-    from claudesidian_tools.export import read_manifest
-
-    names = [entry["name"] for entry in read_manifest(folder)["configs"]]
-    return [f'load_dataset("{repo_id}", name="{name}", revision="{sha}")' for name in names]
+    return [f'load_dataset("{repo_id}", name="{name}", revision="{sha}")'
+            for name in config_names(read_manifest(folder))]

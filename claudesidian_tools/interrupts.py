@@ -52,6 +52,12 @@ class watching:
         return False
 
 
+def say(said: Optional[str] = None) -> int:
+    """The one line a Ctrl-C ends the command with (what is in place now), and its exit status."""
+    print(f"claudesidian-synthetic: interrupted: {said or 'nothing was changed'}", file=sys.stderr)
+    return 130
+
+
 def raise_if_interrupted() -> None:
     """Raise the Ctrl-C that Python dropped, if there was one: call this before putting files in place."""
     if _seen:

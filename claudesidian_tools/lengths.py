@@ -11,6 +11,7 @@ tokenizer functions, so the character figures work without the [kto] extra.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Sequence, Sized
 from typing import Any, Optional
@@ -23,7 +24,7 @@ import claudesidian_synthetic as cs
 TRL_DEFAULT_MAX_LENGTH = 1024
 # The rule of thumb behind the estimate made without a tokenizer: about 4 characters per token.
 CHARS_PER_TOKEN_ESTIMATE = 4
-LABEL_NAMES = ("desirable", "undesirable")
+LABEL_NAMES = cs.LABEL_NAMES
 # Conversations per `apply_chat_template` call: the fast tokenizer encodes each batch in parallel.
 TOKENIZE_BATCH_SIZE = 256
 _KTO_EXTRA = "pip install 'claudesidian-synthetic[kto]'"
@@ -34,8 +35,8 @@ class TokenizerError(cs.ClaudesidianError):
 
     def __init__(self, name_or_path: Any, problem: str, fix: str):
         self.name_or_path = name_or_path
-        escaped = f"{problem}. {fix}".replace("{", "{{").replace("}", "}}")
-        super().__init__("{given}: " + escaped, given=cs.Mention("tokenizer", str(name_or_path)))
+        super().__init__("{given}: " + cs.escaped(f"{problem}. {fix}"),
+                         given=cs.Mention("tokenizer", str(name_or_path)))
 
 
 # --- summaries ---------------------------------------------------------------------------------
@@ -93,36 +94,16 @@ def ks_distance(a: Iterable[int], b: Iterable[int]) -> float:
 
 
 def message_chars(messages: Sequence[dict]) -> int:
-    """Characters (code points, `len(str)`) of the messages' contents: what the model reads, no template."""
-    return sum(len(message["content"] or "") for message in messages)
-
-
-def char_lengths(prompts: Sequence[Sequence[dict]], completions: Sequence[Sequence[dict]]) -> tuple:
-    """(prompt_chars, completion_chars) as int arrays, one value per row."""
-    _same_length(prompts=prompts, completions=completions)
-    prompt_chars = np.fromiter((message_chars(messages) for messages in prompts), dtype=np.int64, count=len(prompts))
-    completion_chars = np.fromiter(
-        (message_chars(messages) for messages in completions), dtype=np.int64, count=len(completions)
-    )
-    return prompt_chars, completion_chars
-
-
-def dataset_columns(dataset) -> tuple:
-    """(labels, prompts, completions) of a built dataset in either layout, read in batches.
-
-    The `conversations` layout is split as the `kto` layout is: the last message is the completion.
-    """
-    labels, prompts, completions = [], [], []
-    kto_layout = "prompt" in dataset.column_names
-    for batch in dataset.iter(batch_size=1000):
-        labels.extend(batch["label"])
-        if kto_layout:
-            prompts.extend(batch["prompt"])
-            completions.extend(batch["completion"])
-        else:
-            prompts.extend(messages[:-1] for messages in batch["conversations"])
-            completions.extend(messages[-1:] for messages in batch["conversations"])
-    return labels, prompts, completions
+    """Characters (code points, `len(str)`) of what the messages say, no template: their contents and, for
+    structured tool calls, each call's name and arguments (as JSON), which the model writes too."""
+    total = 0
+    for message in messages:
+        total += len(message["content"] or "")
+        for call in message.get("tool_calls") or ():
+            arguments = call["function"]["arguments"]
+            total += len(call["function"]["name"]) + len(arguments if isinstance(arguments, str)
+                                                         else json.dumps(arguments))
+    return total
 
 
 # --- tokens, as TRL's KTOTrainer counts them -------------------------------------------------------
@@ -180,33 +161,43 @@ def _reach_hub_quickly(repo_id: str) -> None:
     huggingface_hub.get_hf_file_metadata(huggingface_hub.hf_hub_url(repo_id, "tokenizer_config.json"))
 
 
-def common_prefix_length(ids: Sequence[int], other_ids: Sequence[int]) -> int:
-    """Leading tokens two sequences share: where TRL starts the completion (trl.data_utils.common_prefix_length)."""
-    shortest = min(len(ids), len(other_ids))
-    differ = np.flatnonzero(np.asarray(ids[:shortest]) != np.asarray(other_ids[:shortest]))
-    return int(differ[0]) if differ.size else shortest
-
-
-def _chat_ids(tokenizer, conversations: list, add_generation_prompt: bool) -> list:
+def _chat_ids(tokenizer, conversations: list, add_generation_prompt: bool, tools=None) -> list:
     encoded = tokenizer.apply_chat_template(
-        conversations, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=True
+        conversations, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=True, tools=tools
     )
     return encoded["input_ids"]
 
 
-def token_lengths(tokenizer, prompts: Sequence[Sequence[dict]], completions: Sequence[Sequence[dict]]) -> tuple:
+def _decoded_tools(tools) -> list | None:
+    """A `tools` value as TRL passes it to the chat template: a JSON string is decoded, an empty list is None."""
+    tools = json.loads(tools) if isinstance(tools, str) else tools
+    return tools or None
+
+
+def token_lengths(tokenizer, prompts: Sequence[Sequence[dict]], completions: Sequence[Sequence[dict]],
+                  tools: Sequence | None = None) -> tuple:
     """(prompt_tokens, full_tokens) per row, exactly as TRL 1.16's KTOTrainer tokenizes conversational rows.
 
     KTOTrainer renders the prompt with the generation prompt and prompt + completion without it, both
-    through the chat template; the prompt is their common prefix, the rest is the completion, so the
-    sequence it trains on has len(prompt + completion ids) tokens. `full_tokens - prompt_tokens` are
-    the completion tokens. Batched through the fast tokenizer: seconds for a thousand rows.
+    through the chat template (with the row's `tools`, where the layout has them); the prompt is their
+    common prefix, the rest is the completion, so the sequence it trains on has len(prompt + completion
+    ids) tokens. `full_tokens - prompt_tokens` are the completion tokens. Batched through the fast
+    tokenizer (one row at a time with tools, which differ from row to row): seconds for a thousand rows.
     """
+    from trl.data_utils import common_prefix_length  # where TRL itself starts the completion
+
     prompts, completions = list(prompts), list(completions)
     _same_length(prompts=prompts, completions=completions)
     _require_chat_template(tokenizer, getattr(tokenizer, "name_or_path", type(tokenizer).__name__))
     prompt_tokens = np.zeros(len(prompts), dtype=np.int64)
     full_tokens = np.zeros(len(prompts), dtype=np.int64)
+    if tools is not None:
+        for row, (prompt, completion, listed) in enumerate(zip(prompts, completions, tools)):
+            listed = _decoded_tools(listed)
+            prompt_ids = _chat_ids(tokenizer, list(prompt), True, listed)
+            full_ids = _chat_ids(tokenizer, list(prompt) + list(completion), False, listed)
+            prompt_tokens[row], full_tokens[row] = common_prefix_length(prompt_ids, full_ids), len(full_ids)
+        return prompt_tokens, full_tokens
     for start in range(0, len(prompts), TOKENIZE_BATCH_SIZE):
         batch_prompts = [list(messages) for messages in prompts[start : start + TOKENIZE_BATCH_SIZE]]
         batch_full = [
@@ -221,15 +212,23 @@ def token_lengths(tokenizer, prompts: Sequence[Sequence[dict]], completions: Seq
     return prompt_tokens, full_tokens
 
 
+def tools_tokens(tokenizer, prompts: Sequence[Sequence[dict]], tools: Sequence) -> np.ndarray:
+    """Tokens the `tools` block adds to each row's prompt: the prompt rendered with its tools, less the
+    same prompt without them (what every training sequence of a tools layout carries besides the talk)."""
+    _same_length(prompts=prompts, tools=tools)
+    return np.array([len(_chat_ids(tokenizer, list(prompt), True, _decoded_tools(listed)))
+                     - len(_chat_ids(tokenizer, list(prompt), True)) for prompt, listed in zip(prompts, tools)],
+                    dtype=np.int64)
+
+
 # --- truncation --------------------------------------------------------------------------------
 
 
-def _check_max_length(max_length: Any) -> int:
+def check_max_length(max_length: Any) -> int:
+    """`max_length` as a whole number of tokens, or the one OptionError every caller raises for it."""
     if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 1:
-        raise cs.OptionError(
-            f"max_length={max_length!r}: must be a whole number of tokens >= 1 "
-            f"(TRL's KTOConfig default is {TRL_DEFAULT_MAX_LENGTH})"
-        )
+        raise cs.OptionError("{given}: must be a positive whole number of tokens (TRL's KTOConfig default is "
+                             f"{TRL_DEFAULT_MAX_LENGTH})", given=cs.Mention("max_length", max_length))
     return int(max_length)
 
 
@@ -271,7 +270,7 @@ def truncation(
     max_length, so the collator cuts the completion's end. `longest`: the longest sequence, in tokens
     (a max_length at or above it cuts nothing). With labels, the same per label under `by_label`.
     """
-    max_length = _check_max_length(max_length)
+    max_length = check_max_length(max_length)
     prompt_tokens, full_tokens = _as_lengths(prompt_tokens, "prompt_tokens"), _as_lengths(full_tokens, "full_tokens")
     _same_length(prompt_tokens=prompt_tokens, full_tokens=full_tokens)
     result = {"max_length": max_length, **_truncation_counts(prompt_tokens, full_tokens, max_length)}
@@ -314,7 +313,7 @@ def length_report(
     if (prompt_tokens is None) != (full_tokens is None):
         raise cs.OptionError("prompt_tokens and full_tokens go together: pass both (from token_lengths) or neither")
     if max_length is not None:
-        max_length = _check_max_length(max_length)
+        max_length = check_max_length(max_length)
     columns = {"prompt_chars": prompt_chars, "completion_chars": completion_chars}
     if prompt_tokens is not None:
         prompt_tokens = _as_lengths(prompt_tokens, "prompt_tokens")
@@ -375,20 +374,3 @@ def completion_histogram(labels: Sequence[bool], completion_chars: Sequence[int]
         **{name: [int(count) for count in np.histogram(lengths[rows], bins=edges)[0]]
            for name, rows in zip(LABEL_NAMES, (mask, ~mask))},
     }
-
-
-def dataset_lengths(
-    dataset, *, tokenizer=None, max_length: Optional[int] = TRL_DEFAULT_MAX_LENGTH, bins: int = 20
-) -> dict:
-    """The length report and the completion histogram of one built split, for `stats` and the card.
-
-    Without a tokenizer the truncation figures are the 4-characters-per-token estimate.
-    """
-    labels, prompts, completions = dataset_columns(dataset)
-    prompt_chars, completion_chars = char_lengths(prompts, completions)
-    tokens = {}
-    if tokenizer is not None:
-        prompt_tokens, full_tokens = token_lengths(tokenizer, prompts, completions)
-        tokens = {"prompt_tokens": prompt_tokens, "full_tokens": full_tokens}
-    report = length_report(labels, prompt_chars, completion_chars, max_length=max_length, **tokens)
-    return {**report, "completion_histogram": completion_histogram(labels, completion_chars, bins=bins)}

@@ -3,7 +3,7 @@
 The figure draws numbers it is given (from `claudesidian_tools.lengths.completion_histogram` and the
 stats), never recomputes them, so the card's figure and its JSON stats cannot disagree. matplotlib
 is the optional [plots] extra, imported only when drawing: without it `plot_config` raises
-`PlotsUnavailable`, whose message is the one line a caller prints (`PLOTS_MISSING_MESSAGE`).
+`PlotsUnavailable`, whose message is the one line a caller prints (what to install: `INSTALL_PLOTS`).
 
 Rendering uses the Agg canvas directly (no pyplot, no display), matplotlib's default style, a fixed
 size and DPI and no software/date metadata, so the same input gives the same PNG bytes.
@@ -20,12 +20,13 @@ import numpy as np
 
 import claudesidian_synthetic as cs
 
-PLOTS_MISSING_MESSAGE = "figures skipped: install the plots extra: pip install 'claudesidian-synthetic[plots]'"
+# What to do without matplotlib, in the one wording every message uses.
+INSTALL_PLOTS = "install the plots extra (pip install 'claudesidian-synthetic[plots]')"
 FIGURE_SIZE = (15.0, 4.8)  # inches
 DPI = 100
 # Okabe-Ito blue and vermillion: told apart with the common colour-vision deficiencies.
 COLORS = {"desirable": "#0072B2", "undesirable": "#D55E00"}
-LABEL_NAMES = ("desirable", "undesirable")
+LABEL_NAMES = cs.LABEL_NAMES
 PNG_METADATA = {"Software": None}  # matplotlib writes its version here by default; the bytes must not depend on it
 
 
@@ -33,7 +34,7 @@ class PlotsUnavailable(cs.ClaudesidianError, ImportError):
     """matplotlib is not installed: the figures are skipped; str() is the one line to show."""
 
     def __init__(self) -> None:
-        super().__init__(PLOTS_MISSING_MESSAGE)
+        super().__init__(f"figures skipped: {INSTALL_PLOTS}")
 
 
 def _matplotlib() -> tuple:
@@ -247,3 +248,27 @@ def plot_config(
         }
         figure.savefig(os.fspath(path), format="png", dpi=DPI, metadata=PNG_METADATA)
     return drawn
+
+
+def draw_figure(path: str, name: str, stats: Mapping, batch_size: int | None = None) -> bool:
+    """The config's figure (reply lengths by label, rows per split, the first batches' labels) from its
+    stats; False when matplotlib is missing."""
+    train = stats["train"]
+    pairs = "desirable" not in train  # preference pairs: a chosen and a rejected reply per row
+    splits = {split: numbers for split, numbers in stats.items() if isinstance(numbers, Mapping)}
+    try:
+        plot_config(
+            path,
+            title=name,
+            histogram=train["completion_histogram"],
+            splits={split: {"desirable": numbers["rows"]} if pairs else
+                    {"desirable": numbers["desirable"], "undesirable": numbers["undesirable"]}
+                    for split, numbers in splits.items()},
+            first_labels=train.get("first_labels", []),
+            batch_size=batch_size or 4,
+            label_names={"desirable": "chosen", "undesirable": "rejected"} if pairs else None,
+            note="preference pairs: each row holds both replies" if pairs else "one label: no batch mix to show",
+        )
+    except PlotsUnavailable:
+        return False
+    return True

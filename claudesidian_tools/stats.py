@@ -1,94 +1,92 @@
 """What a subset will teach: label counts and mix, duplicates, batch mix, KTO weights, lengths by
 label, and prompts shared between splits and configs.
 
-One pass over the rows (`SplitFigures.add`, batch by batch) gives every figure, so the export computes
+One pass over the rows (`SplitStats.add`, batch by batch) gives every number, so the export counts
 them while it writes the Parquet files; `stats`, the card, the recipes and the figures all read them.
-Every layout is seen as labelled replies to prompts: a KTO row is one, an SFT conversation one
-desirable, a preference pair two (the chosen reply desirable, the rejected one undesirable).
+Every layout is seen as labelled replies to prompts, as its record (`cs.LAYOUTS`) says where they are.
 """
 
 from __future__ import annotations
 
 import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
 import claudesidian_synthetic as cs
 from claudesidian_tools.kto import homogeneous_batches, weights_for_counts
+from claudesidian_tools.lengths import (
+    TRL_DEFAULT_MAX_LENGTH,
+    completion_histogram,
+    length_report,
+    length_summary,
+    message_chars,
+    token_lengths,
+    tools_tokens,
+)
 
-DEFAULT_STATS_BATCH_SIZES = (2, 4, 8)
+# Batch sizes whose single-label batches every config reports (and its own mixed batch size).
+REPORTED_BATCH_SIZES = (2, 4, 8)
 FIRST_ROWS = 50
-_DIGEST = np.dtype([("high", "<u8"), ("low", "<u8")])
+TOP_REASONS = 10
+_DIGEST = np.dtype("V16")
 
 
-def layout_of(column_names: Sequence[str]) -> str:
-    """The layout whose columns these are."""
-    for layout, features in cs.FEATURES_BY_LAYOUT.items():
-        if list(features) == list(column_names):
-            return layout
-    raise cs.OptionError(f"columns {', '.join(column_names)} are none of the layouts {', '.join(cs.LAYOUTS)}")
-
-
-def replies_of(batch: Mapping[str, list], layout: str) -> tuple[list, list, list]:
-    """(labels, prompts, replies) of a columnar batch: one labelled reply per row, two per pair."""
-    if layout == "kto":
-        return batch["label"], batch["prompt"], batch["completion"]
-    if layout == "conversations":
-        return batch["label"], [m[:-1] for m in batch["conversations"]], [m[-1:] for m in batch["conversations"]]
-    if layout == "messages":
-        messages = batch["messages"]
-        return [True] * len(messages), [m[:-1] for m in messages], [m[-1:] for m in messages]
-    pairs = len(batch["prompt"])
-    return [True, False] * pairs, [p for p in batch["prompt"] for _ in (0, 1)], [
-        reply for chosen, rejected in zip(batch["chosen"], batch["rejected"]) for reply in (chosen, rejected)
-    ]
-
-
-def _chars(messages: list) -> int:
-    return sum(len(message["content"]) for message in messages)
+def stats_batch_sizes(batch_size: int | None = None) -> list[int]:
+    """The batch sizes whose single-label batches are counted: the reported ones and the config's own."""
+    return sorted({*REPORTED_BATCH_SIZES, *([batch_size] if batch_size else [])})
 
 
 def _plain(value):
-    """A column value as plain tuples, the same whatever order its keys came in: a list of messages,
-    the context (its fields in schema order) or a label. Quicker than a general canonical form."""
-    if type(value) is list:
-        return tuple((message["role"], message["content"]) for message in value)
-    if type(value) is dict:
+    """A column value as plain types for a digest, the same whatever order its keys came in."""
+    if type(value) is list and all(type(item) is dict and item.keys() == {"role", "content"} for item in value):
+        return tuple((message["role"], message["content"]) for message in value)  # the common case, quickly
+    if type(value) is dict and value.keys() <= set(cs.CONTEXT_FIELDS):
         return tuple(value.get(name) for name in cs.CONTEXT_FIELDS)
-    return value
+    return cs.json_digest(value) if type(value) in (list, dict) else value
 
 
-class SplitFigures:
-    """The figures of one split, accumulated batch by batch: per row a label byte, two lengths and two
-    16-byte digests (never the text), so memory follows the row count, not the text."""
+class SplitStats:
+    """The numbers of one split, accumulated batch by batch: per row a label byte, two lengths, two
+    16-byte digests and the first tool-call check it fails (never the text), so memory follows the row
+    count, not the text. `schemas` are the tool schemas its calls are checked against."""
 
-    def __init__(self, layout: str, tokenizer=None):
-        self.layout, self.tokenizer = layout, tokenizer
+    def __init__(self, layout: str, tokenizer=None, schemas: cs.ToolSchemas | None = None):
+        self.layout, self.tokenizer, self.schemas = cs.LAYOUTS[layout], tokenizer, schemas
         self.rows = 0
         self.labels = bytearray()
         self.prompt_chars, self.reply_chars = array.array("q"), array.array("q")
-        self.prompt_tokens, self.full_tokens = array.array("q"), array.array("q")
+        self.prompt_tokens, self.full_tokens, self.tools_tokens = array.array("q"), array.array("q"), array.array("q")
         self._rows, self._prompts = bytearray(), bytearray()
         self._distinct_prompts = None
+        self._first_failed = bytearray()
+        self._reasons = (Counter(), Counter())  # desirable, undesirable
 
     def add(self, batch: Mapping[str, list]) -> None:
-        """Take one columnar batch (`{column: [values]}`, as `Dataset.iter` yields)."""
-        columns = list(batch)
-        self.rows += len(batch[columns[0]])
+        """Take one columnar batch (`{column: [values]}`, as `Dataset.iter` and the builder yield)."""
+        self.rows += len(next(iter(batch.values())))
         self._distinct_prompts = None
         for values in zip(*batch.values()):
             self._rows += cs.value_digest(tuple(map(_plain, values)))
-        labels, prompts, replies = replies_of(batch, self.layout)
+        labels, prompts, replies = self.layout.replies(batch)
         self.labels += bytes(map(bool, labels))
-        self.prompt_chars.extend(map(_chars, prompts))
-        self.reply_chars.extend(map(_chars, replies))
-        for prompt in prompts[:: 2 if self.layout == "preference" else 1]:
-            self._prompts += cs.value_digest(_plain(prompt))
+        self.prompt_chars.extend(map(message_chars, prompts))
+        self.reply_chars.extend(map(message_chars, replies))
+        for prompt in prompts[:: 2 if self.layout.labels == "pairs" else 1]:
+            self._prompts += cs.messages_digest(prompt)
+        if self.schemas is not None:
+            for label, reply in zip(labels, replies):
+                checked = cs.check_reply(cs.calls_of(reply), self.schemas)
+                self._first_failed.append(checked.first_failed)
+                self._reasons[0 if label else 1].update((reason.code, reason.tool, reason.parameter)
+                                                       for reason in checked.reasons)
         if self.tokenizer is not None:
-            from claudesidian_tools.lengths import token_lengths
-
-            prompt_tokens, full_tokens = token_lengths(self.tokenizer, prompts, replies)
+            tools = None
+            if self.layout.tools:  # a pair's two replies share its prompt's tools
+                tools = [listed for listed in batch["tools"] for _ in range(2 if self.layout.labels == "pairs" else 1)]
+                self.tools_tokens.extend(tools_tokens(self.tokenizer, prompts, tools).tolist())
+            prompt_tokens, full_tokens = token_lengths(self.tokenizer, prompts, replies, tools)
             self.prompt_tokens.extend(prompt_tokens.tolist())
             self.full_tokens.extend(full_tokens.tolist())
 
@@ -98,55 +96,114 @@ class SplitFigures:
             self._distinct_prompts = np.unique(np.frombuffer(self._prompts, dtype=_DIGEST))
         return self._distinct_prompts
 
-    def result(self, batch_sizes: Iterable[int] = DEFAULT_STATS_BATCH_SIZES, max_length: int | None = None) -> dict:
-        """The figures `claudesidian-synthetic stats` prints, as one JSON-ready dict."""
-        from claudesidian_tools.lengths import TRL_DEFAULT_MAX_LENGTH, completion_histogram, length_report
-
+    def result(self, batch_sizes: Iterable[int] = REPORTED_BATCH_SIZES, max_length: int | None = None) -> dict:
+        """The numbers `claudesidian-synthetic stats` prints, as one JSON-ready dict."""
         # Views, not copies, and counts in numpy: at a million rows every copy of a column is megabytes.
         labels = np.frombuffer(self.labels, dtype=bool)
         digests = np.frombuffer(self._rows, dtype=_DIGEST)
-        figures = {"rows": self.rows, "duplicates": int(len(digests) - len(np.unique(digests))),
-                   "prompts": int(len(self.prompts()))}
-        if self.layout in ("kto", "conversations", "messages"):
+        stats = {"rows": self.rows, "duplicates": int(len(digests) - len(np.unique(digests))),
+                 "prompts": int(len(self.prompts()))}
+        if self.layout.labels != "pairs":
             desirable = int(labels.sum())
-            figures.update(desirable=desirable, undesirable=self.rows - desirable)
-        if self.layout in ("kto", "conversations"):
-            figures.update(self._batch_mix(labels, batch_sizes))
+            stats.update(desirable=desirable, undesirable=self.rows - desirable)
+        if self.layout.labels == "own":
+            stats.update(self._batch_mix(labels, batch_sizes))
         tokens = {}
         if self.tokenizer is not None:
             tokens = {"prompt_tokens": np.frombuffer(self.prompt_tokens, dtype=np.int64),
                       "full_tokens": np.frombuffer(self.full_tokens, dtype=np.int64)}
         prompt_chars = np.frombuffer(self.prompt_chars, dtype=np.int64)
         reply_chars = np.frombuffer(self.reply_chars, dtype=np.int64)
-        figures["lengths"] = length_report(labels, prompt_chars, reply_chars, max_length=max_length or
-                                           TRL_DEFAULT_MAX_LENGTH, **tokens)
-        figures["completion_histogram"] = completion_histogram(labels, reply_chars)
-        return figures
+        stats["lengths"] = length_report(labels, prompt_chars, reply_chars, max_length=max_length or
+                                         TRL_DEFAULT_MAX_LENGTH, **tokens)
+        if self.tools_tokens:
+            stats["lengths"]["tools_tokens"] = length_summary(np.frombuffer(self.tools_tokens, dtype=np.int64))
+        stats["completion_histogram"] = completion_histogram(labels, reply_chars)
+        if self.schemas is not None:
+            stats["tool_calls"] = self._funnel(labels)
+        return stats
 
     def _batch_mix(self, labels: np.ndarray, batch_sizes: Iterable[int]) -> dict:
         desirable, first = int(np.count_nonzero(labels)), labels[:FIRST_ROWS].tolist()
         undesirable = len(labels) - desirable
+        prompts = np.frombuffer(self._prompts, dtype=_DIGEST)
         return {
             "ratio": round(desirable / max(undesirable, 1), 4),
             "first_50": {"desirable": sum(first), "undesirable": len(first) - sum(first)},
             "homogeneous_batches": {str(size): homogeneous_batches(labels, size) for size in sorted(set(batch_sizes))},
+            "prompt_repeat_batches": {str(size): prompt_repeat_batches(prompts, size)
+                                      for size in sorted(set(batch_sizes))},
             "kto_weights": weights_for_counts(desirable, undesirable) if desirable and undesirable else None,
             "first_labels": labels[: 16 * max(batch_sizes)].tolist(),
         }
 
+    def _funnel(self, labels: np.ndarray) -> dict:
+        """Per label: rows, rows passing each check and every check before it, the most common reasons;
+        for undesirable rows also how many are bad by format and how many are well-formed calls whose
+        fault lies elsewhere (what KTO must learn from)."""
+        first_failed = np.frombuffer(self._first_failed, dtype=np.uint8)
+        funnel = {"schemas_sha256": self.schemas.sha256, "checks": list(cs.CHECKS)}
+        for name, rows, reasons in zip(cs.LABEL_NAMES, (labels, ~labels), self._reasons):
+            failed = first_failed[rows]
+            ranked = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:TOP_REASONS]
+            funnel[name] = {
+                "rows": int(rows.sum()),
+                "passing": {check: int((failed > index).sum()) for index, check in enumerate(cs.CHECKS)},
+                "top_reasons": [{"code": code, "tool": tool, "parameter": parameter, "count": count}
+                                for (code, tool, parameter), count in ranked],
+            }
+            if name == "undesirable":
+                funnel[name]["bad_format"] = int((failed == 0).sum())
+                funnel[name]["well_formed_but_failing"] = int(((failed > 0) & (failed < len(cs.CHECKS))).sum())
+        return funnel
 
-def split_figures(dataset, tokenizer=None) -> SplitFigures:
+
+def prompt_repeat_batches(prompts: np.ndarray, batch_size: int) -> int:
+    """How many complete, aligned batches of `batch_size` consecutive rows hold one prompt twice (there
+    TRL's in-batch KL pairs may pair a prompt with its own reply)."""
+    complete = len(prompts) // batch_size * batch_size
+    return sum(len(set(prompts[start : start + batch_size].tolist())) < batch_size
+               for start in range(0, complete, batch_size))
+
+
+def schemas_option(name: str, options: Mapping, tool_schemas: str | None) -> dict:
+    """`tool_schemas` as a builder option where the config checks calls with it (its gate, a tools layout);
+    elsewhere the schemas only count the calls, and the builder refuses an option that changes nothing."""
+    if tool_schemas is None:
+        return {}
+    config = cs.ClaudesidianSyntheticConfig(name=name, **{**cs.CONFIGS[name].option_defaults(), **options})
+    return {"tool_schemas": tool_schemas} if cs.uses_tool_checks(config) else {}
+
+
+def split_stats(dataset, tokenizer=None, schemas: cs.ToolSchemas | None = None) -> SplitStats:
     """Accumulate a whole Dataset (or IterableDataset) in batches of 1000 rows."""
-    figures = SplitFigures(layout_of(dataset.column_names), tokenizer)
+    stats = SplitStats(cs.layout_of(dataset.column_names).name, tokenizer, schemas)
     for batch in dataset.iter(batch_size=1000):
-        figures.add(batch)
-    return figures
+        stats.add(batch)
+    return stats
 
 
-def dataset_stats(dataset, batch_sizes: Iterable[int] = DEFAULT_STATS_BATCH_SIZES, tokenizer=None,
-                  max_length: int | None = None) -> dict:
-    """The figures of one split."""
-    return split_figures(dataset, tokenizer).result(batch_sizes, max_length)
+def count_config(name: str, tokenizer=None, tool_schemas: str | None = None, **options) -> tuple:
+    """Build one config from the source, through the builder's plan (no Arrow cache), counting each split
+    (its tool calls checked against `tool_schemas`, default the pinned copy); returns ({split: SplitStats},
+    {split: what the planning dropped or relabelled})."""
+    built = cs.builder(name, **options, **schemas_option(name, options, tool_schemas))
+    schemas = cs.load_tool_schemas(tool_schemas)
+    counted, notes = {}, {}
+    for split, plan in built.plan_splits().items():
+        counted[split], notes[split] = SplitStats(built.config.layout, tokenizer, schemas), plan.notes
+        for batch in built.iter_batches(plan):
+            counted[split].add(batch)
+    return counted, notes
+
+
+def config_stats(counted: Mapping[str, SplitStats], batch_size: int | None = None,
+                 max_length: int | None = None) -> dict:
+    """`stats` of one config: every split's numbers, and the prompts its splits share."""
+    stats = {split: each.result(stats_batch_sizes(batch_size), max_length) for split, each in counted.items()}
+    if len(counted) > 1:
+        stats["shared_prompts"] = shared_between({split: each.prompts() for split, each in counted.items()})
+    return stats
 
 
 def shared_between(prompt_sets: Mapping[str, np.ndarray]) -> int:
@@ -172,91 +229,78 @@ def held_out_leaks(prompts_by_config: Mapping[str, Mapping[str, np.ndarray]]) ->
     ]
 
 
-def held_out_leaks_of(dataset_dicts: Mapping) -> list[dict]:
-    """`held_out_leaks` of built configs (name -> DatasetDict)."""
-    return held_out_leaks({name: {split: split_figures(dataset).prompts() for split, dataset in splits.items()}
-                           for name, splits in dataset_dicts.items()})
-
-
-def draw_figure(path: str, name: str, stats: Mapping, batch_size: int | None = None) -> bool:
-    """The config's figure (reply lengths by label, rows per split, the first batches' labels) from its
-    figures; False when matplotlib is missing."""
-    from claudesidian_tools.plots import PlotsUnavailable, plot_config
-
-    train = stats["train"]
-    pairs = "desirable" not in train  # preference pairs: a chosen and a rejected reply per row
-    splits = {split: figures for split, figures in stats.items() if isinstance(figures, Mapping)}
-    try:
-        plot_config(
-            path,
-            title=name,
-            histogram=train["completion_histogram"],
-            splits={split: {"desirable": figures["rows"]} if pairs else
-                    {"desirable": figures["desirable"], "undesirable": figures["undesirable"]}
-                    for split, figures in splits.items()},
-            first_labels=train.get("first_labels", []),
-            batch_size=batch_size or 4,
-            label_names={"desirable": "chosen", "undesirable": "rejected"} if pairs else None,
-            note="preference pairs: each row holds both replies" if pairs else "one label: no batch mix to show",
-        )
-    except PlotsUnavailable:
-        return False
-    return True
-
-
-def config_stats(dataset_dict: Mapping, batch_size: int | None = None, tokenizer=None,
-                 max_length: int | None = None) -> dict:
-    """`stats` of one config: every split's figures, and the prompts its splits share."""
-    sizes = sorted({*DEFAULT_STATS_BATCH_SIZES, *([batch_size] if batch_size else [])})
-    figures = {split: split_figures(dataset, tokenizer) for split, dataset in dataset_dict.items()}
-    stats = {split: each.result(sizes, max_length) for split, each in figures.items()}
-    if len(figures) > 1:
-        stats["shared_prompts"] = shared_between({split: each.prompts() for split, each in figures.items()})
-    return stats
-
-
 def print_stats(name: str, stats: Mapping) -> None:
-    """The text form of `stats`: one line per figure, the figure's name in a column of its own."""
+    """The text form of `stats`: one line per number, its name in a column of its own."""
     def line(label: str, value) -> None:
         print(f"{label:<26} {value}")
 
     line("config", name)
-    for split, figures in stats.items():
-        if not isinstance(figures, Mapping):
+    for split, numbers in stats.items():
+        if not isinstance(numbers, Mapping):
             continue
         print(f"[{split}]")
-        line("rows", figures["rows"])
-        if "desirable" in figures:
-            line("desirable", figures["desirable"])
-            line("undesirable", figures["undesirable"])
-        line("exact duplicates", figures["duplicates"])
-        line("distinct prompts", figures["prompts"])
-        if "first_50" in figures:
-            first, weights = figures["first_50"], figures["kto_weights"]
-            batches = ", ".join(f"{size}: {count}" for size, count in figures["homogeneous_batches"].items())
-            line("ratio", figures["ratio"])
+        line("rows", numbers["rows"])
+        if "desirable" in numbers:
+            line("desirable", numbers["desirable"])
+            line("undesirable", numbers["undesirable"])
+        line("exact duplicates", numbers["duplicates"])
+        line("distinct prompts", numbers["prompts"])
+        if "first_50" in numbers:
+            first, weights = numbers["first_50"], numbers["kto_weights"]
+            batches = ", ".join(f"{size}: {count}" for size, count in numbers["homogeneous_batches"].items())
+            line("ratio", numbers["ratio"])
             line("first 50 rows", f"{first['desirable']} desirable, {first['undesirable']} undesirable")
             line("single-label batches", f"{batches} (batch size: count)")
+            repeats = ", ".join(f"{size}: {count}" for size, count in numbers["prompt_repeat_batches"].items())
+            line("batches sharing a prompt", f"{repeats} (batch size: count)")
             if weights:
                 line("KTO weights", f"desirable_weight={weights['desirable_weight']}, "
                                     f"undesirable_weight={weights['undesirable_weight']}")
-        print(format_lengths(figures["lengths"], "preference" if "desirable" not in figures else "labels"))
+        print(format_lengths(numbers["lengths"], "preference" if "desirable" not in numbers else "labels"))
+        if "tool_calls" in numbers:
+            print(format_tool_calls(numbers["tool_calls"], "preference" if "desirable" not in numbers else "labels"))
     if "shared_prompts" in stats:
         line("prompts shared by splits", stats["shared_prompts"])
+
+
+def format_tool_calls(funnel: Mapping, kind: str = "labels") -> str:
+    """The tool-call funnel as text: per label the rows passing each check in order, and the top reasons."""
+    names = {"desirable": "chosen", "undesirable": "rejected"} if kind == "preference" else {}
+    lines = [f"{'tool calls checked against':<26} tool schemas sha256 {funnel['schemas_sha256']}"]
+    for label in cs.LABEL_NAMES:
+        numbers = funnel[label]
+        if not numbers["rows"]:
+            continue
+        passing = ", ".join(f"{check} {count}" for check, count in numbers["passing"].items())
+        text = f"{numbers['rows']} rows; passing {passing}"
+        if "bad_format" in numbers:
+            text += (f"; bad format {numbers['bad_format']}, well-formed but failing "
+                     f"{numbers['well_formed_but_failing']}")
+        lines.append(f"{names.get(label, label) + ' tool calls':<26} {text}")
+        reasons = "; ".join(f"{reason_text(reason)} {reason['count']}" for reason in numbers["top_reasons"][:5])
+        if reasons:
+            lines.append(f"{'  top reasons':<26} {reasons}")
+    return "\n".join(lines)
+
+
+def reason_text(reason: Mapping) -> str:
+    """`unknown_parameter memoryManager_createState.snapshot`: a reason's code, its tool and parameter."""
+    parameter = f".{reason['parameter']}" if reason["parameter"] else ""
+    return f"{reason['code']} {reason['tool'] or '(no name)'}{parameter}"
 
 
 def format_lengths(report: Mapping, kind: str = "labels") -> str:
     """The length report as text: per label the reply (and prompt) lengths, the distance, truncation."""
     names = {"desirable": "chosen", "undesirable": "rejected"} if kind == "preference" else {}
     lines = []
-    for label in ("desirable", "undesirable"):
-        figures = report[label]
-        if not figures["rows"]:
+    for label in cs.LABEL_NAMES:
+        numbers = report[label]
+        if not numbers["rows"]:
             continue
         for column, title in (("completion_chars", "reply chars"), ("prompt_chars", "prompt chars"),
                               ("completion_tokens", "reply tokens"), ("prompt_tokens", "prompt tokens")):
-            if column in figures:
-                summary = figures[column]
+            if column in numbers:
+                summary = numbers[column]
                 lines.append(f"{names.get(label, label) + ' ' + title:<26} min {summary['min']}, quartiles "
                              f"{summary['q1']:g} / {summary['median']:g} / {summary['q3']:g}, max {summary['max']}")
     if report.get("ks_completion_chars") is not None:
@@ -264,13 +308,18 @@ def format_lengths(report: Mapping, kind: str = "labels") -> str:
                      "characters; 0 = the same lengths)")
     if report.get("ks_completion_tokens") is not None:
         lines.append(f"{'length distance':<26} {report['ks_completion_tokens']} (Kolmogorov-Smirnov, reply tokens)")
+    if "tools_tokens" in report:
+        summary = report["tools_tokens"]
+        lines.append(f"{'tools block tokens':<26} min {summary['min']}, quartiles {summary['q1']:g} / "
+                     f"{summary['median']:g} / {summary['q3']:g}, max {summary['max']} (in every prompt)")
     if "truncation" in report:
         cut = report["truncation"]
         lines.append(f"{'max_length ' + str(cut['max_length']):<26} {cut['truncated']} rows truncated, "
                      f"{cut['dropped']} dropped (longest: {cut['longest']} tokens)")
     elif "over_chars_estimate" in report:
         over = report["over_chars_estimate"]
-        lines.append(f"{'max_length ' + str(over['max_length']):<26} about {over['desirable'] + over['undesirable']} "
-                     f"rows longer than {over['max_chars']} characters would be truncated (estimate: "
+        rows = over["desirable"] + over["undesirable"]
+        lines.append(f"{'max_length ' + str(over['max_length']):<26} about {rows} {'row' if rows == 1 else 'rows'} "
+                     f"longer than {over['max_chars']} characters would be truncated (estimate: "
                      f"{over['assumes']}; --tokenizer counts tokens)")
     return "\n".join(lines)

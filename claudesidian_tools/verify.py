@@ -7,13 +7,12 @@ import itertools
 import os
 from collections.abc import Iterator
 
-import datasets
 import huggingface_hub
 import pyarrow
 import pyarrow.parquet
 
 import claudesidian_synthetic as cs
-from claudesidian_tools.export import MANIFEST, read_manifest
+from claudesidian_tools.manifest import CARD, MANIFEST, read_manifest
 
 
 class VerifyError(cs.ClaudesidianError):
@@ -23,13 +22,15 @@ class VerifyError(cs.ClaudesidianError):
 class Mismatch(cs.ClaudesidianError):
     """A file of the export holds other rows than the code builds from the source."""
 
+    exit_code = 1
+
 
 def verify(folder_or_repo: str, *, revision: str | None = None, source: str | None = None) -> Iterator[str]:
     """One line per config ("N rows identical"), as each is checked; raise Mismatch at the first row that
     differs, VerifyError for what cannot be checked."""
     folder = _local(folder_or_repo, revision)
     manifest = read_manifest(folder)
-    card_path = os.path.join(folder, "README.md")
+    card_path = os.path.join(folder, CARD)
     if manifest is None or not os.path.isfile(card_path):
         missing = MANIFEST if manifest is None else "README.md"
         raise VerifyError(f"{folder_or_repo} is not an export of claudesidian-synthetic (no {missing}): nothing to "
@@ -77,7 +78,7 @@ def _source_for(manifest: dict, source: str | None) -> str | None:
     """The source to rebuild from: the given file, which must be the recorded bytes, or the pinned Hub file."""
     recorded = manifest["source"]["sha256"]
     if source is not None:
-        actual = cs._sha256_of_file(os.path.abspath(os.path.expanduser(source))) if os.path.isfile(source) else None
+        actual = cs.file_sha256(source) if os.path.isfile(source) else None
         if actual is None:
             raise VerifyError(f"--source {source}: no such file")
         if recorded is not None and actual != recorded:
@@ -97,21 +98,21 @@ def _compare(folder: str, entry: dict, files: dict, source: str | None, manifest
     elif manifest["source"].get("revision") not in (None, "main"):
         options["revision"] = manifest["source"]["revision"]
     try:
-        builder = cs.ClaudesidianSynthetic(config_name=entry["config"], **options)
-        plan = {generator.name: generator.gen_kwargs for generator in builder._split_generators(
-            datasets.StreamingDownloadManager(download_config=datasets.DownloadConfig()))}
+        built = cs.builder(entry["config"], **options)
+        plan = built.plan_splits()
     except cs.SourceError as error:
-        raise VerifyError(f"the source of {entry['name']} cannot be read to rebuild it ({error.render('cli')}); "
-                          "pass --source a local copy of the file the export was made from") from None
+        raise VerifyError("the source of " + entry["name"] + " cannot be read to rebuild it ({cause}); pass {source} a "
+                          "local copy of the file the export was made from", cause=error,
+                          source=cs.Mention("source")) from None
     if set(plan) != set(files):
         raise Mismatch(f"{entry['name']}: the files hold the splits {', '.join(files)}, the code builds "
                        f"{', '.join(plan)}")
     counts = {}
-    for split, gen_kwargs in plan.items():
+    for split, split_plan in plan.items():
         counts[split] = 0
-        built = (example for _, example in builder._generate_examples(**gen_kwargs))
+        expected_rows = built.iter_examples(split_plan)
         stored = _stored_rows(folder, files[split], f"{entry['name']}, split {split}")
-        for row, (expected, actual) in enumerate(itertools.zip_longest(built, stored)):
+        for row, (expected, actual) in enumerate(itertools.zip_longest(expected_rows, stored)):
             if expected != actual:
                 what = "missing" if actual is None else "extra" if expected is None else "different"
                 raise Mismatch(f"{entry['name']}, split {split}, row {row}: {what} (first difference; the "

@@ -70,6 +70,23 @@ def as_source_rows(dataset):
     ]
 
 
+def labelled_replies(dataset) -> tuple:
+    """(labels, prompts, replies) of a built split in any layout, where its layout's record says they are."""
+    import claudesidian_synthetic as cs
+
+    return cs.layout_of(dataset.column_names).replies(dataset.to_dict())
+
+
+def char_columns(dataset) -> tuple:
+    """(labels, prompt characters, reply characters) of a built split, as numpy arrays, counted here."""
+    import numpy as np
+
+    labels, prompts, replies = labelled_replies(dataset)
+    chars = [[sum(len(message["content"]) for message in messages) for messages in column]
+             for column in (prompts, replies)]
+    return np.array(labels, dtype=bool), np.array(chars[0], dtype=np.int64), np.array(chars[1], dtype=np.int64)
+
+
 def make_row(index: int, label: bool, context: bool = False) -> dict:
     row = {
         "conversations": [
@@ -109,7 +126,7 @@ def run_cli(*args, cache=None, env=None, cwd=REPO):
     if cache:
         environment["HF_HOME"] = str(cache)
     return subprocess.run(
-        [sys.executable, "-m", "claudesidian_tools.cli", *args],
+        [sys.executable, "-m", "claudesidian_tools", *args],
         cwd=cwd, env=environment, capture_output=True, text=True, timeout=600,
     )
 

@@ -41,7 +41,7 @@ def run(args, hub, home, token=None, timeout=300) -> subprocess.CompletedProcess
 
 
 def push(folder, repo_id, hub, home, *options, token="hf_good") -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "claudesidian_tools.cli", "push", str(folder), repo_id, *options], hub, home,
+    return run([sys.executable, "-m", "claudesidian_tools", "push", str(folder), repo_id, *options], hub, home,
                token)
 
 

@@ -4,7 +4,6 @@ The tables call the scanner and the config check directly; one case of each runs
 
 import dataclasses
 import json
-import os
 
 import pytest
 from conftest import make_row
@@ -144,7 +143,7 @@ def test_bad_options(name, options, message):
 
 
 def test_a_bad_option_stops_the_load_before_the_source_is_read(source_path, monkeypatch):
-    monkeypatch.setattr(cs, "scan_source", lambda path: pytest.fail("the source was read"))
+    monkeypatch.setattr(cs, "scan_source", lambda path, **_: pytest.fail("the source was read"))
     with pytest.raises(cs.OptionError, match="order='mixed' needs batch_size"):
         cs.load("full", source=source_path, order="mixed")
 
@@ -163,16 +162,14 @@ def test_a_bad_option_stops_the_load_before_the_source_is_read(source_path, monk
 )
 def test_options_the_source_cannot_satisfy(real_scan, name, options, message):
     config = cs.ClaudesidianSyntheticConfig(name=name, **{**cs.CONFIGS[name].option_defaults(), **options})
-    keys = real_scan[1] if cs.needs_row_keys(config) else None
     with pytest.raises(cs.OptionError) as caught:
-        cs.plan_splits(real_scan[0], config, keys)
+        cs.plan_rows(real_scan, config)
     assert message in str(caught.value)
 
 
 @pytest.fixture(scope="module")
 def real_scan(source_path):
-    scan = cs.scan_source(source_path)
-    return scan, cs.read_row_keys(source_path, scan)
+    return cs.scan_source(source_path, row_keys=True)
 
 
 def test_unknown_config_and_options_in_load():
@@ -191,8 +188,8 @@ def test_source_rewritten_during_the_build_is_one_clear_error(write_source, monk
     path = write_source(GOOD)
     scan = cs.scan_source
 
-    def scan_then_rewrite(source):
-        result = scan(source)
+    def scan_then_rewrite(source, **options):
+        result = scan(source, **options)
         with open(source, "r+b") as file:  # another job overwrites the file between scan and generation
             text = file.read()
             file.seek(0)
@@ -205,84 +202,19 @@ def test_source_rewritten_during_the_build_is_one_clear_error(write_source, monk
 
 
 def _scan_fields(scan) -> dict:
-    return {field.name: getattr(scan, field.name).tolist() for field in dataclasses.fields(scan)}
+    return {field.name: getattr(scan, field.name).tolist() for field in dataclasses.fields(scan)
+            if getattr(scan, field.name) is not None}
 
 
-def _scan_or_error(path, processes):
-    try:
-        return _scan_fields(cs.scan_source(path, processes=processes))
-    except cs.SourceError as error:
-        return error.line, str(error)
-
-
-@pytest.fixture
-def awkward_source(tmp_path, source_path):
-    """60 real lines behind a byte-order mark, with CRLF endings, blank and whitespace-only lines."""
+def test_a_byte_order_mark_crlf_and_blank_lines_change_no_scanned_row_but_its_place(tmp_path, source_path):
+    """60 real lines behind a byte-order mark, with CRLF endings, blank and whitespace-only lines: the
+    same rows, labels, reply lengths, duplicates and digests as the plain lines."""
     with open(source_path, "rb") as file:
         lines = [file.readline().rstrip(b"\n") for _ in range(60)]
-    lines[7:7] = [b"", b"  \t"]
-    path = tmp_path / "awkward.jsonl"
-    path.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(lines) + b"\r\n\n")
-    return str(path)
-
-
-def test_every_split_point_of_a_scan_in_byte_ranges_gives_the_serial_scan(write_source, tmp_path):
-    # A line belongs to the range its first byte lies in, whatever byte a range starts at.
-    rows = GOOD[:2] + ["", " \t"] + [json.dumps(make_row(7, True), ensure_ascii=False).replace("answer", "ré")]
-    path = tmp_path / "small.jsonl"
-    path.write_bytes(b"\xef\xbb\xbf" + open(write_source(rows + GOOD[2:], newline="\r\n"), "rb").read())
-    path, size = str(path), path.stat().st_size
-    with open(path, "rb") as file:
-        serial = cs._scan_range(file, path, 0, None)
-    assert serial.lines == 9 and len(serial.labels) == 7
-    for split in range(size + 1):
-        with open(path, "rb") as file, open(path, "rb") as other:
-            head = cs._scan_range(file, path, 0, split)
-            tail = cs._scan_range(other, path, split, None, head.lines + 1)
-        assert head.lines + tail.lines == serial.lines
-        for name in ("labels", "offsets", "lengths", "hashes", "completion_chars"):
-            assert getattr(head, name) + getattr(tail, name) == getattr(serial, name), (split, name)
-
-
-@pytest.mark.parametrize("processes", [2, 3, 7, 70])  # 70: more ranges than lines
-def test_a_scan_in_processes_is_the_serial_scan(awkward_source, source_path, processes):
-    for path in (awkward_source, source_path):
-        assert _scan_or_error(path, processes) == _scan_or_error(path, 1)
-
-
-@pytest.mark.parametrize("processes", [2, 3, 7])
-@pytest.mark.parametrize("bad_lines", [(3,), (59,), (20, 45), (45, 20, 58), (1, 60)])
-def test_a_scan_in_processes_names_the_first_bad_line_as_the_serial_scan(write_source, source_rows, processes,
-                                                                         bad_lines):
-    lines = [json.dumps(row) for row in source_rows[:60]]
-    for number in bad_lines:  # a different fault on each bad line
-        lines[number - 1] = lines[number - 1][: 10 + number]
-    path = write_source(lines)
-    serial = _scan_or_error(path, 1)
-    assert serial[0] == min(bad_lines)
-    assert _scan_or_error(path, processes) == serial
-
-
-def test_a_range_whose_child_failed_is_scanned_here(awkward_source, monkeypatch):
-    serial = _scan_or_error(awkward_source, 1)
-    parent, scan_range = os.getpid(), cs._scan_range
-
-    def child_dies(*args):
-        if os.getpid() != parent:
-            os._exit(9)  # killed, out of memory, ...
-        return scan_range(*args)
-
-    monkeypatch.setattr(cs, "_scan_range", child_dies)
-    assert _scan_or_error(awkward_source, 3) == serial
-
-    def no_fork():
-        raise OSError("fork: Resource temporarily unavailable")
-
-    monkeypatch.setattr(cs, "_scan_range", scan_range)
-    monkeypatch.setattr(os, "fork", no_fork)
-    assert _scan_or_error(awkward_source, 3) == serial
-
-
-def test_only_a_large_source_is_scanned_in_processes(source_path):
-    assert cs._scan_processes(os.path.getsize(source_path)) == 1  # the 1.6 MB v1.0.0 file: a fork costs more
-    assert 1 <= cs._scan_processes(1 << 30) <= min(8, len(os.sched_getaffinity(0)))
+    plain, awkward = tmp_path / "plain.jsonl", tmp_path / "awkward.jsonl"
+    plain.write_bytes(b"\n".join(lines) + b"\n")
+    awkward.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(lines[:7] + [b"", b"  \t"] + lines[7:]) + b"\r\n\n")
+    clean, odd = (_scan_fields(cs.scan_source(str(path), row_keys=True)) for path in (plain, awkward))
+    assert odd.pop("offsets")[0] == 3 and clean.pop("offsets")[0] == 0  # the first line begins after the mark
+    assert [length - 1 for length in odd.pop("lengths")] == clean.pop("lengths")  # each line's \r
+    assert odd == clean and len(clean["labels"]) == 60

@@ -22,7 +22,7 @@ def test_balanced_254_is_the_published_file(source_path, published_rows):
 def test_columns_are_ktos(source_path):
     dataset = cs.load("balanced_254", split="train", source=source_path)
     assert dataset.column_names == ["prompt", "completion", "label", "context"]
-    assert dataset.features == cs.FEATURES
+    assert dataset.features == cs.LAYOUTS["kto"].features
     row = dataset[0]
     assert row["completion"][0]["role"] == "assistant" and len(row["completion"]) == 1
     assert all(set(message) == {"role", "content"} for message in row["prompt"])
@@ -65,7 +65,7 @@ def test_dedupe_drops_the_19_duplicate_lines_and_says_so(source_path, source_row
 def test_duplicates_are_decided_by_the_bytes_not_the_hash(source_path, source_rows, monkeypatch):
     # Every line shares one hash: only the byte comparison can tell the 19 true duplicates apart.
     honest = cs.scan_source(source_path)
-    monkeypatch.setattr(cs, "hash", lambda line: 0, raising=False)
+    monkeypatch.setattr(cs, "hash", lambda line: 0, raising=False)  # the scan's builtin, shadowed
     colliding = cs.scan_source(source_path)
     lines = [json.dumps(row, sort_keys=True) for row in source_rows]
     expected = [line in lines[:index] for index, line in enumerate(lines)]
@@ -111,7 +111,7 @@ def test_second_load_regenerates_nothing(source_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the cache should have served this")
 
-    monkeypatch.setattr(cs.ClaudesidianSynthetic, "_split_generators", fail)
+    monkeypatch.setattr(cs.ClaudesidianSynthetic, "plan_splits", fail)
     second = cs.load("balanced_custom", split="train", source=source_path, seed=3)
     assert second["label"] == first["label"]
     with pytest.raises(AssertionError, match="cache"):
@@ -169,7 +169,7 @@ def test_rows_equal_what_datasets_own_encoding_makes_of_them(write_source, sourc
     reference = datasets.Dataset.from_list(
         [{"prompt": row["conversations"][:-1], "completion": row["conversations"][-1:], "label": row["label"],
           "context": row.get("context")} for row in rows],
-        features=cs.FEATURES,
+        features=cs.LAYOUTS["kto"].features,
     )
     assert type(built.features) is datasets.Features and built.features == reference.features
     assert built.data.table.schema.types == reference.data.table.schema.types

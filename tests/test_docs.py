@@ -22,7 +22,7 @@ import claudesidian_synthetic as cs
 from claudesidian_tools import export as exporter
 from claudesidian_tools.card import EXAMPLE_MODEL, render_card, render_recipe
 from claudesidian_tools.cli import option_default_text
-from claudesidian_tools.stats import dataset_stats
+from claudesidian_tools.stats import split_stats
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 README_SOURCE = "../shared/data/syngen_toolset_v1.0.0_claude.jsonl"
@@ -164,7 +164,7 @@ def test_readme_configs_figures_are_what_stats_reports(source_path):
     assert len(rows) == 10
     for cells in rows:
         name = re.match(r"`(\w+)`", cells[0]).group(1)
-        stats = dataset_stats(cs.load(name, split=cells[1], source=source_path))
+        stats = split_stats(cs.load(name, split=cells[1], source=source_path)).result()
         weights = stats.get("kto_weights")
         expected = [str(stats["rows"]), f"{stats['desirable']} / {stats['undesirable']}" if "desirable" in stats
                     else ""]
@@ -182,7 +182,7 @@ def test_readme_length_figures_are_what_stats_reports(source_path):
     assert len(rows) == 4
     for cells in rows:
         name = re.match(r"`(\w+)`", cells[0]).group(1)
-        lengths = dataset_stats(cs.load(name, split=cells[1], source=source_path))["lengths"]
+        lengths = split_stats(cs.load(name, split=cells[1], source=source_path)).result()["lengths"]
         desirable, undesirable = lengths["desirable"], lengths["undesirable"]
         assert cells[2:] == [f"{desirable['rows']} / {undesirable['rows']}",
                              f"{desirable['completion_chars']['median']:g} / "

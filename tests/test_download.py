@@ -45,7 +45,7 @@ def cli(*args, endpoint, home, offline=None, wait=True, extra=None):
     env.update({"HF_ENDPOINT": endpoint, "HF_HOME": str(home), **(extra or {})})
     if offline:
         env[offline] = "1"
-    process = subprocess.Popen([sys.executable, "-m", "claudesidian_tools.cli", *args], cwd=REPO, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "claudesidian_tools", *args], cwd=REPO, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return process.communicate(timeout=300) + (process.returncode,) if wait else process
 
@@ -56,7 +56,7 @@ def sha256(path) -> str:
 
 def test_default_source_comes_from_the_hub_endpoint_then_from_the_cache(hub, tmp_path):
     out = tmp_path / "b.jsonl"
-    _, err, code = cli("build", "balanced_254", "--format", "raw", "--out", str(out), endpoint=hub.endpoint,
+    _, err, code = cli("build", "balanced_254", "--layout", "conversations", "--out", str(out), endpoint=hub.endpoint,
                        home=tmp_path / "home")
     assert code == 0, err
     assert sha256(out) == PUBLISHED_SHA256
@@ -120,7 +120,7 @@ def test_a_tokenizer_from_an_unreachable_hub_is_one_line_within_3_seconds(tmp_pa
 def test_a_slow_but_working_hub_still_serves_the_source(hub, tmp_path):
     hub.delay = 1.0  # every answer a second late: slower than the no-network error, and it must work
     out = tmp_path / "b.jsonl"
-    _, err, code = cli("build", "balanced_254", "--format", "raw", "--out", str(out), endpoint=hub.endpoint,
+    _, err, code = cli("build", "balanced_254", "--layout", "conversations", "--out", str(out), endpoint=hub.endpoint,
                        home=tmp_path / "home")
     assert code == 0, err
     assert sha256(out) == PUBLISHED_SHA256
@@ -131,9 +131,9 @@ def test_a_proxy_reaches_the_hub(hub, tmp_path):
     proxy = Proxy()
     try:
         out = tmp_path / "b.jsonl"
-        _, err, code = cli("build", "balanced_254", "--format", "raw", "--out", str(out), endpoint=hub.endpoint,
-                           home=tmp_path / "home", extra={"HTTP_PROXY": proxy.url, "HTTPS_PROXY": proxy.url,
-                                                          "NO_PROXY": ""})
+        _, err, code = cli("build", "balanced_254", "--layout", "conversations", "--out", str(out),
+                           endpoint=hub.endpoint, home=tmp_path / "home",
+                           extra={"HTTP_PROXY": proxy.url, "HTTPS_PROXY": proxy.url, "NO_PROXY": ""})
         assert code == 0, err
         assert sha256(out) == PUBLISHED_SHA256
         assert any(RESOLVE in url for url in proxy.forwarded)  # the source came through the proxy
@@ -191,7 +191,7 @@ def test_offline_serves_a_warm_cache_and_refuses_a_cold_one_in_one_line(hub, tmp
     assert code == 0, err
     shutil.rmtree(tmp_path / "warm" / "datasets")  # only huggingface_hub's cache of the source stays
     before = len(hub.requests)
-    _, err, code = cli("build", "balanced_254", "--format", "raw", "--out", str(out), endpoint=hub.endpoint,
+    _, err, code = cli("build", "balanced_254", "--layout", "conversations", "--out", str(out), endpoint=hub.endpoint,
                        home=tmp_path / "warm", offline=offline)
     assert code == 0, err
     assert sha256(out) == PUBLISHED_SHA256

@@ -21,7 +21,7 @@ import claudesidian_synthetic as cs
 from claudesidian_tools import export as exporter
 from claudesidian_tools.card import size_category
 from claudesidian_tools.cli import main
-from claudesidian_tools.stats import dataset_stats
+from claudesidian_tools.stats import split_stats
 
 EXTRA = ["mixed8=full:order=mixed,batch_size=8", "balanced_custom:desirable=300,undesirable=200,seed=7",
          "conv=balanced_254:layout=conversations"]
@@ -135,7 +135,7 @@ def test_card_figures_are_what_stats_reports(exported, source_path):
         for line in card.text.split("## Configs")[1].split("##")[0].splitlines() if line.startswith("| `"))}
     for (name, split), options in {("full_eval", "test"): {}, ("full", "train"): {}, ("balanced_254", "train"): {},
                                    ("balanced_length_matched", "train"): {}}.items():
-        stats = dataset_stats(cs.load(name, split=split, source=source_path, **options))
+        stats = split_stats(cs.load(name, split=split, source=source_path, **options)).result()
         weights = stats["kto_weights"]
         assert table[(name, split)] == [
             str(stats["rows"]), str(stats["desirable"]), str(stats["undesirable"]),
@@ -152,7 +152,7 @@ def test_card_length_table_is_what_stats_reports(exported, source_path):
     rows = {cells[0]: cells[2:] for cells in ([c.strip().strip("`") for c in line.strip("|").split("|")]
                                                for line in section.splitlines()[2:])}
     for name in ("balanced_254", "full", "balanced_length_matched"):
-        lengths = dataset_stats(cs.load(name, split="train", source=source_path))["lengths"]
+        lengths = split_stats(cs.load(name, split="train", source=source_path)).result()["lengths"]
         desirable, undesirable = lengths["desirable"], lengths["undesirable"]
         assert rows[name] == [f"{desirable['rows']} / {undesirable['rows']}",
                               f"{desirable['completion_chars']['median']:g} / "
@@ -190,7 +190,7 @@ def test_figures_are_pngs_the_card_shows_and_draw_the_stats(exported, source_pat
     for name in EXPORTED:
         figure = exported / "figures" / f"{name}.png"
         assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"](figures/{name}.png)" in card
-    stats = dataset_stats(cs.load("full", split="train", source=source_path))
+    stats = split_stats(cs.load("full", split="train", source=source_path)).result()
     drawn = plot_config(str(exported / "redrawn.png"), title="full", histogram=stats["completion_histogram"],
                         splits={"train": {"desirable": 746, "undesirable": 254}},
                         first_labels=stats["first_labels"], batch_size=4)
@@ -383,7 +383,7 @@ def test_ctrl_c_during_an_export_changes_nothing(source_path, tmp_path):
     assert run_cli("export", str(folder), "--source", source_path, "--config", "full",
                    cache=tmp_path / "hf").returncode == 0
     before = {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
-    process = subprocess.Popen([sys.executable, "-m", "claudesidian_tools.cli", "export", str(folder), "--source",
+    process = subprocess.Popen([sys.executable, "-m", "claudesidian_tools", "export", str(folder), "--source",
                                 source_path], cwd=REPO, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "HF_HOME": str(tmp_path / "hf")}, preexec_fn=sigint_as_usual)
     err = interrupt_when(process, lambda: any(name.startswith(".out.") for name in os.listdir(tmp_path)))
@@ -434,8 +434,6 @@ def tokenizer_folder(tmp_path_factory):
 
 def test_with_a_tokenizer_each_recipe_covers_its_longest_row(source_path, tokenizer_folder, tmp_path):
     from claudesidian_tools.lengths import load_tokenizer, token_lengths
-    from claudesidian_tools.stats import replies_of
-
     result = run_cli("export", str(tmp_path / "out"), "--source", source_path, "--config", "full_eval",
                      "--config", "sft", "--tokenizer", tokenizer_folder, cache=tmp_path / "hf")
     assert result.returncode == 0, result.stderr
@@ -443,7 +441,7 @@ def test_with_a_tokenizer_each_recipe_covers_its_longest_row(source_path, tokeni
     for name, recipe_path, layout in (("full_eval", "kto_full_eval", "kto"), ("sft", "sft_sft", "messages")):
         longest = 0
         for rows in cs.load(name, source=source_path).values():
-            _, prompts, replies = replies_of(rows.to_dict(), layout)
+            _, prompts, replies = cs.LAYOUTS[layout].replies(rows.to_dict())
             longest = max(longest, int(token_lengths(tokenizer, prompts, replies)[1].max()))
         recipe = yaml.safe_load((tmp_path / "out" / "recipes" / f"{recipe_path}.yaml").read_text())
         assert recipe["max_length"] == longest, name

@@ -17,6 +17,7 @@ from conftest import REPO
 from hub_client import configs_and_splits, load, push, pushed_sha, run
 
 from claudesidian_tools import export as exporter
+from claudesidian_tools.manifest import MANIFEST
 
 BIN = os.path.dirname(sys.executable)
 V1 = ["balanced_254", "full_eval=full:test_size=0.1,order=mixed,batch_size=4"]
@@ -118,11 +119,13 @@ def test_three_hundred_shards_are_pushed_in_one_commit(fake_hub, exports, tmp_pa
 
 
 def test_commit_folder_replaces_what_an_export_wrote_and_keeps_the_users_files(fake_hub, tmp_path):
-    """Remote files under the managed prefixes (and the card, infos and script) that the folder no longer has
-    are deleted in the same commit; the user's own files stay; an unchanged folder makes no commit."""
+    """Remote files that the manifest of the last push lists and the folder no longer has are deleted in the
+    same commit; the user's own files stay; an unchanged folder makes no commit."""
     folder = tmp_path / "folder"
+    written = ["README.md", "data/a/train.parquet", "recipes/a.yaml", "dataset_infos.json"]
     for path, text in {"README.md": "---\nlicense: mit\n---\n", "data/a/train.parquet": "a", "recipes/a.yaml": "a",
-                       "dataset_infos.json": "{}", "notes.md": "mine", "other/x.txt": "mine"}.items():
+                       "dataset_infos.json": "{}", "notes.md": "mine", "other/x.txt": "mine",
+                       MANIFEST: json.dumps({"files": dict.fromkeys(written)})}.items():
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         (folder / path).write_text(text)
     code = (
@@ -136,16 +139,16 @@ def test_commit_folder_replaces_what_an_export_wrote_and_keeps_the_users_files(f
         assert result.returncode == 0, result.stderr[-3000:]
         return json.loads(result.stdout)
 
-    first, made = commit("README.md", "data/a/train.parquet", "recipes/a.yaml", "dataset_infos.json", "notes.md",
-                         "other/x.txt")
+    first, made = commit(*written, MANIFEST, "notes.md", "other/x.txt")
     assert made and fake_hub.head("me/kto") == first
-    assert commit("README.md", "data/a/train.parquet", "recipes/a.yaml", "dataset_infos.json") == [first, False]
+    assert commit(*written, MANIFEST) == [first, False]
     (folder / "data" / "b").mkdir()
     (folder / "data" / "b" / "train.parquet").write_text("b")
-    second, made = commit("README.md", "data/b/train.parquet")
+    (folder / MANIFEST).write_text(json.dumps({"files": dict.fromkeys(["README.md", "data/b/train.parquet"])}))
+    second, made = commit("README.md", "data/b/train.parquet", MANIFEST)
     assert made and second != first and len(fake_hub.commits("me/kto")) == 3  # initial commit, two pushes
-    assert sorted(fake_hub.files("me/kto")) == [".gitattributes", "README.md", "data/b/train.parquet", "notes.md",
-                                                "other/x.txt"]
+    assert sorted(fake_hub.files("me/kto")) == [".gitattributes", "README.md", MANIFEST, "data/b/train.parquet",
+                                                "notes.md", "other/x.txt"]
     assert fake_hub.unanswered == []
 
 

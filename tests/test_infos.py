@@ -4,7 +4,7 @@ import json
 
 from conftest import REPO
 
-from claudesidian_tools.export import build_infos, write_infos
+from claudesidian_tools.infos import build_infos, write_infos
 
 
 def test_committed_dataset_infos_match_the_builder(source_path, tmp_path):

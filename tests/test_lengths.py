@@ -8,6 +8,7 @@ import statistics
 
 import numpy as np
 import pytest
+from conftest import char_columns, labelled_replies
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tiny_model import need_trl, tiny_model_and_tokenizer
@@ -17,10 +18,7 @@ from claudesidian_tools import lengths
 from claudesidian_tools.lengths import (
     TRL_DEFAULT_MAX_LENGTH,
     TokenizerError,
-    char_lengths,
     completion_histogram,
-    dataset_columns,
-    dataset_lengths,
     ks_distance,
     length_report,
     length_summary,
@@ -97,13 +95,8 @@ def test_ks_needs_both_samples():
 # --- the real source: the length bias of the issue ----------------------------------------------------
 
 
-def _char_figures(dataset):
-    labels, prompts, completions = dataset_columns(dataset)
-    return np.array(labels), *char_lengths(prompts, completions)
-
-
 def test_length_bias_of_the_full_source(source_path):
-    labels, prompt_chars, completion_chars = _char_figures(cs.load("full", split="train", source=source_path))
+    labels, prompt_chars, completion_chars = char_columns(cs.load("full", split="train", source=source_path))
     assert np.median(completion_chars[labels]) == 1432 and np.median(completion_chars[~labels]) == 628
     report = length_report(labels, prompt_chars, completion_chars, max_length=TRL_DEFAULT_MAX_LENGTH)
     assert report["desirable"]["rows"] == 746 and report["undesirable"]["rows"] == 254
@@ -120,7 +113,7 @@ def test_length_bias_of_the_full_source(source_path):
 
 def test_length_bias_of_the_published_balanced_subset(source_path):
     dataset = cs.load("balanced_254", split="train", source=source_path)
-    labels, prompt_chars, completion_chars = _char_figures(dataset)
+    labels, prompt_chars, completion_chars = char_columns(dataset)
     report = length_report(labels, prompt_chars, completion_chars)
     assert report["desirable"]["rows"] == report["undesirable"]["rows"] == 254
     assert round(report["ks_completion_chars"], 2) == 0.54
@@ -131,8 +124,8 @@ def test_length_bias_of_the_published_balanced_subset(source_path):
 
 
 def test_both_layouts_give_the_same_lengths(source_path):
-    kto = _char_figures(cs.load("balanced_254", split="train", source=source_path))
-    conversations = _char_figures(cs.load("balanced_254", split="train", source=source_path, layout="conversations"))
+    kto = char_columns(cs.load("balanced_254", split="train", source=source_path))
+    conversations = char_columns(cs.load("balanced_254", split="train", source=source_path, layout="conversations"))
     for ours, theirs in zip(kto, conversations):
         assert np.array_equal(ours, theirs)
 
@@ -140,15 +133,14 @@ def test_both_layouts_give_the_same_lengths(source_path):
 def test_characters_are_code_points():
     prompts = [[{"role": "system", "content": "ab"}, {"role": "user", "content": "é✓"}]]
     completions = [[{"role": "assistant", "content": "😀x"}]]
-    prompt_chars, completion_chars = char_lengths(prompts, completions)
-    assert prompt_chars.tolist() == [4] and completion_chars.tolist() == [2]
+    assert [lengths.message_chars(messages) for messages in (*prompts, *completions)] == [4, 2]
 
 
 # --- completion_histogram ---------------------------------------------------------------------
 
 
 def test_histogram_counts_every_row_on_shared_edges(source_path):
-    labels, _, completion_chars = _char_figures(cs.load("full", split="train", source=source_path))
+    labels, _, completion_chars = char_columns(cs.load("full", split="train", source=source_path))
     histogram = completion_histogram(labels, completion_chars, bins=20)
     edges = histogram["edges"]
     assert len(edges) == 21 and edges[0] == completion_chars.min() and edges[-1] == completion_chars.max()
@@ -196,7 +188,8 @@ def test_truncation_by_hand():
 
 @pytest.mark.parametrize("max_length", [0, -3, 1.5, True, "1024", None])
 def test_bad_max_length_is_one_option_error(max_length):
-    with pytest.raises(cs.OptionError, match=r"^max_length=.*TRL's KTOConfig default is 1024\)$"):
+    expected = r"^max_length=.*: must be a positive whole number of tokens \(TRL's KTOConfig default is 1024\)$"
+    with pytest.raises(cs.OptionError, match=expected):
         truncation([1], [2], max_length)
     if max_length is not None:
         with pytest.raises(cs.OptionError, match="max_length="):
@@ -253,17 +246,9 @@ def test_prompt_is_the_common_prefix_when_the_template_renders_it_differently(to
                                        return_dict=True)["input_ids"]) == 8
 
 
-def test_common_prefix_length_is_trls():
-    need_trl()
-    from trl.data_utils import common_prefix_length
-
-    for ids, other in [([1, 2, 3], [1, 2, 3, 4]), ([1, 2, 9], [1, 2, 3]), ([], [1]), ([5], [6]), ([1, 2], [1, 2])]:
-        assert lengths.common_prefix_length(ids, other) == common_prefix_length(ids, other)
-
-
 def test_batches_give_what_one_row_at_a_time_gives(tokenizer, source_path, monkeypatch):
     dataset = cs.load("balanced_254", split="train", source=source_path).select(range(40))
-    _, prompts, completions = dataset_columns(dataset)
+    _, prompts, completions = labelled_replies(dataset)
     batched = token_lengths(tokenizer, prompts, completions)
     monkeypatch.setattr(lengths, "TOKENIZE_BATCH_SIZE", 1)
     one_by_one = token_lengths(tokenizer, prompts, completions)
@@ -279,7 +264,7 @@ def test_truncated_and_dropped_rows_are_what_trls_kto_trainer_does(tokenizer, so
     from claudesidian_tools.kto import kto_weights
 
     dataset = cs.load("balanced_254", split="train", source=source_path).select(range(10))
-    labels, prompts, completions = dataset_columns(dataset)
+    labels, prompts, completions = labelled_replies(dataset)
     prompt_tokens, full_tokens = token_lengths(tokenizer, prompts, completions)
     max_length = int(np.sort(prompt_tokens)[6])  # the four or more longest prompts reach it
     ours = truncation(prompt_tokens, full_tokens, max_length, labels=labels)
@@ -312,7 +297,10 @@ def test_truncated_and_dropped_rows_are_what_trls_kto_trainer_does(tokenizer, so
 
 def test_token_figures_of_the_full_source_with_the_tiny_tokenizer(tokenizer, source_path):
     """The report at TRL's default max_length, in the toy word-level tokens (small, but exact)."""
-    report = dataset_lengths(cs.load("full", split="train", source=source_path), tokenizer=tokenizer)
+    from claudesidian_tools.stats import split_stats
+
+    stats = split_stats(cs.load("full", split="train", source=source_path), tokenizer=tokenizer).result()
+    report = {**stats["lengths"], "completion_histogram": stats["completion_histogram"]}
     assert report["truncation"] == {
         "max_length": 1024, "rows": 1000, "truncated": 15, "dropped": 0, "longest": 1571,
         "by_label": {

@@ -7,12 +7,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, char_columns
 
 import claudesidian_synthetic as cs
 from claudesidian_tools.kto import homogeneous_batches
-from claudesidian_tools.lengths import char_lengths, completion_histogram, dataset_columns
-from claudesidian_tools.plots import PLOTS_MISSING_MESSAGE, PlotsUnavailable, plot_config
+from claudesidian_tools.lengths import completion_histogram
+from claudesidian_tools.plots import PlotsUnavailable, plot_config
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HISTOGRAM = {"scale": "log1p", "edges": [5.0, 50.0, 500.0, 5000.0], "desirable": [1, 4, 9], "undesirable": [2, 7, 3]}
@@ -77,8 +77,9 @@ def test_the_bars_drawn_are_the_numbers_given(tmp_path):
 
 def test_the_figure_of_a_real_config_shows_its_histogram(tmp_path, source_path):
     dataset = cs.load("balanced_254", split="train", source=source_path)
-    labels, prompts, completions = dataset_columns(dataset)
-    histogram = completion_histogram(labels, char_lengths(prompts, completions)[1])
+    labels, _, reply_chars = char_columns(dataset)
+    labels = labels.tolist()
+    histogram = completion_histogram(labels, reply_chars)
     drawn = _plot(tmp_path / "balanced_254.png", title="balanced_254", histogram=histogram,
                   splits={"train": {"desirable": 254, "undesirable": 254}}, first_labels=labels[:48], batch_size=4)
     assert drawn["histogram"] == {key: histogram[key] for key in ("edges", "desirable", "undesirable")}
@@ -131,9 +132,8 @@ except plots.PlotsUnavailable as error:
 """
     result = _run_python(code)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == PLOTS_MISSING_MESSAGE
-    assert PLOTS_MISSING_MESSAGE == (
-        "figures skipped: install the plots extra: pip install 'claudesidian-synthetic[plots]'"
+    assert result.stdout.strip() == (
+        "figures skipped: install the plots extra (pip install 'claudesidian-synthetic[plots]')"
     )
     assert not target.exists()
     assert issubclass(PlotsUnavailable, cs.ClaudesidianError)  # the CLI prints it as its one error line

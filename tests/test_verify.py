@@ -100,13 +100,13 @@ def test_a_pushed_repository_verifies_at_a_pinned_revision(exported, fake_hub, s
     change_one_row(folder, "pairs", "train", 5)
     bad = pushed_sha(push(folder, "me/kto", hub, home))
     assert bad != good
-    verify = ["-m", "claudesidian_tools.cli", "verify", "me/kto", "--source", source_path, "--revision"]
+    verify = ["-m", "claudesidian_tools", "verify", "me/kto", "--source", source_path, "--revision"]
     at_good = run([sys.executable, *verify, good], hub, home)
     assert at_good.returncode == 0, at_good.stderr
     assert at_good.stdout.splitlines()[-1] == "pairs: 43 rows identical (train 40, test 3)"
     at_bad = run([sys.executable, *verify, bad], hub, home)
     assert at_bad.returncode == 1 and "pairs, split train, row 5: different" in at_bad.stderr
-    missing = run([sys.executable, "-m", "claudesidian_tools.cli", "verify", "me/nothing", "--source", source_path],
+    missing = run([sys.executable, "-m", "claudesidian_tools", "verify", "me/nothing", "--source", source_path],
                   hub, home)
     assert missing.returncode == 2 and "cannot download me/nothing" in missing.stderr
     assert hub.unanswered == []
