@@ -186,6 +186,31 @@ def _stored(messages: list) -> list:
              "tool_call_id": message.get("tool_call_id"), "name": message.get("name")} for message in messages]
 
 
+def _json_columns(features: datasets.Features) -> dict:
+    """The columns holding `Json` values: "value" (one per row) or "list" (a list of them per row)."""
+    if _JSON is None:
+        return {}
+    found = {column: "value" for column, feature in features.items() if isinstance(feature, _JSON)}
+    return {**found, **{column: "list" for column, feature in features.items()
+                        if isinstance(getattr(feature, "feature", None), _JSON)}}
+
+
+def json_text(batch: Mapping, features: datasets.Features) -> dict:
+    """A columnar batch with its `Json` values as JSON text, as Python's json writes it: exact, where
+    `datasets` reads JSON with pandas' ujson, which puts some decimals one step off (0.7 reads back as
+    0.7000000000000001). The export writes this text; verify reads it back with `json_values`."""
+    kinds = _json_columns(features)
+    return {column: [json.dumps(value) if kinds[column] == "value" else [json.dumps(item) for item in value]
+                     for value in values] if column in kinds else values for column, values in batch.items()}
+
+
+def json_values(row: Mapping, features: datasets.Features) -> dict:
+    """A stored row with its `Json` values (JSON text) read back by Python's json, exactly."""
+    kinds = _json_columns(features)
+    return {column: (json.loads(value) if kinds[column] == "value" else [json.loads(item) for item in value])
+            if column in kinds and value is not None else value for column, value in row.items()}
+
+
 def _native(row: dict, schemas: "ToolSchemas") -> tuple:
     """(prompt, reply, tools) of a checked source row in the native tool format: the reply as
     structured messages, the tools it may call as definitions."""
@@ -1772,7 +1797,7 @@ def plan_rows(scan: SourceScan, config: ClaudesidianSyntheticConfig, row_limit: 
         for split, rows in sides.items():
             sides[split] = rows[~scan.duplicate[rows]]
             notes[split]["dedupe_dropped"] = dropped = len(rows) - len(sides[split])
-            notes[split]["said"].append(f"dedupe dropped {_count(dropped, 'exact duplicate line')} of the "
+            notes[split]["said"].append(f"dedupe dropped {plural(dropped, 'exact duplicate line')} of the "
                                         f"{len(rows)} rows of the {split} split")
     if uses_tool_checks(config):
         labels = _gate(scan, config, sides, notes)
@@ -1802,7 +1827,7 @@ def _gate(scan: SourceScan, config: ClaudesidianSyntheticConfig, sides: dict, no
         if tools and config.gate is None and unparsed[rows].any():
             bad = rows[unparsed[rows]]
             raise OptionError(
-                "{layout} needs every row's tool calls to parse, and " + f"{_count(len(bad), 'row')} of the {split} "
+                "{layout} needs every row's tool calls to parse, and " + f"{plural(len(bad), 'row')} of the {split} "
                 f"split do not (source rows {', '.join(str(row + 1) for row in bad[:8].tolist())}"
                 f"{', ...' if len(bad) > 8 else ''}): give " + "{drop} (or {relabel}) to leave them out",
                 layout=Mention("layout", config.layout), drop=Mention("gate", "drop"),
@@ -1813,15 +1838,15 @@ def _gate(scan: SourceScan, config: ClaudesidianSyntheticConfig, sides: dict, no
         notes[split].update(gate=config.gate, gate_failing=int(failing[rows].sum()),
                             gate_relabelled=int(relabelled.sum()), gate_dropped=int(gone.sum()))
         if config.gate == "drop":
-            said = f"gate: dropped {_count(int(failing[rows].sum()), 'desirable row')} of the {split} split whose " \
+            said = f"gate: dropped {plural(int(failing[rows].sum()), 'desirable row')} of the {split} split whose " \
                    "tool calls fail the checks"
             extra = int((gone & ~failing[rows]).sum()) if LAYOUTS[config.layout].labels != "desirable" else 0
-            said += f", and {_count(extra, 'undesirable row')} whose calls do not parse" if extra else ""
+            said += f", and {plural(extra, 'undesirable row')} whose calls do not parse" if extra else ""
         elif config.gate == "relabel":
-            said = f"gate: relabelled undesirable {_count(int(relabelled.sum()), 'desirable row')} of the {split} " \
+            said = f"gate: relabelled undesirable {plural(int(relabelled.sum()), 'desirable row')} of the {split} " \
                    "split whose tool calls fail the checks"
             if gone.any():
-                said += (f"; dropped {_count(int(gone.sum()), 'row')} whose calls do not parse "
+                said += (f"; dropped {plural(int(gone.sum()), 'row')} whose calls do not parse "
                          f"({int((gone & scan.labels[rows]).sum())} of them desirable), which a tools layout cannot "
                          "hold")
         else:
@@ -1830,7 +1855,7 @@ def _gate(scan: SourceScan, config: ClaudesidianSyntheticConfig, sides: dict, no
     return labels
 
 
-def _count(number: int, noun: str) -> str:
+def plural(number: int, noun: str) -> str:
     """`1 row`, `2 rows`: a number and its noun, in the plural it takes."""
     return f"{number:,} {noun}" + ("" if number == 1 else "s")
 
@@ -2062,26 +2087,28 @@ def balanced_indices(
         asked = n_desirable + n_undesirable
         if ratio is not None:  # the smaller label is kept whole, the other follows the ratio
             whole = min(len(desirable_rows), len(undesirable_rows))
-            bound = (f"at most {(row_limit - whole) / whole:.4g}" if len(undesirable_rows) <= len(desirable_rows)
-                     else f"at least {whole / max(1, row_limit - whole):.4g}")
-            _refuse_beyond(row_limit, asked, Mention("ratio", ratio), f"a ratio {bound}")
+            if len(undesirable_rows) <= len(desirable_rows):
+                _refuse_beyond(row_limit, asked, Mention("ratio", ratio),
+                               Mention("ratio", math.floor((row_limit - whole) / whole * 1e4) / 1e4), "at most")
+            _refuse_beyond(row_limit, asked, Mention("ratio", ratio),
+                           Mention("ratio", math.ceil(whole / max(1, row_limit - whole) * 1e4) / 1e4), "at least")
         name = "desirable" if n_desirable >= n_undesirable else "undesirable"
         other = n_undesirable if name == "desirable" else n_desirable
         given = Mention(name, n_desirable if name == "desirable" else n_undesirable)
-        _refuse_beyond(row_limit, asked, given, f"{name}={max(0, row_limit - other):,} at most (with {other:,} "
-                                                f"{'undesirable' if name == 'desirable' else 'desirable'})")
+        _refuse_beyond(row_limit, asked, given, Mention(name, max(0, row_limit - other)), "at most",
+                       f" (with {other:,} {'undesirable' if name == 'desirable' else 'desirable'} rows)")
     rng = random_stream(seed, "selection")
     rows = draw(rng, desirable_rows, n_desirable, replacement, "desirable")
     rows += draw(rng, undesirable_rows, n_undesirable, replacement, "undesirable")
     return arrange(rows, labels, order, rng, batch_size, prompts)
 
 
-def _refuse_beyond(row_limit: int, asked: int, given: Mention, largest: str) -> None:
+def _refuse_beyond(row_limit: int, asked: int, given: Mention, largest: Mention, bound: str, rest: str = "") -> None:
     """More rows were asked for than this machine can build: say how large the option may be."""
     raise OptionError(
         "{given} asks for " + f"{asked:,} rows, more than this machine can build: {row_limit:,} fit in the memory "
         f"available and on the disk the build writes to ({BYTES_PER_PLANNED_ROW} bytes of memory and the source's "
-        f"mean line of disk per row); ask for {largest}", given=given)
+        f"mean line of disk per row); give {bound} " + "{largest}" + rest, given=given, largest=largest)
 
 
 def length_strata_of(lengths: Sequence[int], reference: Sequence[int], strata: int) -> np.ndarray:

@@ -16,10 +16,14 @@ import yaml
 import claudesidian_synthetic as cs
 from claudesidian_tools.lengths import TRL_DEFAULT_MAX_LENGTH
 from claudesidian_tools.manifest import SCRIPT_PATH
+from claudesidian_tools.stats import reason_text
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "card_template.md")
 # The model that the card's and README's examples name; tests put a tiny local model in its place.
 EXAMPLE_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+# The batch size a KTO recipe sets where its config has none of its own (not TRL's default of 8): the
+# card's batch figures are counted at each recipe's batch size.
+RECIPE_BATCH_SIZE = 4
 # The Hub's size categories (https://huggingface.co/docs/hub/datasets-cards), by row count.
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"),
@@ -92,6 +96,11 @@ def describe(entry: Mapping) -> str:
     text = f"{origin}{how}, " + _ORDER_WORDS[resolved["order"]].format(**resolved)
     if resolved.get("dedupe"):
         text += "; exact duplicate lines dropped first"
+    if resolved.get("gate"):
+        text += ("; desirable rows whose tool calls fail the checks against the tool schemas "
+                 + ("dropped" if resolved["gate"] == "drop" else "relabelled undesirable") + " ("
+                 + "; ".join(note.removeprefix("gate: ") for notes in entry.get("notes", {}).values()
+                             for note in notes.get("said", ()) if note.startswith("gate: ")) + ")")
     if "test" in entry["stats"]:
         test = entry["stats"]["test"]
         text += (f". The `test` split ({test['rows']} rows) was held out of the source first: "
@@ -108,8 +117,9 @@ def card_context(manifest: Mapping, location: str, is_repo: bool) -> dict:
     """Everything the template says, from the manifest."""
     entries = manifest["configs"]
     where = location_text(location, is_repo)
-    table, lengths = [], []
+    table, lengths, tool_rows, reasons = [], [], [], []
     for entry in entries:
+        size = recipe_batch_size(entry)
         for split, stats in entry["stats"].items():
             labelled = "first_50" in stats
             weights = stats.get("kto_weights")
@@ -118,9 +128,14 @@ def card_context(manifest: Mapping, location: str, is_repo: bool) -> dict:
                 "desirable": stats.get("desirable", "-"), "undesirable": stats.get("undesirable", "-"),
                 "first_50": f"{stats['first_50']['desirable']} / {stats['first_50']['undesirable']}" if labelled
                 else "-",
-                "single_label": f"{stats['homogeneous_batches']['4']} of {stats['rows'] // 4}" if labelled else "-",
+                "single_label": f"{stats['homogeneous_batches'][str(size)]} of {stats['rows'] // size} ({size})"
+                if labelled else "-",
+                "prompt_repeats": f"{stats['prompt_repeat_batches'][str(size)]} of {stats['rows'] // size}"
+                if labelled else "-",
                 "weights": f"{weights['desirable_weight']}, {weights['undesirable_weight']}" if weights else "-",
             })
+            tool_rows += _tool_rows(entry["name"], split, stats)
+            reasons += _reason_lines(entry["name"], split, stats)
         lengths.append(_length_row(entry, "train"))
     pairs = next((entry for entry in entries if entry["layout"] == "preference"), None)
     evaluated = [entry["name"] for entry in entries if "test" in entry["stats"]]
@@ -152,7 +167,47 @@ def card_context(manifest: Mapping, location: str, is_repo: bool) -> dict:
                                                               entry["data_files"].items()) for entry in entries),
         "script": SCRIPT_PATH,
         "source_file": cs.SOURCE_FILENAME,
+        "tool_rows": tool_rows,
+        "reasons": reasons,
+        "schemas": manifest["tool_schemas"],
+        "checks": list(cs.CHECKS),
     }
+
+
+def _tool_rows(name: str, split: str, stats: Mapping) -> list[dict]:
+    """The funnel of a split, one row per label it holds: rows passing each check in order."""
+    funnel = stats.get("tool_calls")
+    if not funnel:
+        return []
+    pairs = "desirable" not in stats
+    rows = []
+    for label in cs.LABEL_NAMES:
+        numbers = funnel[label]
+        if numbers["rows"]:
+            rows.append({"name": name, "split": split, "label": {"desirable": "chosen", "undesirable": "rejected"}
+                         [label] if pairs else label, "rows": numbers["rows"],
+                         "passing": [numbers["passing"][check] for check in cs.CHECKS],
+                         "bad_format": numbers.get("bad_format", "-"),
+                         "elsewhere": numbers.get("well_formed_but_failing", "-")})
+    return rows
+
+
+def _reason_lines(name: str, split: str, stats: Mapping) -> list[str]:
+    """`full` `train`, desirable: the five most common reasons a call fails, with their counts."""
+    funnel = stats.get("tool_calls") or {}
+    lines = []
+    for label in cs.LABEL_NAMES:
+        top = funnel.get(label, {}).get("top_reasons", [])[:5]
+        if top:
+            said = "; ".join(f"`{reason_text(reason)}` {reason['count']}" for reason in top)
+            lines.append(f"`{name}` `{split}`, {label}: {said}")
+    return lines
+
+
+def recipe_batch_size(entry: Mapping) -> int:
+    """The batch size a config's KTO recipe sets (and its card's batch figures are counted at): its own
+    mixed batch size, or RECIPE_BATCH_SIZE."""
+    return entry["resolved"]["batch_size"] or RECIPE_BATCH_SIZE
 
 
 def _length_row(entry: Mapping, split: str) -> dict:
@@ -281,12 +336,17 @@ def render_recipe(entry: Mapping, *, location: str, is_repo: bool = False) -> st
         "dataset_config": entry["name"],
         "dataset_train_split": "train",
     }
+    warning = ""
     if entry["trainer"] == "kto":
         train = stats["train"]
         recipe.update(train["kto_weights"] or {})
-        if entry["resolved"]["batch_size"] is not None:
-            recipe["per_device_train_batch_size"] = entry["resolved"]["batch_size"]
-            recipe["per_device_eval_batch_size"] = entry["resolved"]["batch_size"]
+        size = recipe_batch_size(entry)
+        recipe["per_device_train_batch_size"] = recipe["per_device_eval_batch_size"] = size
+        single = train["homogeneous_batches"][str(size)]
+        if single:
+            warning = (f"# {single} of the {train['rows'] // size} batches of {size} hold one label: TRL's KL term "
+                       "has no pair of the other label there. For every batch mixed, train on a config in mixed "
+                       f"order of {size} (full_eval, or order=mixed,batch_size={size}).\n")
     if entry["max_length"]["value"] is not None:
         recipe["max_length"] = entry["max_length"]["value"]
     if "test" in stats:
@@ -295,7 +355,7 @@ def render_recipe(entry: Mapping, *, location: str, is_repo: bool = False) -> st
         recipe["eval_strategy"] = "no"
     comment = (
         f"# TRL recipe for the `{entry['name']}` config ({describe(entry)}).\n"
-        f"# {entry['max_length']['why']}.\n"
+        f"# {entry['max_length']['why']}.\n{warning}"
         f"# trl {entry['trainer']} --config THIS_FILE --model_name_or_path MODEL --output_dir OUT\n"
     )
     return comment + yaml.safe_dump(recipe, sort_keys=False)

@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import errno
 import json
+import logging
 import os
+import re
 import sys
 import typing
 from collections.abc import Sequence
@@ -22,6 +25,7 @@ import huggingface_hub
 import claudesidian_synthetic as cs
 from claudesidian_tools import interrupts
 from claudesidian_tools.interrupts import interrupt_deferred
+from claudesidian_tools.replace import process_running
 
 
 def cli_voice(said: Any) -> str:
@@ -158,8 +162,10 @@ def _check_out(path: str | None) -> None:
 
 
 def _write_atomically(path: str, lines) -> None:
-    """Write beside `path`, then rename, so a failed run leaves no half file; the umask sets the mode."""
+    """Write beside `path`, then rename, so a failed run leaves no half file; the umask sets the mode.
+    Temporary files that killed runs left beside `path` (their process no longer runs) go first."""
     folder = os.path.dirname(os.path.abspath(path))
+    _remove_stale_partials(folder, os.path.basename(path))
     temporary = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.partial")
     try:
         handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -173,10 +179,30 @@ def _write_atomically(path: str, lines) -> None:
             file.writelines(lines)
         with interrupt_deferred(f"{path} was written before the interrupt"):
             os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        if error.errno != errno.ENOSPC:
+            raise
+        raise cs.OptionError("{out}: the disk is full (no space left on the device of " + cs.escaped(folder)
+                             + "); free some space or choose another {flag}; " + cs.escaped(path)
+                             + " was not written", out=cs.Mention("out", path), flag=cs.Mention("out")) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):  # renamed already: the file is whole
             os.unlink(temporary)
         raise
+
+
+def _remove_stale_partials(folder: str, name: str) -> None:
+    """Remove `.NAME.<pid>.partial` files of builds that were killed (their process no longer runs)."""
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)\.partial")
+    for entry in os.listdir(folder):
+        match = pattern.fullmatch(entry)
+        full = os.path.join(folder, entry)
+        if match and not process_running(int(match[1]), os.stat(full).st_mtime):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(full)
+                print(f"removed {full}, left by a build that was killed (process {match[1]})", file=sys.stderr)
 
 
 def jsonl_lines(dataset: datasets.Dataset):
@@ -204,6 +230,8 @@ def command_build(args: argparse.Namespace) -> None:
         raise cs.OptionError(f"--split {args.split}: the config {args.config} has the split(s) "
                              f"{', '.join(dataset_dict)}{hint}")
     dataset = dataset_dict[args.split]
+    for note in cs.build_notes(dataset.info):  # said again when the cache serves the build
+        print(note, file=sys.stderr)
     lines = jsonl_lines(dataset)
     if args.out in (None, "-"):
         sys.stdout.writelines(lines)
@@ -226,7 +254,11 @@ def command_stats(args: argparse.Namespace) -> None:
     tokenizer = _tokenizer(args)
     options = _config_options(args)
     schemas = options.pop("tool_schemas", None)  # checks every config's calls; its gate, if any, with it
-    counted = {name: count_config(name, tokenizer, schemas, **options)[0] for name in args.config}
+    counted = {}
+    for name in args.config:
+        counted[name], notes = count_config(name, tokenizer, schemas, **options)
+        for said in (note for split in notes.values() for note in split.get("said", ())):
+            print(f"{name}: {said}", file=sys.stderr)
     results = {name: config_stats(splits, batch_size=args.batch_size, max_length=args.max_length)
                for name, splits in counted.items()}
     if args.plot:
@@ -306,11 +338,13 @@ def command_export(args: argparse.Namespace) -> None:
     args.interrupted = f"{args.folder} holds the new export"
     for item in exported:
         rows = ", ".join(
-            f"{split} {stats['rows']} rows in {len(item.data_files[split])} shard(s)"
+            f"{split} {cs.plural(stats['rows'], 'row')} in {cs.plural(len(item.data_files[split]), 'shard')}"
             for split, stats in item.stats.items()
         )
         print(f"{item.spec.export_name}: {rows} -> data/{item.spec.export_name}/", file=sys.stderr)
-    print(f"exported {len(exported)} configs to {args.folder}", file=sys.stderr)
+        for said in (note for split in item.notes.values() for note in split.get("said", ())):
+            print(f"{item.spec.export_name}: {said}", file=sys.stderr)
+    print(f"exported {cs.plural(len(exported), 'config')} to {args.folder}", file=sys.stderr)
     gone = [name for name in before if name not in {item.spec.export_name for item in exported}]
     if gone:
         print(f"removed the last export's {', '.join(gone)}, which this export does not hold (name every config "
@@ -428,6 +462,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = argparse.Namespace()
     # `huggingface_hub` logs each retry of an unreachable Hub; the one error line below says it all.
     huggingface_hub.utils.logging.set_verbosity_error()
+    # What a build dropped or relabelled is printed by each command, once, in its place (a cached build too).
+    logging.getLogger(cs.__name__).setLevel(logging.ERROR)
     if not sys.stderr.isatty():  # progress bars are for a person watching, not for a log
         datasets.disable_progress_bars()
     try:
@@ -444,9 +480,18 @@ def _run(argv: Sequence[str] | None, args: argparse.Namespace) -> int:
     except cs.ClaudesidianError as error:
         print(f"claudesidian-synthetic: error: {error.words(cli_voice)}", file=sys.stderr)
         return error.exit_code
+    except BrokenPipeError:  # the reader of stdout closed it (`| head`): nothing to say, as cat says nothing
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush either
+        return 141  # 128 + SIGPIPE, what a shell reports for cat there
     except (OSError, huggingface_hub.errors.HfHubHTTPError) as error:
         # File-system and network failures: one line, no traceback (the token never appears in these).
-        if isinstance(error, OSError) and error.filename:
+        if isinstance(error, OSError) and (error.errno == errno.ENOSPC or "No space left" in str(error)):
+            where = error.filename or datasets.config.HF_DATASETS_CACHE
+            message = (f"{where}: the disk is full (no space left on the device); free some space, or set "
+                       "HF_DATASETS_CACHE to a folder on another disk (the cache holds each build); nothing was "
+                       "written")
+        elif isinstance(error, OSError) and error.filename:
             message = f"{error.filename}: {error.strerror}; check the path, and that you may write there"
         else:
             message = f"{type(error).__name__}: {' '.join(str(error).split())}"

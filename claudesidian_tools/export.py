@@ -372,10 +372,10 @@ def _write_config(folder: str, spec: ConfigSpec, *, source, revision, num_shards
 
 def _arrow_table(batch: dict, features: datasets.Features, schema: pa.Schema) -> pa.Table:
     """A columnar batch as Arrow in the features' schema. The examples of a plain layout are stored as
-    they are; a tools layout's `Json` values are encoded by `datasets` first (JSON text), then cast."""
+    they are; a tools layout's `Json` values are written as exact JSON text first, then cast."""
     if cs.layout_of(list(batch)).plain:
         return pa.Table.from_pydict(batch, schema=schema)
-    return pa.Table.from_pydict(features.encode_batch(batch)).cast(schema)
+    return pa.Table.from_pydict(cs.json_text(batch, features)).cast(schema)
 
 
 class _ShardWriter:

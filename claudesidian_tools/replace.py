@@ -237,14 +237,14 @@ def _remove_stale_staging(parent: str, name: str, step: Callable[[str], None]) -
     for entry in sorted(os.listdir(parent)):
         match = pattern.fullmatch(entry)
         full = os.path.join(parent, entry)
-        if match and os.path.isdir(full) and not _running(int(match[1]), os.stat(full).st_mtime):
+        if match and os.path.isdir(full) and not process_running(int(match[1]), os.stat(full).st_mtime):
             shutil.rmtree(full)
             removed += 1
             step(f"remove stale staging {entry}")
     return removed
 
 
-def _running(pid: int, seen: float) -> bool:
+def process_running(pid: int, seen: float) -> bool:
     """Whether process `pid` may still own something last changed at `seen`: not when the pid is
     free, nor when the machine has booted since (after a power cut the pid may be another program's)."""
     with contextlib.suppress(OSError, ValueError, StopIteration), open("/proc/stat", encoding="ascii") as file:

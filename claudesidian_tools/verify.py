@@ -1,18 +1,24 @@
-"""`verify`: rebuild every config an export's card lists, from the source and the options the export
-recorded, and compare it row for row with the Parquet files, in a folder or at a Hub revision."""
+"""`verify`: check an export, in a folder or at a Hub revision, against what made it: every file its
+manifest lists (the sha256 the export recorded; on the Hub the card and recipes as push rendered them
+for the repository), and every config its card lists, rebuilt from the source and the options the export
+recorded, row for row. Every difference is reported, not only the first."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import Iterator
 
+import datasets
 import huggingface_hub
 import pyarrow
 import pyarrow.parquet
 
 import claudesidian_synthetic as cs
+from claudesidian_tools.card import render_card, render_recipe
 from claudesidian_tools.manifest import CARD, MANIFEST, read_manifest
+from claudesidian_tools.replace import recover
 
 
 class VerifyError(cs.ClaudesidianError):
@@ -20,28 +26,39 @@ class VerifyError(cs.ClaudesidianError):
 
 
 class Mismatch(cs.ClaudesidianError):
-    """A file of the export holds other rows than the code builds from the source."""
+    """Files of the export differ from what the export wrote, or hold other rows than the code builds."""
 
     exit_code = 1
 
 
 def verify(folder_or_repo: str, *, revision: str | None = None, source: str | None = None) -> Iterator[str]:
-    """One line per config ("N rows identical"), as each is checked; raise Mismatch at the first row that
-    differs, VerifyError for what cannot be checked."""
+    """One line per config ("N rows identical", or the first row of each split that differs, with its
+    column) and one per file that differs, as each is checked; then Mismatch when anything differed.
+    VerifyError for what cannot be checked."""
+    is_repo = not os.path.isdir(folder_or_repo)
+    if not is_repo:
+        recovered = _recovered(folder_or_repo)
+        if recovered:
+            yield recovered
     folder = _local(folder_or_repo, revision)
     manifest = read_manifest(folder)
     card_path = os.path.join(folder, CARD)
     if manifest is None or not os.path.isfile(card_path):
-        missing = MANIFEST if manifest is None else "README.md"
+        missing = MANIFEST if manifest is None else CARD
         raise VerifyError(f"{folder_or_repo} is not an export of claudesidian-synthetic (no {missing}): nothing to "
                           "verify; give a folder written by `claudesidian-synthetic export` or a repository it was "
                           "pushed to")
     source = _source_for(manifest, source)
-    card = huggingface_hub.DatasetCard.load(card_path)
-    recorded = {entry["name"]: entry for entry in manifest["configs"]}
-    listed_configs = card.data.to_dict().get("configs", [])
+    listed_configs = huggingface_hub.DatasetCard.load(card_path).data.to_dict().get("configs", [])
     if not listed_configs:
         raise VerifyError(f"{folder_or_repo}: the card lists no configs; nothing to verify")
+    differences = 0
+    changed = _changed_files(folder, manifest, folder_or_repo if is_repo else None)
+    yield from changed
+    differences += len(changed)
+    if not changed:
+        yield f"files: {len(manifest['files']) - 1} identical to what the export wrote"
+    recorded = {entry["name"]: entry for entry in manifest["configs"]}
     for listed in listed_configs:
         name = listed["config_name"]
         if name not in recorded:
@@ -49,13 +66,29 @@ def verify(folder_or_repo: str, *, revision: str | None = None, source: str | No
                               "record; export again")
         files = {item["split"]: item["path"] if isinstance(item["path"], list) else [item["path"]]
                  for item in listed["data_files"]}
-        rows = _compare(folder, recorded[name], files, source, manifest)
+        rows, differ = _compare(folder, recorded[name], files, source, manifest)
         splits = ", ".join(f"{split} {count}" for split, count in rows.items())
-        yield f"{name}: {sum(rows.values())} rows identical ({splits})"
+        if differ:
+            differences += len(differ)
+            yield from differ
+        else:
+            yield f"{name}: {sum(rows.values())} rows identical ({splits})"
+    if differences:
+        raise Mismatch(f"{folder_or_repo}: {differences} {'difference' if differences == 1 else 'differences'} "
+                       "(each named above); export again to rebuild it from the source")
+
+
+def _recovered(folder: str) -> str | None:
+    """An export into `folder` that a crash interrupted is finished or undone first, as export would."""
+    try:
+        return recover(folder)
+    except (OSError, ValueError) as error:
+        raise VerifyError(f"{folder}: an interrupted export could not be finished or undone ({error})") from None
 
 
 def _local(folder_or_repo: str, revision: str | None) -> str:
-    """The export's folder: the one given, or a download of the repository at `revision`."""
+    """The export's folder: the one given, or a download of the repository at `revision` (its manifest
+    first, then the files it lists)."""
     if os.path.isdir(folder_or_repo):
         if revision is not None:
             raise VerifyError(f"--revision {revision} applies to a Hub repository, and {folder_or_repo} is a "
@@ -64,14 +97,44 @@ def _local(folder_or_repo: str, revision: str | None) -> str:
     if os.path.exists(folder_or_repo) or folder_or_repo.count("/") != 1:
         raise VerifyError(f"{folder_or_repo} is neither a folder nor a Hub repository id (owner/name)")
     try:
-        return huggingface_hub.snapshot_download(
-            folder_or_repo, repo_type="dataset", revision=revision, allow_patterns=["README.md", MANIFEST, "data/*/*"]
-        )
+        folder = huggingface_hub.snapshot_download(folder_or_repo, repo_type="dataset", revision=revision,
+                                                   allow_patterns=[CARD, MANIFEST])
+        manifest = read_manifest(folder)
+        if manifest is not None:
+            folder = huggingface_hub.snapshot_download(folder_or_repo, repo_type="dataset", revision=revision,
+                                                       allow_patterns=list(manifest["files"]))
+        return folder
     except Exception as error:  # noqa: BLE001 - repository or revision missing, no network, no access
         message = " ".join(str(error).split())[:300]
         raise VerifyError(f"cannot download {folder_or_repo}" + (f" at {revision}" if revision else "")
                           + f" ({type(error).__name__}: {message}); check the repository id, the revision and "
                           "the network (a private repository needs HF_TOKEN)") from None
+
+
+def _changed_files(folder: str, manifest: dict, repo_id: str | None) -> list[str]:
+    """A line for each file the manifest lists that is missing or not what the export wrote (in a Hub
+    repository, the card and recipes are compared with what push renders for it)."""
+    rendered = {}
+    if repo_id is not None:
+        rendered[CARD] = render_card(manifest, location=repo_id, is_repo=True)
+        for entry in manifest["configs"]:
+            if entry["recipe"]:
+                rendered[entry["recipe"]] = render_recipe(entry, location=repo_id, is_repo=True)
+    lines = []
+    for path, sha256 in manifest["files"].items():
+        full = os.path.join(folder, path)
+        if path == MANIFEST:
+            continue
+        if not os.path.isfile(full):
+            lines.append(f"{path}: missing (the export wrote it)")
+        elif path in rendered:
+            with open(full, encoding="utf-8", newline="") as file:
+                if file.read() != rendered[path]:
+                    lines.append(f"{path}: differs from what push renders for {repo_id} from the manifest")
+        elif cs.file_sha256(full) != sha256:
+            lines.append(f"{path}: differs from what the export wrote (sha256 {cs.file_sha256(full)[:12]}..., "
+                         f"written {sha256[:12]}...)")
+    return lines
 
 
 def _source_for(manifest: dict, source: str | None) -> str | None:
@@ -91,44 +154,58 @@ def _source_for(manifest: dict, source: str | None) -> str | None:
     return None
 
 
-def _compare(folder: str, entry: dict, files: dict, source: str | None, manifest: dict) -> dict[str, int]:
+def _compare(folder: str, entry: dict, files: dict, source: str | None, manifest: dict) -> tuple:
+    """({split: rows compared}, [a line for each split's first differing row, naming its column])."""
     options = dict(entry["options"])
     if source is not None:
         options["source"] = source
     elif manifest["source"].get("revision") not in (None, "main"):
         options["revision"] = manifest["source"]["revision"]
+    schemas = manifest.get("tool_schemas") or {}
     try:
         built = cs.builder(entry["config"], **options)
+        if cs.uses_tool_checks(built.config) and not schemas.get("pinned", True):
+            raise VerifyError(f"{entry['name']} was built with tool schemas of sha256 {schemas['sha256']}, not the "
+                              "pinned copy: verify cannot rebuild it without that file")
         plan = built.plan_splits()
     except cs.SourceError as error:
         raise VerifyError("the source of " + entry["name"] + " cannot be read to rebuild it ({cause}); pass {source} a "
                           "local copy of the file the export was made from", cause=error,
                           source=cs.Mention("source")) from None
     if set(plan) != set(files):
-        raise Mismatch(f"{entry['name']}: the files hold the splits {', '.join(files)}, the code builds "
-                       f"{', '.join(plan)}")
-    counts = {}
+        return {}, [f"{entry['name']}: the files hold the splits {', '.join(files)}, the code builds "
+                    f"{', '.join(plan)}"]
+    features = datasets.Features.from_dict(json.loads(json.dumps(entry["info"]["features"])))
+    counts, differ = {}, []
     for split, split_plan in plan.items():
         counts[split] = 0
-        expected_rows = built.iter_examples(split_plan)
-        stored = _stored_rows(folder, files[split], f"{entry['name']}, split {split}")
-        for row, (expected, actual) in enumerate(itertools.zip_longest(expected_rows, stored)):
+        where = f"{entry['name']}, split {split}"
+        stored = _stored_rows(folder, files[split], features)
+        for row, (expected, actual) in enumerate(itertools.zip_longest(built.iter_examples(split_plan), stored)):
+            if isinstance(actual, str):  # a shard that cannot be read: said, and the split ends here
+                differ.append(f"{where}: {actual}")
+                break
             if expected != actual:
-                what = "missing" if actual is None else "extra" if expected is None else "different"
-                raise Mismatch(f"{entry['name']}, split {split}, row {row}: {what} (first difference; the "
-                               f"files are {', '.join(files[split])})")
+                what = "missing" if actual is None else "extra" if expected is None else "different in column " + next(
+                    column for column in expected if expected[column] != actual.get(column))
+                differ.append(f"{where}, row {row}: {what} (the first difference of the split; its files are "
+                              f"{', '.join(files[split])})")
+                break
             counts[split] += 1
-    return counts
+    return counts, differ
 
 
-def _stored_rows(folder: str, paths: list, where: str) -> Iterator[dict]:
-    """The rows of a split's Parquet files, in order; a file that is missing or not Parquet differs."""
+def _stored_rows(folder: str, paths: list, features: datasets.Features) -> Iterator:
+    """The rows of a split's Parquet files, in order, a `Json` value read back exactly; a file that is
+    missing or not Parquet yields the line that says so."""
     for path in paths:
         try:
             for batch in pyarrow.parquet.ParquetFile(os.path.join(folder, path)).iter_batches(batch_size=1000):
-                yield from batch.to_pylist()
+                for row in batch.to_pylist():
+                    yield cs.json_values(row, features)
         except FileNotFoundError:
-            raise Mismatch(f"{where}: {path} is missing") from None
-        except (pyarrow.ArrowException, OSError) as error:
-            raise Mismatch(f"{where}: {path} is not readable Parquet ({' '.join(str(error).split())[:200]})") \
-                from None
+            yield f"{path} is missing"
+            return
+        except (pyarrow.ArrowException, OSError, ValueError) as error:
+            yield f"{path} is not readable Parquet ({' '.join(str(error).split())[:200]})"
+            return
