@@ -540,13 +540,12 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
         _choice(*LAYOUTS),
         "columns: " + ", ".join(f"{layout.name} ({layout.purpose})" for layout in LAYOUTS.values()),
     )
-    gate: Optional[str] = _option(
-        None,
-        _choice("drop", "relabel"),
-        "desirable rows whose tool calls fail the checks against the tool schemas: drop them, or relabel them "
-        "undesirable (KTO then learns from them what not to do); a tools layout also drops every row whose calls "
-        "do not parse",
-        "keep every row as labelled",
+    gate: str = _option(
+        "keep",
+        _choice("keep", "drop", "relabel"),
+        "desirable rows whose tool calls fail the checks against the tool schemas: keep them, drop them, or relabel "
+        "them undesirable (KTO then learns from them what not to do); with drop or relabel a tools layout also "
+        "drops every row whose calls do not parse",
     )
     tool_schemas: Optional[str] = _option(
         None, _TEXT, "the tool schemas the gate and the tools layouts check calls against: a local tool_schemas.json "
@@ -624,7 +623,8 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
         if self.tool_schemas is not None and not uses_tool_checks(self):
             raise OptionError(
                 "{given} changes nothing here: the gate and the tools layouts check calls against it, and this "
-                "build has neither; give {gate} or a tools {layout}, or leave it out", gate=Mention("gate"),
+                "build has neither; give {gate} or a tools {layout}, or leave it out",
+                gate=Mention("gate", Placeholder("drop|relabel")),
                 given=Mention("tool_schemas", self.tool_schemas), layout=Mention("layout"))
         if self.source is not None and "revision" in given:
             raise OptionError("{source} and {revision}: the revision picks the Hub file, the source replaces it; "
@@ -986,7 +986,7 @@ def _free_disk(folder: str) -> int:
 
 def uses_tool_checks(config: ClaudesidianSyntheticConfig) -> bool:
     """Whether building the config checks tool calls: its gate, or a tools layout."""
-    return config.gate is not None or LAYOUTS[config.layout].tools
+    return config.gate != "keep" or LAYOUTS[config.layout].tools
 
 
 def load_tool_schemas(path: Optional[str] = None, *, base_path: Optional[str] = None,
@@ -1802,16 +1802,19 @@ def plan_rows(scan: SourceScan, config: ClaudesidianSyntheticConfig, row_limit: 
     if uses_tool_checks(config):
         labels = _gate(scan, config, sides, notes)
     gated = dataclasses.replace(scan, labels=labels)
-    splits = {"train": choose(named.selection, gated, sides["train"], config, random_stream(config.seed, "selection"),
-                              row_limit)}
-    if "test" in sides:
+    splits = {}
+    if "test" in sides:  # the test split first: its errors are said first, as they were
         try:
-            splits["test"] = choose(SELECTIONS[named.selection].test_split, gated, sides["test"], config,
-                                    random_stream(config.seed, "test_order"), row_limit)
+            test = choose(SELECTIONS[named.selection].test_split, gated, sides["test"], config,
+                          random_stream(config.seed, "test_order"), row_limit)
         except OptionError as error:
             fix = "; pick a larger {test_size}" + (" or a larger {batch_size}" if config.order == "mixed" else "")
-            raise error.about("the test split: ", fix, test_size=Mention("test_size"),
-                              batch_size=Mention("batch_size")) from None
+            raise error.about("the test split: ", "" if "give at most" in error.template else fix,
+                              test_size=Mention("test_size"), batch_size=Mention("batch_size")) from None
+    splits["train"] = choose(named.selection, gated, sides["train"], config, random_stream(config.seed, "selection"),
+                             row_limit)
+    if "test" in sides:
+        splits["test"] = test
     return RowPlan(splits, labels, notes)
 
 
@@ -1824,7 +1827,7 @@ def _gate(scan: SourceScan, config: ClaudesidianSyntheticConfig, sides: dict, no
     tools = LAYOUTS[config.layout].tools
     labels = scan.labels & ~failing if config.gate == "relabel" else scan.labels
     for split, rows in sides.items():
-        if tools and config.gate is None and unparsed[rows].any():
+        if tools and config.gate == "keep" and unparsed[rows].any():
             bad = rows[unparsed[rows]]
             raise OptionError(
                 "{layout} needs every row's tool calls to parse, and " + f"{plural(len(bad), 'row')} of the {split} "

@@ -96,7 +96,7 @@ def describe(entry: Mapping) -> str:
     text = f"{origin}{how}, " + _ORDER_WORDS[resolved["order"]].format(**resolved)
     if resolved.get("dedupe"):
         text += "; exact duplicate lines dropped first"
-    if resolved.get("gate"):
+    if resolved.get("gate", "keep") != "keep":
         text += ("; desirable rows whose tool calls fail the checks against the tool schemas "
                  + ("dropped" if resolved["gate"] == "drop" else "relabelled undesirable") + " ("
                  + "; ".join(note.removeprefix("gate: ") for notes in entry.get("notes", {}).values()

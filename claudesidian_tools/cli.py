@@ -463,7 +463,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `huggingface_hub` logs each retry of an unreachable Hub; the one error line below says it all.
     huggingface_hub.utils.logging.set_verbosity_error()
     # What a build dropped or relabelled is printed by each command, once, in its place (a cached build too).
-    logging.getLogger(cs.__name__).setLevel(logging.ERROR)
+    builder_logger = logging.getLogger(cs.__name__)
+    level = builder_logger.level
+    builder_logger.setLevel(logging.ERROR)
     if not sys.stderr.isatty():  # progress bars are for a person watching, not for a log
         datasets.disable_progress_bars()
     try:
@@ -471,6 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(argv, args)
     except KeyboardInterrupt as interrupt:  # as the command returned: what it put in place is there
         return _interrupted(interrupt, args)
+    finally:
+        builder_logger.setLevel(level)
 
 
 def _run(argv: Sequence[str] | None, args: argparse.Namespace) -> int:

@@ -131,6 +131,24 @@ def run_cli(*args, cache=None, env=None, cwd=REPO):
     )
 
 
+def run_main(*args):
+    """The command line's own `main` in this process, for the tests about what it says and writes (the
+    installed command runs the same code; the tests about processes, signals and install run it as
+    users do, with `run_cli`): a CompletedProcess of (exit status, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from claudesidian_tools.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as exit:  # argparse: --help, --version, usage errors
+            code = exit.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
 def last_line(result) -> str:
     return result.stderr.strip().splitlines()[-1]
 

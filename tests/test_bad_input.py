@@ -4,6 +4,7 @@ The tables call the scanner and the config check directly; one case of each runs
 
 import dataclasses
 import json
+import re
 
 import pytest
 from conftest import make_row
@@ -104,42 +105,119 @@ def test_an_escaped_backslash_before_ud800_is_text(write_source):
     assert dataset[0]["prompt"][0]["content"] == "path C:\\ud800"
 
 
-@pytest.mark.parametrize(
-    ("name", "options", "message"),
-    [
-        ("balanced_custom", {"desirable": -1}, "desirable=-1: must be a positive whole number"),
-        ("balanced_custom", {"undesirable": 0}, "undesirable=0: must be a positive whole number"),
-        ("balanced_custom", {"ratio": 0}, "ratio=0: must be a finite number above 0"),
-        ("balanced_custom", {"ratio": -2.0}, "ratio=-2.0: must be a finite number above 0"),
-        ("balanced_custom", {"ratio": float("inf")}, "ratio=inf: must be a finite number above 0"),
-        ("balanced_custom", {"ratio": 2.0, "desirable": 10}, "give either counts or a ratio, not both"),
-        ("balanced_custom", {"order": "random"}, "order='random': must be one of source, shuffle, mixed"),
-        ("balanced_custom", {"order": "mixed"}, "order='mixed' needs batch_size"),
-        ("balanced_custom", {"batch_size": 4}, "batch_size=4 applies only to order='mixed'"),
-        ("balanced_custom", {"order": "source", "batch_size": 4}, "applies only to order='mixed', not order='source'"),
-        ("balanced_custom", {"length_strata": 5, "desirable": 3}, "length_strata=5 decides how many rows"),
-        ("balanced_custom", {"seed": "7"}, "seed='7': must be a whole number"),
-        ("balanced_custom", {"dedupe": "yes"}, "dedupe='yes': must be True or False"),
-        ("balanced_254", {"seed": 7}, "seed=7 is not an option of name='balanced_254'"),
-        ("balanced_254", {"dedupe": True}, "dedupe=True is not an option of name='balanced_254'"),
-        ("balanced_254", {"test_size": 0.1}, "use name='balanced_custom' to choose test_size, or name='full_eval'"),
-        ("full", {"desirable": 10}, "desirable=10 is not an option of name='full' (every source row)"),
-        ("full", {"seed": 7}, "seed=7 has no effect on name='full' in source order"),
-        ("full", {"test_size": -1}, "test_size=-1: must be a fraction of the source between 0 and 1"),
-        ("full", {"test_size": True}, "test_size=True: must be a fraction"),
-        ("full", {"source": "x.jsonl", "revision": "v1"}, "give one of them"),
-        ("sft", {"undesirable": 10}, "undesirable=10 is not an option of name='sft'"),
-        ("sft", {"order": "mixed"}, "order='mixed' does not apply to name='sft'"),
-        ("sft", {"layout": "kto"}, "layout='kto' does not apply to name='sft'"),
-        ("pairs", {"ratio": 2.0}, "ratio=2.0 is not an option of name='pairs'"),
-        ("pairs", {"dedupe": True}, "dedupe=True is not an option of name='pairs'"),
-    ],
-)
-def test_bad_options(name, options, message):
-    named = cs.CONFIGS[name]
+# One table of option errors, checked in both voices: (config, options, what Python says, what the command
+# line says). The Python column alone where the command line cannot give the value (a string seed).
+OPTION_ERRORS = [
+    ("balanced_custom", {"desirable": -1}, "desirable=-1: must be a positive whole number",
+     "--desirable -1: must be a positive whole number"),
+    ("balanced_custom", {"undesirable": 0}, "undesirable=0: must be a positive whole number",
+     "--undesirable 0: must be a positive whole number"),
+    ("balanced_custom", {"ratio": 0}, "ratio=0: must be a finite number above 0", "--ratio 0: must be a finite number"),
+    ("balanced_custom", {"ratio": -2.0}, "ratio=-2.0: must be a finite number above 0",
+     "--ratio -2.0: must be a finite number above 0"),
+    ("balanced_custom", {"ratio": float("inf")}, "ratio=inf: must be a finite number above 0",
+     "--ratio inf: must be a finite number above 0"),
+    ("balanced_custom", {"ratio": 2.0, "desirable": 10}, "ratio=2.0 with desirable=10: give either counts or a ratio",
+     "--ratio 2.0 with --desirable 10: give either counts or a ratio, not both"),
+    ("balanced_custom", {"order": "random"}, "order='random': must be one of source, shuffle, mixed", None),
+    ("balanced_custom", {"order": "mixed"}, "order='mixed' needs batch_size", "--order mixed needs --batch-size"),
+    ("balanced_custom", {"batch_size": 4}, "batch_size=4 applies only to order='mixed'",
+     "--batch-size 4 applies only to --order mixed"),
+    ("balanced_custom", {"order": "source", "batch_size": 4}, "applies only to order='mixed', not order='source'",
+     "--batch-size 4 applies only to --order mixed, not --order source"),
+    ("balanced_custom", {"length_strata": 5, "desirable": 3}, "length_strata=5 decides how many rows",
+     "--length-strata 5 decides how many rows of each label it keeps, so --desirable 3 cannot apply"),
+    ("balanced_custom", {"length_strata": 1}, "length_strata=1: must be a whole number of strata, at least 2",
+     "--length-strata 1: must be a whole number of strata, at least 2"),
+    ("balanced_custom", {"seed": "7"}, "seed='7': must be a whole number", None),
+    ("balanced_custom", {"dedupe": "yes"}, "dedupe='yes': must be True or False", None),
+    ("balanced_custom", {"desirable": 800}, "desirable=800 but the source has only 746 desirable rows",
+     "--desirable 800 but the source has only 746 desirable rows: ask for at most 746, or add --replacement"),
+    ("balanced_custom", {"ratio": 1000}, "ratio=1000 asks for 254000 desirable and 254 undesirable rows, and the "
+     "source has 746 and 254: give a ratio at most 2.937", "--ratio 1000 asks for 254000 desirable and 254 "
+     "undesirable rows, and the source has 746 and 254: give a ratio at most 2.937"),
+    ("balanced_custom", {"length_strata": 2, "ratio": 0.001}, "length_strata=2 leaves 0 desirable",
+     "--length-strata 2 leaves 0 desirable"),
+    ("balanced_254", {"seed": 7}, "seed=7 is not an option of name='balanced_254'",
+     "--seed 7 is not an option of the config balanced_254"),
+    ("balanced_254", {"dedupe": True}, "dedupe=True is not an option of name='balanced_254'",
+     "--dedupe is not an option of the config balanced_254"),
+    ("balanced_254", {"test_size": 0.1}, "use name='balanced_custom' to choose test_size, or name='full_eval'",
+     "use the config balanced_custom to choose --test-size, or the config full_eval"),
+    ("full", {"desirable": 10}, "desirable=10 is not an option of name='full' (every source row)",
+     "--desirable 10 is not an option of the config full (every source row)"),
+    ("full", {"seed": 7}, "seed=7 has no effect on name='full' in source order",
+     "--seed 7 has no effect on the config full in source order: give --order shuffle"),
+    ("full", {"test_size": -1}, "test_size=-1: must be a fraction of the source between 0 and 1",
+     "--test-size -1: must be a fraction of the source between 0 and 1"),
+    ("full", {"test_size": 1.0}, "test_size=1.0: must be a fraction", "--test-size 1.0: must be a fraction"),
+    ("full", {"test_size": True}, "test_size=True: must be a fraction", None),
+    ("full", {"test_size": 1}, "test_size=1 leaves the test split with one label",
+     "--test-size 1 leaves the test split with one label"),
+    ("full", {"test_size": 1000}, "test_size=1000 asks for 1000 of the 1000 source rows",
+     "--test-size 1000 asks for 1000 of the 1000 source rows"),
+    ("full", {"source": "x.jsonl", "revision": "v1"}, "source='x.jsonl' and revision='v1': the revision picks the "
+     "Hub file, the source replaces it; give one of them", None),
+    ("full", {"order": "mixed", "batch_size": 3}, "batch_size=3 cannot give every batch both labels with 746 "
+     "desirable and 254 undesirable rows: the smallest batch size that works is 4",
+     "--batch-size 3 cannot give every batch both labels with 746 desirable and 254 undesirable rows: the smallest "
+     "batch size that works is 4"),
+    ("full", {"order": "mixed", "batch_size": 2000}, "batch_size=2000 is more than the 1000 rows to arrange",
+     "--batch-size 2000 is more than the 1000 rows to arrange: every batch would be the whole split; give at most "
+     "1000"),
+    ("full", {"test_size": 0.1, "order": "mixed", "batch_size": 2},
+     "the test split: batch_size=2 cannot give every batch both labels",
+     "the test split: --batch-size 2 cannot give every batch both labels"),
+    ("full", {"tool_schemas": "x.json"}, "tool_schemas='x.json' changes nothing here: the gate and the tools layouts "
+     "check calls against it", "--tool-schemas x.json changes nothing here: the gate and the tools layouts check "
+     "calls against it, and this build has neither; give --gate drop|relabel or a tools --layout"),
+    ("full", {"layout": "kto_tools"}, "layout='kto_tools' needs every row's tool calls to parse, and 32 rows of the "
+     "train split do not (source rows 900, ", "--layout kto_tools needs every row's tool calls to parse, and 32 rows "
+     "of the train split do not (source rows 900, "),
+    ("sft", {"undesirable": 10}, "undesirable=10 is not an option of name='sft'",
+     "--undesirable 10 is not an option of the config sft"),
+    ("sft", {"order": "mixed"}, "order='mixed' does not apply to name='sft'",
+     "--order mixed does not apply to the config sft"),
+    ("sft", {"layout": "kto"}, "layout='kto' does not apply to name='sft'",
+     "--layout kto does not apply to the config sft"),
+    ("sft", {"gate": "relabel"}, "gate='relabel' on name='sft': it holds desirable rows only",
+     "--gate relabel on the config sft: it holds desirable rows only, so a relabelled row leaves it as a dropped one "
+     "does; give --gate drop"),
+    ("pairs", {"ratio": 2}, "ratio=2 is not an option of name='pairs'",
+     "--ratio 2 is not an option of the config pairs"),
+    ("pairs", {"dedupe": True}, "dedupe=True is not an option of name='pairs'",
+     "--dedupe is not an option of the config pairs"),
+]
+
+
+@pytest.mark.parametrize(("name", "options", "python", "cli"), OPTION_ERRORS,
+                         ids=[f"{name}-{'-'.join(options)}" for name, options, *_ in OPTION_ERRORS])
+def test_option_errors_in_python(real_scan, name, options, python, cli):
+    """The config's own check, or its plan against the real source, raises the one OptionError."""
     with pytest.raises(cs.OptionError) as caught:
-        cs.ClaudesidianSyntheticConfig(name=name, **{**named.option_defaults(), **options})
-    assert message in str(caught.value)
+        config = cs.ClaudesidianSyntheticConfig(name=name, **{**cs.CONFIGS[name].option_defaults(), **options})
+        cs.plan_rows(real_scan, config)
+    assert python in str(caught.value)
+    assert not re.search(r"--[a-z]", str(caught.value))  # keywords, not flags
+
+
+SAID_ON_THE_COMMAND_LINE = [case for case in OPTION_ERRORS if case[3] is not None]
+
+
+@pytest.mark.parametrize(("name", "options", "python", "cli"), SAID_ON_THE_COMMAND_LINE,
+                         ids=[f"{name}-{'-'.join(options)}" for name, options, *_ in SAID_ON_THE_COMMAND_LINE])
+def test_option_errors_on_the_command_line(source_path, capsys, name, options, python, cli):
+    """The same errors through the command line's own `main` (in this process: the installed command runs
+    the same code, tests/test_cli.py runs it in fresh processes): one line, exit 2, flags not keywords."""
+    from claudesidian_tools.cli import main
+
+    flags = []
+    for option, value in options.items():
+        flags += [f"--{option.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    assert main(["build", name, *flags, "--source", source_path]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("claudesidian-synthetic: error: ") and cli in line
+    assert not re.search(r"\b(" + "|".join(cs.OPTION_DEFAULTS) + r"|name)=", line)
 
 
 def test_a_bad_option_stops_the_load_before_the_source_is_read(source_path, monkeypatch):
@@ -148,28 +226,9 @@ def test_a_bad_option_stops_the_load_before_the_source_is_read(source_path, monk
         cs.load("full", source=source_path, order="mixed")
 
 
-@pytest.mark.parametrize(
-    ("name", "options", "message"),
-    [
-        ("balanced_custom", {"desirable": 800}, "desirable=800 but the source has only 746 desirable rows"),
-        ("full", {"order": "mixed", "batch_size": 3}, "the smallest batch size that works is 4"),
-        ("full", {"test_size": 2}, "test_size=2 leaves the test split with one label"),
-        ("full", {"test_size": 1000}, "test_size=1000 asks for 1000 of the 1000 source rows"),
-        ("full", {"test_size": 0.1, "order": "mixed", "batch_size": 2},
-         "the test split: batch_size=2 cannot give every batch both labels"),
-        ("balanced_custom", {"length_strata": 2, "ratio": 0.001}, "leaves 0 desirable"),
-    ],
-)
-def test_options_the_source_cannot_satisfy(real_scan, name, options, message):
-    config = cs.ClaudesidianSyntheticConfig(name=name, **{**cs.CONFIGS[name].option_defaults(), **options})
-    with pytest.raises(cs.OptionError) as caught:
-        cs.plan_rows(real_scan, config)
-    assert message in str(caught.value)
-
-
 @pytest.fixture(scope="module")
 def real_scan(source_path):
-    return cs.scan_source(source_path, row_keys=True)
+    return cs.scan_source(source_path, row_keys=True, tool_schemas=cs.load_tool_schemas())
 
 
 def test_unknown_config_and_options_in_load():

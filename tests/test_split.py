@@ -127,7 +127,8 @@ def test_one_held_out_prompt_set_for_every_config(source_path, source_rows, test
         "balanced_custom": cs.load("balanced_custom", source=source_path, test_size=test_size, seed=seed),
         "balanced_length_matched": cs.load("balanced_length_matched", source=source_path, test_size=test_size,
                                            seed=seed),
-        "sft": cs.load("sft", source=source_path, test_size=test_size, seed=seed),
+        "sft": cs.load("sft", source=source_path, test_size=test_size, seed=seed, gate="keep"),
+        "sft gated": cs.load("sft", source=source_path, test_size=test_size, seed=seed),
         "pairs": cs.load("pairs", source=source_path, test_size=test_size, seed=seed),
     }
     held_out = prompt_digests(built["full"]["test"])
@@ -135,22 +136,25 @@ def test_one_held_out_prompt_set_for_every_config(source_path, source_rows, test
         assert prompt_digests(splits["test"]) <= held_out, name
         for other in built.values():
             assert not prompt_digests(other["train"]) & prompt_digests(splits["test"]), name
-    # sft's test split is every desirable held-out row; the pairs' test split every pair of a held-out prompt.
-    assert len(built["sft"]["test"]) == sum(built["full"]["test"]["label"])
+    # sft's test split is every desirable held-out row (the gated one fewer); the pairs' test split every pair
+    # of a held-out prompt.
+    assert len(built["sft"]["test"]) == sum(built["full"]["test"]["label"]) > len(built["sft gated"]["test"])
     all_prompts = prompt_digests(built["pairs"]["train"]) | prompt_digests(built["pairs"]["test"])
     assert prompt_digests(built["pairs"]["test"]) == all_prompts & held_out
 
 
 def test_sft_is_the_desirable_conversations(source_path, source_rows):
-    splits = cs.load("sft", source=source_path, test_size=0, order="source")
+    splits = cs.load("sft", source=source_path, test_size=0, order="source", gate="keep")
     desirable = [row["conversations"] for row in source_rows if row["label"]]
     assert list(splits) == ["train"] and splits["train"].column_names == ["messages"]
     assert splits["train"]["messages"] == desirable
 
 
-def test_sft_defaults_hold_out_a_tenth(source_path):
-    splits = cs.load("sft", source=source_path)
-    assert {split: len(rows) for split, rows in splits.items()} == {"train": 671, "test": 75}
+def test_sft_defaults_hold_out_a_tenth_and_drop_the_rows_whose_tool_calls_fail(source_path):
+    ungated = cs.load("sft", source=source_path, gate="keep")
+    assert {split: len(rows) for split, rows in ungated.items()} == {"train": 671, "test": 75}
+    splits = cs.load("sft", source=source_path)  # 746 - 632 = 114 desirable rows fail a check
+    assert {split: len(rows) for split, rows in splits.items()} == {"train": 567, "test": 65}
 
 
 def test_pairs_are_the_prompts_with_both_labels(source_path, source_rows):
