@@ -569,6 +569,8 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
         if self.test_size == 0:  # `None` cannot say "no test split": `datasets` drops None overrides
             self.test_size = None
         given = {name for name, default in defaults.items() if getattr(self, name) != default}
+        if "order" in given and self.order != "mixed" and "batch_size" not in given:
+            self.batch_size = None  # a config's own batch size is its mixed order's: another order drops it
         refused = sorted(given - named.takes)
         if refused:
             option = refused[0]
@@ -1799,7 +1801,7 @@ def plan_rows(scan: SourceScan, config: ClaudesidianSyntheticConfig, row_limit: 
             notes[split]["dedupe_dropped"] = dropped = len(rows) - len(sides[split])
             notes[split]["said"].append(f"dedupe dropped {plural(dropped, 'exact duplicate line')} of the "
                                         f"{len(rows)} rows of the {split} split")
-    if uses_tool_checks(config):
+    if config.gate != "keep":
         labels = _gate(scan, config, sides, notes)
     gated = dataclasses.replace(scan, labels=labels)
     splits = {}
@@ -1815,26 +1817,34 @@ def plan_rows(scan: SourceScan, config: ClaudesidianSyntheticConfig, row_limit: 
                              row_limit)
     if "test" in sides:
         splits["test"] = test
+    if LAYOUTS[config.layout].tools:
+        _refuse_unparsed(scan, config, splits)
     return RowPlan(splits, labels, notes)
+
+
+def _refuse_unparsed(scan: SourceScan, config: ClaudesidianSyntheticConfig, splits: dict) -> None:
+    """A tools layout holds calls as structured data: a selected row whose calls do not parse has no such
+    form (the gate leaves those rows out; without it, they are named here)."""
+    for split, rows in splits.items():
+        bad = np.unique(rows[scan.tool_checks[rows] == 0])
+        if len(bad):
+            raise OptionError(
+                "{layout} needs the tool calls of every row it holds to parse, and " + f"{plural(len(bad), 'row')} "
+                f"of the {split} split do not (source rows {', '.join(str(row + 1) for row in bad[:8].tolist())}"
+                f"{', ...' if len(bad) > 8 else ''}): give " + "{drop} (or {relabel}) to leave them out",
+                layout=Mention("layout", config.layout), drop=Mention("gate", "drop"),
+                relabel=Mention("gate", "relabel"))
 
 
 def _gate(scan: SourceScan, config: ClaudesidianSyntheticConfig, sides: dict, notes: dict) -> np.ndarray:
     """Apply the gate to each split's rows (in place in `sides`) and return every row's label after it:
     desirable rows whose calls fail a check are dropped or relabelled undesirable; a tools layout also
-    drops rows whose calls do not parse (any label), or, without a gate, refuses them by their lines."""
+    drops rows whose calls do not parse (any label)."""
     failing = scan.labels & (scan.tool_checks < len(CHECKS))
     unparsed = scan.tool_checks == 0
     tools = LAYOUTS[config.layout].tools
     labels = scan.labels & ~failing if config.gate == "relabel" else scan.labels
     for split, rows in sides.items():
-        if tools and config.gate == "keep" and unparsed[rows].any():
-            bad = rows[unparsed[rows]]
-            raise OptionError(
-                "{layout} needs every row's tool calls to parse, and " + f"{plural(len(bad), 'row')} of the {split} "
-                f"split do not (source rows {', '.join(str(row + 1) for row in bad[:8].tolist())}"
-                f"{', ...' if len(bad) > 8 else ''}): give " + "{drop} (or {relabel}) to leave them out",
-                layout=Mention("layout", config.layout), drop=Mention("gate", "drop"),
-                relabel=Mention("gate", "relabel"))
         gone = (failing[rows] & (config.gate == "drop")) | (unparsed[rows] & tools)
         relabelled = failing[rows] & ~gone if config.gate == "relabel" else np.zeros(len(rows), dtype=bool)
         sides[split] = rows[~gone]

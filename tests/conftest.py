@@ -51,15 +51,58 @@ def published_rows(published_path):
         return [json.loads(line) for line in file]
 
 
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("hf-datasets-cache")
+
+
 @pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    """Every test gets its own `datasets` cache, so no test sees another's Arrow files."""
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+def datasets_cache(request, shared_cache, tmp_path, monkeypatch):
+    """Builds go to one `datasets` cache for the whole session: an entry is keyed by the config, its options
+    and the source's bytes, so a test reuses what another built and sees the same rows. A test that must
+    see a build happen (a patched builder, a counted regeneration) asks for `own_cache`."""
+    cache = tmp_path / "hf-cache" if "own_cache" in request.fixturenames else shared_cache
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
     import datasets
 
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
-    monkeypatch.setattr(datasets.config, "DOWNLOADED_DATASETS_PATH", tmp_path / "hf-cache" / "downloads")
-    return tmp_path / "hf-cache"
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    monkeypatch.setattr(datasets.config, "DOWNLOADED_DATASETS_PATH", cache / "downloads")
+    return cache
+
+
+@pytest.fixture
+def own_cache(datasets_cache):
+    """This test's own, empty `datasets` cache (see `datasets_cache`)."""
+    return datasets_cache
+
+
+# The configs of the session's export: the default export and three more (a mixed order of 8, custom counts,
+# the published file's columns).
+EXPORT_EXTRA = ["mixed8=full:order=mixed,batch_size=8", "balanced_custom:desirable=300,undesirable=200,seed=7",
+                "conv=balanced_254:layout=conversations"]
+
+
+@pytest.fixture(scope="session")
+def session_export(tmp_path_factory, source_path, shared_cache):
+    """The export every test that only reads one shares, written once, as the folder `dataset`: copy it
+    (`shutil.copytree`) to change it."""
+    from claudesidian_tools import export as exporter
+
+    folder = tmp_path_factory.mktemp("session-export") / "dataset"
+    with pytest.MonkeyPatch.context() as patch:
+        import datasets
+
+        patch.setattr(datasets.config, "HF_DATASETS_CACHE", shared_cache)
+        specs = [exporter.parse_config_spec(spec) for spec in [*exporter.DEFAULT_EXPORTS, *EXPORT_EXTRA]]
+        exporter.export(str(folder), specs, source=source_path)
+    return folder
+
+
+def pytest_report_header(config):
+    if "not slow" in (config.getoption("markexpr") or ""):
+        return ("deselected: the slow tests (training runs, fresh virtual environments, benchmarks, memory and "
+                "kill tests); `bash .ci/run` runs them, with -m 'slow or not slow'")
+    return None
 
 
 def as_source_rows(dataset):

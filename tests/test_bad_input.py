@@ -171,9 +171,9 @@ OPTION_ERRORS = [
     ("full", {"tool_schemas": "x.json"}, "tool_schemas='x.json' changes nothing here: the gate and the tools layouts "
      "check calls against it", "--tool-schemas x.json changes nothing here: the gate and the tools layouts check "
      "calls against it, and this build has neither; give --gate drop|relabel or a tools --layout"),
-    ("full", {"layout": "kto_tools"}, "layout='kto_tools' needs every row's tool calls to parse, and 32 rows of the "
-     "train split do not (source rows 900, ", "--layout kto_tools needs every row's tool calls to parse, and 32 rows "
-     "of the train split do not (source rows 900, "),
+    ("full", {"layout": "kto_tools"}, "layout='kto_tools' needs the tool calls of every row it holds to parse, "
+     "and 32 rows of the train split do not (source rows 900, ", "--layout kto_tools needs the tool calls of every "
+     "row it holds to parse, and 32 rows of the train split do not (source rows 900, "),
     ("sft", {"undesirable": 10}, "undesirable=10 is not an option of name='sft'",
      "--undesirable 10 is not an option of the config sft"),
     ("sft", {"order": "mixed"}, "order='mixed' does not apply to name='sft'",

@@ -51,7 +51,7 @@ def test_every_config_option_is_a_flag_with_its_declared_help_and_default():
     for default in ("(default: 42)", "(default: main)", "(default: train)", "(default: kto; messages for sft; "
                     "messages_tools for sft_tools; kto_tools for kto_tools; preference for pairs)",
                     "(default: shuffle; source for full; mixed for full_eval, balanced_length_matched, kto_tools)",
-                    "(default: keep every row as labelled; drop for sft, sft_tools; relabel for kto_tools)",
+                    "(default: keep; drop for sft, sft_tools; relabel for kto_tools)",
                     "(default: stdout)", "(default: off)"):
         assert default in text
 
@@ -258,7 +258,7 @@ def interrupt_when(process: subprocess.Popen, ready, timeout: float = 120) -> st
     return process.communicate(timeout=timeout)[1]
 
 
-def test_ctrl_c_during_a_build_is_one_line_and_writes_nothing(tmp_path):
+def test_ctrl_c_during_a_build_is_one_line_and_writes_nothing(tmp_path, own_cache):
     from conftest import generate_source
 
     source = tmp_path / "big.jsonl"

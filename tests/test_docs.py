@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import DATA, REPO
 from fake_hub import FakeHub
-from tiny_model import need_trl, save_tiny_model
+from tiny_model import QWEN25_TEMPLATE, need_trl, save_tiny_model
 
 import claudesidian_synthetic as cs
 from claudesidian_tools import export as exporter
@@ -38,8 +38,9 @@ def blocks(text: str, language: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
+    """The tiny model, its chat template Qwen2.5's: it renders `tools` and `tool_calls` as Qwen's does."""
     need_trl()
-    return save_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-model"), QWEN25_TEMPLATE)
 
 
 def marked(code: str, model: str, source: str) -> str:
@@ -57,6 +58,7 @@ def test_the_readme_has_the_blocks_this_file_runs():
     assert len(blocks(README, "bash")) == 4 and len(blocks(README, "python")) == 2 and len(blocks(README, "text")) == 1
 
 
+@pytest.mark.slow
 def test_readme_python_blocks_run(model, source_path, tmp_path):
     for number, code in enumerate(blocks(README, "python")):
         code = marked(code, model, source_path).replace(
@@ -66,6 +68,7 @@ def test_readme_python_blocks_run(model, source_path, tmp_path):
         run([sys.executable, f"block{number}.py"], cwd=tmp_path, env={"PYTHONPATH": str(REPO)})
 
 
+@pytest.mark.slow
 def test_readme_quickstart_and_stages_run(model, source_path, tmp_path):
     """The quickstart's commands, then the staged training's (SFT, then DPO from the SFT model, then the
     held-out check), in one folder as a user types them."""
@@ -81,11 +84,12 @@ def test_readme_quickstart_and_stages_run(model, source_path, tmp_path):
             line += " " + " ".join(TRAIN_LIMIT)
         outputs.append(run(["bash", "-c", line], cwd=tmp_path))
     trained = [output for output in outputs if "Training completed" in output]
-    assert len(trained) == 3 and all("'eval_loss'" in output for output in trained)  # kto, sft, dpo
+    assert len(trained) == 4 and all("'eval_loss'" in output for output in trained)  # kto; sft, kto, dpo
     held_out = [line for line in outputs[-1].splitlines() if line.startswith("prompts of ")]
-    assert len(held_out) == 6 and all(line.endswith(": 0") for line in held_out)
+    assert len(held_out) == 12 and all(line.endswith(": 0") for line in held_out)
 
 
+@pytest.mark.slow
 def test_readme_main_command_runs_verbatim_in_a_fresh_copy(tmp_path):
     """The README's first command, exactly, in a copy of the repository with ../shared beside it."""
     main_command = blocks(README, "bash")[0].strip()
@@ -161,7 +165,7 @@ def test_readme_option_list_is_the_declarations():
 
 def test_readme_configs_figures_are_what_stats_reports(source_path):
     rows = _table("## Configs", 1)
-    assert len(rows) == 10
+    assert len(rows) == 14
     for cells in rows:
         name = re.match(r"`(\w+)`", cells[0]).group(1)
         stats = split_stats(cs.load(name, split=cells[1], source=source_path)).result()
@@ -171,10 +175,26 @@ def test_readme_configs_figures_are_what_stats_reports(source_path):
         if "first_50" in stats:
             expected += [f"{stats['first_50']['desirable']} / {stats['first_50']['undesirable']}",
                          f"{stats['homogeneous_batches']['4']} of {stats['rows'] // 4}",
+                         f"{stats['prompt_repeat_batches']['4']} of {stats['rows'] // 4}",
                          f"{weights['desirable_weight']}, {weights['undesirable_weight']}"]
         else:
-            expected += ["", "", ""]
+            expected += ["", "", "", ""]
         assert cells[2:] == expected, cells
+
+
+def test_readme_tool_call_figures_are_what_stats_reports(source_path):
+    rows = {cells[0]: cells[1:] for cells in _table("## What the tool calls teach: the checks, the gate, the native "
+                                                    "format")}
+    funnel = split_stats(cs.load("full", split="train", source=source_path),
+                         schemas=cs.load_tool_schemas()).result()["tool_calls"]
+    for label in cs.LABEL_NAMES:
+        assert rows[label] == [str(funnel[label]["rows"]), *map(str, funnel[label]["passing"].values())]
+    text = " ".join(README.split("## What the tool calls teach")[1].split("## Columns")[0].split())
+    top = funnel["desirable"]["top_reasons"]
+    assert f"`memoryManager_createState` ({top[0]['count']} calls)" in text and top[0]["parameter"] == "snapshot"
+    undesirable = funnel["undesirable"]
+    assert (f"{undesirable['bad_format']} are bad by format and {undesirable['well_formed_but_failing']} are "
+            "well-formed calls") in text
 
 
 def test_readme_length_figures_are_what_stats_reports(source_path):
@@ -193,11 +213,10 @@ def test_readme_length_figures_are_what_stats_reports(source_path):
         figures.split())
 
 
-@pytest.fixture(scope="module")
-def card_folder(tmp_path_factory, source_path):
-    folder = tmp_path_factory.mktemp("card") / "dataset"
-    exporter.export(str(folder), source=source_path)
-    return folder
+@pytest.fixture
+def card_folder(session_export):
+    """The session's export (read only): the default export and three configs more."""
+    return session_export
 
 
 def test_card_python_blocks_run(card_folder, tmp_path):
@@ -209,9 +228,12 @@ def test_card_python_blocks_run(card_folder, tmp_path):
     assert "trust_remote_code=True" in legacy
 
 
+@pytest.mark.slow
 def test_card_trl_blocks_run(card_folder, model, tmp_path):
-    """The card's `trl kto`, `trl sft` and `trl dpo` lines, from the folder that holds the export: each
-    trains from its recipe and evaluates on every row of the held-out split."""
+    """The card's `trl kto`, `trl sft` and `trl dpo` lines, from the folder that holds a copy of the export
+    made elsewhere (as on a GPU machine): each trains from its recipe and evaluates on every row of the
+    held-out split."""
+    card_folder = shutil.copytree(card_folder, tmp_path / "elsewhere" / card_folder.name)
     card = (card_folder / "README.md").read_text(encoding="utf-8")
     commands = blocks(card, "bash")
     assert [command.split()[1] for command in commands] == ["kto", "sft", "dpo"]

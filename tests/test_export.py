@@ -23,30 +23,27 @@ from claudesidian_tools.card import size_category
 from claudesidian_tools.cli import main
 from claudesidian_tools.stats import split_stats
 
-EXTRA = ["mixed8=full:order=mixed,batch_size=8", "balanced_custom:desirable=300,undesirable=200,seed=7",
-         "conv=balanced_254:layout=conversations"]
 CUSTOM = "balanced_custom_desirable300_seed7_undesirable200"
 EXPORTED = [*exporter.DEFAULT_EXPORTS, "mixed8", CUSTOM, "conv"]
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, source_path):
-    folder = tmp_path_factory.mktemp("export") / "dataset"
-    cache = tmp_path_factory.mktemp("export-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
-        specs = [exporter.parse_config_spec(spec) for spec in [*exporter.DEFAULT_EXPORTS, *EXTRA]]
-        exporter.export(str(folder), specs, source=source_path)
-    return folder
+@pytest.fixture
+def exported(session_export):
+    """The session's export (the default export and the configs of conftest.EXPORT_EXTRA): read only."""
+    return session_export
 
 
 def test_folder_layout(exported):
     files = sorted(str(path.relative_to(exported)) for path in exported.rglob("*") if path.is_file())
+    held_out = ("full_eval", "sft", "sft_tools", "kto_tools", "pairs")
     data = [f"data/{name}/{split}-00000-of-00001.parquet" for name in EXPORTED
-            for split in (("train", "test") if name in ("full_eval", "sft", "pairs") else ("train",))]
-    recipes = [f"recipes/{'sft' if name == 'sft' else 'dpo' if name == 'pairs' else 'kto'}_{name}.yaml"
+            for split in (("train", "test") if name in held_out else ("train",))]
+    trainers = {"sft": "sft", "sft_tools": "sft", "pairs": "dpo"}
+    recipes = [f"recipes/{trainers.get(name, 'kto')}_{name}.yaml"
                for name in EXPORTED if name != "conv"]  # none for `conv`: TRL does not read that layout
-    assert files == sorted(["README.md", exporter.MANIFEST, "dataset_infos.json", exporter.SCRIPT_PATH, *data,
+    script = ["loading_script/claudesidian_synthetic.py", "loading_script/tool_schemas.json",
+              "loading_script/tool_schemas.LICENSE"]
+    assert files == sorted(["README.md", exporter.MANIFEST, "dataset_infos.json", *script, *data,
                             *recipes, *[f"figures/{name}.png" for name in EXPORTED]])
     manifest = json.loads((exported / exporter.MANIFEST).read_text())
     assert sorted(manifest["files"]) == files  # the manifest records every file export wrote, and only those
@@ -61,6 +58,8 @@ def test_folder_layout(exported):
         ("full_eval", "full_eval", {}),
         ("balanced_length_matched", "balanced_length_matched", {}),
         ("sft", "sft", {}),
+        ("sft_tools", "sft_tools", {}),
+        ("kto_tools", "kto_tools", {}),
         ("pairs", "pairs", {}),
         ("mixed8", "full", {"order": "mixed", "batch_size": 8}),
         (CUSTOM, "balanced_custom", {"desirable": 300, "undesirable": 200, "seed": 7}),
@@ -107,6 +106,7 @@ print(json.dumps([pyarrow.default_memory_pool().max_memory(), tracemalloc.get_tr
 """
 
 
+@pytest.mark.slow
 def test_memory_follows_the_row_group_not_the_split(tmp_path):
     """With 200-row row groups, exporting 20,000 rows takes the Arrow memory of 2,000: rows stream
     through, and only their figures (a few bytes per row) stay in Python. Fresh processes, peaks."""
@@ -134,16 +134,35 @@ def test_card_figures_are_what_stats_reports(exported, source_path):
         [cell.strip().strip("`") for cell in line.strip("|").split("|")]
         for line in card.text.split("## Configs")[1].split("##")[0].splitlines() if line.startswith("| `"))}
     for (name, split), options in {("full_eval", "test"): {}, ("full", "train"): {}, ("balanced_254", "train"): {},
-                                   ("balanced_length_matched", "train"): {}}.items():
+                                   ("balanced_length_matched", "train"): {}, ("kto_tools", "train"): {}}.items():
         stats = split_stats(cs.load(name, split=split, source=source_path, **options)).result()
         weights = stats["kto_weights"]
         assert table[(name, split)] == [
             str(stats["rows"]), str(stats["desirable"]), str(stats["undesirable"]),
             f"{stats['first_50']['desirable']} / {stats['first_50']['undesirable']}",
-            f"{stats['homogeneous_batches']['4']} of {stats['rows'] // 4}",
+            f"{stats['homogeneous_batches']['4']} of {stats['rows'] // 4} (4)",  # each recipe's batch size: 4
+            f"{stats['prompt_repeat_batches']['4']} of {stats['rows'] // 4}",
             f"{weights['desirable_weight']}, {weights['undesirable_weight']}",
         ]
-    assert len(table) == 12  # every exported split has its row (three configs have a test split)
+    assert len(table) == 16  # every exported split has its row (five configs have a test split)
+
+
+def test_card_tool_call_table_is_what_stats_reports(exported, source_path):
+    """The card's funnel: rows passing each check in order, per config, split and label."""
+    card = (exported / "README.md").read_text(encoding="utf-8")
+    section = card.split("## What the tool calls teach")[1].split("##")[0]
+    assert "sha256\n`2e741f5c0f718d3aa23b1de3fb9d3eee834aeb0a6260ad8936d2602c0f64cc00`" in section
+    rows = {tuple(cells[:3]): cells[3:] for cells in ([cell.strip().strip("`") for cell in line.strip("|").split("|")]
+                                                      for line in section.splitlines() if line.startswith("| `"))}
+    schemas = cs.load_tool_schemas()
+    for name, split in (("full", "train"), ("kto_tools", "test"), ("pairs", "train")):
+        funnel = split_stats(cs.load(name, split=split, source=source_path), schemas=schemas).result()["tool_calls"]
+        for label, shown in zip(cs.LABEL_NAMES, ("chosen", "rejected") if name == "pairs" else cs.LABEL_NAMES):
+            numbers = funnel[label]
+            tail = [str(numbers["bad_format"]), str(numbers["well_formed_but_failing"])] \
+                if label == "undesirable" else ["-", "-"]
+            assert rows[(name, split, shown)] == [str(numbers["rows"]), *map(str, numbers["passing"].values()), *tail]
+    assert rows[("full", "train", "desirable")][:3] == ["746", "719", "667"]  # the first two checks, as read here
 
 
 def test_card_length_table_is_what_stats_reports(exported, source_path):
@@ -210,8 +229,10 @@ def test_recipes_name_the_dataset_the_splits_the_batch_size_and_the_weights(expo
         "per_device_train_batch_size": 4, "per_device_eval_batch_size": 4,
         "dataset_test_split": "test", "eval_strategy": "steps", "eval_steps": 50,
     }
-    plain = yaml.safe_load((exported / "recipes/kto_balanced_254.yaml").read_text(encoding="utf-8"))
-    assert plain["eval_strategy"] == "no" and "per_device_train_batch_size" not in plain
+    plain_text = (exported / "recipes/kto_balanced_254.yaml").read_text(encoding="utf-8")
+    plain = yaml.safe_load(plain_text)
+    assert plain["eval_strategy"] == "no" and plain["per_device_train_batch_size"] == 4  # not TRL's 8, unsaid
+    assert "# 17 of the 127 batches of 4 hold one label" in plain_text  # the published order's
     sft = yaml.safe_load((exported / "recipes/sft_sft.yaml").read_text(encoding="utf-8"))
     dpo = yaml.safe_load((exported / "recipes/dpo_pairs.yaml").read_text(encoding="utf-8"))
     assert sft["dataset_config"] == "sft" and dpo["dataset_config"] == "pairs"
@@ -279,7 +300,7 @@ def test_a_re_export_keeps_a_git_working_copy_and_every_file_it_did_not_write(so
     status = subprocess.run(["git", "-C", str(folder), "status", "--porcelain"], capture_output=True, text=True,
                             check=True).stdout
     assert "D data/a/train-00000-of-00001.parquet" in status and "?? notes.txt" in status  # .git is intact
-    assert sorted(os.listdir(tmp_path)) == ["hf-cache", "re"]  # no staging folder left
+    assert sorted(os.listdir(tmp_path)) == ["re"]  # no staging folder left
 
 
 def test_an_edited_file_of_the_last_export_is_not_replaced(source_path, tmp_path):
@@ -337,7 +358,7 @@ def test_export_refuses_to_replace_a_file_it_did_not_write(source_path, tmp_path
         (["a=full", "a=balanced_254"], "the name a is given twice"),
         (["x=nope"], "unknown config 'nope'"),
         (["x=full:colour=red"], "unknown option(s) colour"),
-        (["x=full:source=/etc/passwd"], "the source is one for the whole export"),
+        (["x=full:source=/etc/passwd"], "the source and the tool schemas are one for the whole export"),
         (["mixed4=full:order=mixed"], "--config mixed4=full:order=mixed: order=mixed needs batch_size"),
     ],
 )
@@ -391,7 +412,7 @@ def test_ctrl_c_during_an_export_changes_nothing(source_path, tmp_path):
     assert err.strip().splitlines()[-1] == f"claudesidian-synthetic: interrupted: {folder} is as it was"
     assert "Traceback" not in err
     assert {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()} == before
-    assert sorted(os.listdir(tmp_path)) == ["hf-cache", "out"]  # the staging folder is gone
+    assert sorted(os.listdir(tmp_path)) == ["out"]  # the staging folder is gone
 
 
 def test_interrupt_handling_is_deferred_while_files_move():

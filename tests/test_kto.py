@@ -133,36 +133,6 @@ def test_homogeneous_batches():
     assert homogeneous_batches([True, False, True, False], 4) == 0
 
 
-@pytest.mark.kto
-@pytest.mark.parametrize(
-    ("name", "options"),
-    [("balanced_254", {}), ("full", {"order": "mixed", "batch_size": 4})],
-)
-def test_kto_trainer_trains_on_the_dataset(source_path, tmp_path, name, options):
-    need_trl()
-    import torch
-    import trl
-
-    torch.manual_seed(0)
-    dataset = cs.load(name, split="train", source=source_path, **options).select(range(64))
-    weights = kto_weights(cs.load(name, split="train", source=source_path, **options))
-    model, tokenizer = tiny_model_and_tokenizer()
-    args = trl.KTOConfig(
-        output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=3, max_length=128,
-        learning_rate=1e-3, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True,
-        dataloader_num_workers=0, **weights,
-    )
-    reference = copy.deepcopy(model)  # a model built here has no hub id to reload the reference from
-    trainer = trl.KTOTrainer(
-        model=model, ref_model=reference, args=args, train_dataset=dataset, processing_class=tokenizer
-    )
-    assert trainer.desirable_weight == weights["desirable_weight"]
-    result = trainer.train()
-    assert result.global_step == 3 and math.isfinite(result.training_loss)
-    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
-    assert logged and all(math.isfinite(entry["loss"]) for entry in logged)
-
-
 def _readme_block(marker: str) -> str:
     """The README's python code block that contains `marker`, so the documented recipe is what runs."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
@@ -172,6 +142,7 @@ def _readme_block(marker: str) -> str:
 
 
 @pytest.mark.kto
+@pytest.mark.slow
 def test_readme_random_order_recipe_trains_on_mixed_batches(source_path, tmp_path):
     need_trl()
     import torch

@@ -33,7 +33,9 @@ def change_one_row(folder, config: str, split: str, row: int) -> None:
 def test_an_export_verifies(exported, source_path, tmp_path):
     result = run_cli("verify", str(exported), "--source", source_path, cache=tmp_path / "hf")
     assert result.returncode == 0, result.stderr
+    files = len(list(exported.rglob("*.*"))) - 1  # every file the export wrote but its manifest
     assert result.stdout.splitlines() == [
+        f"files: {files} identical to what the export wrote",
         "balanced_254: 508 rows identical (train 508)",
         "full_eval: 1000 rows identical (train 900, test 100)",
         "pairs: 43 rows identical (train 40, test 3)",
@@ -45,9 +47,18 @@ def test_one_changed_row_is_named(exported, source_path, tmp_path):
     change_one_row(folder, "full_eval", "test", 17)
     result = run_cli("verify", str(folder), "--source", source_path, cache=tmp_path / "hf")
     assert result.returncode == 1, result.stderr
-    assert result.stdout.splitlines() == ["balanced_254: 508 rows identical (train 508)"]
-    line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith("claudesidian-synthetic: error: full_eval, split test, row 17: different")
+    shard = "data/full_eval/test-00000-of-00001.parquet"
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{shard}: differs from what the export wrote (sha256 ")
+    assert lines[1:] == [
+        "balanced_254: 508 rows identical (train 508)",
+        f"full_eval, split test, row 17: different in column completion (the first difference of the split; its "
+        f"files are {shard})",
+        "pairs: 43 rows identical (train 40, test 3)",
+    ]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"claudesidian-synthetic: error: {folder}: 2 differences (each named above); export again to rebuild it "
+        "from the source")
 
 
 @pytest.mark.parametrize("damage", ["garbage", "missing"])
@@ -57,9 +68,12 @@ def test_a_damaged_shard_is_one_line_and_differs(exported, source_path, tmp_path
     shard.write_bytes(b"not parquet") if damage == "garbage" else shard.unlink()
     result = run_cli("verify", str(folder), "--source", source_path, cache=tmp_path / "hf")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    shard = "data/pairs/train-00000-of-00001.parquet"
+    file_line = f"{shard}: missing (the export wrote it)" if damage == "missing" else f"{shard}: differs from"
     words = "is missing" if damage == "missing" else "is not readable Parquet"
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        f"claudesidian-synthetic: error: pairs, split train: data/pairs/train-00000-of-00001.parquet {words}")
+    assert result.stdout.splitlines()[0].startswith(file_line)
+    assert any(line.startswith(f"pairs, split train: {shard} {words}") for line in result.stdout.splitlines())
+    assert result.stderr.strip().splitlines()[-1].startswith(f"claudesidian-synthetic: error: {folder}: 2 differences")
 
 
 def test_a_folder_that_is_not_an_export_cannot_be_verified(tmp_path):
@@ -88,7 +102,8 @@ def test_an_unknown_source_version_cannot_be_verified_without_that_source(source
     wrong = run_cli("verify", str(folder), "--source", source_path, cache=tmp_path / "hf")
     assert wrong.returncode == 2 and "pass the source it was made from" in wrong.stderr
     right = run_cli("verify", str(folder), "--source", str(tmp_path / "v2.jsonl"), cache=tmp_path / "hf")
-    assert right.returncode == 0 and right.stdout.strip() == "mine: 508 rows identical (train 508)", right.stderr
+    assert right.returncode == 0, right.stderr
+    assert right.stdout.splitlines()[-1] == "mine: 508 rows identical (train 508)"
 
 
 def test_a_pushed_repository_verifies_at_a_pinned_revision(exported, fake_hub, source_path, tmp_path):
@@ -105,7 +120,8 @@ def test_a_pushed_repository_verifies_at_a_pinned_revision(exported, fake_hub, s
     assert at_good.returncode == 0, at_good.stderr
     assert at_good.stdout.splitlines()[-1] == "pairs: 43 rows identical (train 40, test 3)"
     at_bad = run([sys.executable, *verify, bad], hub, home)
-    assert at_bad.returncode == 1 and "pairs, split train, row 5: different" in at_bad.stderr
+    assert at_bad.returncode == 1 and "pairs, split train, row 5: different in column chosen" in at_bad.stdout
+    assert "data/pairs/train-00000-of-00001.parquet: differs from what the export wrote" in at_bad.stdout
     missing = run([sys.executable, "-m", "claudesidian_tools", "verify", "me/nothing", "--source", source_path],
                   hub, home)
     assert missing.returncode == 2 and "cannot download me/nothing" in missing.stderr
