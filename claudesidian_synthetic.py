@@ -1000,9 +1000,8 @@ def load_tool_schemas(path: Optional[str] = None, *, base_path: Optional[str] = 
         shipped = [os.path.join(folder, TOOL_SCHEMAS_FILENAME) for folder in (os.path.join(here, "claudesidian_tools"),
                                                                                here)]
         found = next((candidate for candidate in shipped if os.path.isfile(candidate)), None)
-        if found is None:
-            found = datasets.DownloadManager(download_config=download_config or datasets.DownloadConfig(),
-                                             base_path=base_path).download(TOOL_SCHEMAS_FILENAME)
+        if found is None:  # the loading script, copied away by `datasets<4`: the file beside the original
+            found = _beside_the_script(base_path, download_config)
         schemas = read_tool_schemas(found)
         if schemas.sha256 != TOOL_SCHEMAS_SHA256:
             raise ToolSchemaError(f"{found}: sha256 {schemas.sha256} is not the pinned tool schemas "
@@ -1015,6 +1014,21 @@ def load_tool_schemas(path: Optional[str] = None, *, base_path: Optional[str] = 
         raise ToolSchemaError("{given}: no such file; give the path of a tool_schemas.json, or leave it out for the "
                               "pinned copy", given=Mention("tool_schemas", path))
     return read_tool_schemas(path)
+
+
+def _beside_the_script(base_path: Optional[str], download_config: Optional[datasets.DownloadConfig]) -> str:
+    """The pinned schemas beside the loading script (an export's `loading_script/`, local or on the Hub), or
+    in `claudesidian_tools/` beside it (a checkout of this repository)."""
+    manager = datasets.DownloadManager(download_config=download_config or datasets.DownloadConfig(),
+                                       base_path=base_path)
+    tried = []
+    for relative in (TOOL_SCHEMAS_FILENAME, f"claudesidian_tools/{TOOL_SCHEMAS_FILENAME}"):
+        try:
+            return manager.download(relative)
+        except (FileNotFoundError, OSError) as error:
+            tried.append(f"{relative} ({type(error).__name__})")
+    raise ToolSchemaError(f"the pinned tool schemas are not beside the loading script in {base_path} (tried "
+                          f"{', '.join(tried)}); pass tool_schemas a local copy of {TOOL_SCHEMAS_FILENAME}")
 
 
 def _read_row(file, path: str, offset: int, length: int) -> dict:
@@ -2097,23 +2111,41 @@ def balanced_indices(
             ratio=Mention("ratio", ratio), replacement=Mention("replacement", True),
         )
     if row_limit is not None and n_desirable + n_undesirable > row_limit:
-        asked = n_desirable + n_undesirable
-        if ratio is not None:  # the smaller label is kept whole, the other follows the ratio
-            whole = min(len(desirable_rows), len(undesirable_rows))
-            if len(undesirable_rows) <= len(desirable_rows):
-                _refuse_beyond(row_limit, asked, Mention("ratio", ratio),
-                               Mention("ratio", math.floor((row_limit - whole) / whole * 1e4) / 1e4), "at most")
-            _refuse_beyond(row_limit, asked, Mention("ratio", ratio),
-                           Mention("ratio", math.ceil(whole / max(1, row_limit - whole) * 1e4) / 1e4), "at least")
-        name = "desirable" if n_desirable >= n_undesirable else "undesirable"
-        other = n_undesirable if name == "desirable" else n_desirable
-        given = Mention(name, n_desirable if name == "desirable" else n_undesirable)
-        _refuse_beyond(row_limit, asked, given, Mention(name, max(0, row_limit - other)), "at most",
-                       f" (with {other:,} {'undesirable' if name == 'desirable' else 'desirable'} rows)")
+        _refuse_beyond_limit(row_limit, n_desirable, n_undesirable, len(desirable_rows), len(undesirable_rows),
+                             desirable, undesirable, ratio)
     rng = random_stream(seed, "selection")
     rows = draw(rng, desirable_rows, n_desirable, replacement, "desirable")
     rows += draw(rng, undesirable_rows, n_undesirable, replacement, "undesirable")
     return arrange(rows, labels, order, rng, batch_size, prompts)
+
+
+def _refuse_beyond_limit(row_limit: int, n_desirable: int, n_undesirable: int, source_desirable: int,
+                         source_undesirable: int, desirable: Optional[int], undesirable: Optional[int],
+                         ratio: Optional[float]) -> None:
+    """The counts ask for more rows than `row_limit`: name the option given and the largest value that fits,
+    or, where none fits (the label kept whole alone is too many), say so."""
+    asked = n_desirable + n_undesirable
+    if ratio is not None:  # the smaller label is kept whole, the other follows the ratio
+        whole, given = min(source_desirable, source_undesirable), Mention("ratio", ratio)
+        if whole < row_limit and source_undesirable <= source_desirable:
+            _refuse_beyond(row_limit, asked, given,
+                           Mention("ratio", math.floor((row_limit - whole) / whole * 1e4) / 1e4), "at most")
+        if whole < row_limit:
+            _refuse_beyond(row_limit, asked, given,
+                           Mention("ratio", math.ceil(whole / (row_limit - whole) * 1e4) / 1e4), "at least")
+        other = whole
+    else:
+        name = "desirable" if desirable is not None and (undesirable is None or n_desirable >= n_undesirable) \
+            else "undesirable"
+        given = Mention(name, n_desirable if name == "desirable" else n_undesirable)
+        other = n_undesirable if name == "desirable" else n_desirable
+        if other < row_limit:
+            _refuse_beyond(row_limit, asked, given, Mention(name, row_limit - other), "at most",
+                           f" (with {other:,} {'undesirable' if name == 'desirable' else 'desirable'} rows)")
+    raise OptionError(
+        "{given} asks for " + f"{asked:,} rows, and this machine can build {row_limit:,} (in the memory available "
+        f"and on the disk the build writes to), fewer than the {other:,} rows of the other label alone: free "
+        "memory or disk, or ask for fewer rows of both labels", given=given)
 
 
 def _refuse_beyond(row_limit: int, asked: int, given: Mention, largest: Mention, bound: str, rest: str = "") -> None:

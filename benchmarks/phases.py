@@ -1,8 +1,9 @@
 """Where a 100k-row `balanced_custom` build spends its time, phase by phase, next to the json loader's engine.
 
 One process, `--repeats` fresh caches, medians in seconds. The builder's phases are timed by wrapping
-its methods (nothing else changes): the source hash that keys the cache, the strict scan of every
-line, reading and decoding the selected lines, and `datasets`' writer (the rest of `_prepare_split`).
+its public methods (nothing else changes): the source hash that keys the cache (`__init__`), the strict
+scan of every line (`plan_splits`), reading and decoding the selected lines (`iter_examples`), and
+`datasets`' writer (the rest of the build).
 Python's garbage-collector pauses are counted too (they happen inside those phases, mostly while
 examples wait in the writer's batch). The same build with the per-line checks skipped shows what the
 strictness costs. The floors are the same work without the builder: `json` decoding of every line,
@@ -47,8 +48,7 @@ def timed_build(source: str, cache: str) -> dict:
               "datasets writer")
     spent = dict.fromkeys(phases, 0.0)
     builder_class = cs.ClaudesidianSynthetic
-    originals = {name: getattr(builder_class, name) for name in ("__init__", "_split_generators", "_prepare_split",
-                                                                   "_generate_examples")}
+    originals = {name: getattr(builder_class, name) for name in ("__init__", "plan_splits", "iter_examples")}
 
     def wrap(name, phase):
         def timed(self, *args, **kwargs):
@@ -58,8 +58,8 @@ def timed_build(source: str, cache: str) -> dict:
             return result
         return timed
 
-    def timed_generation(self, **kwargs):
-        rows = originals["_generate_examples"](self, **kwargs)
+    def timed_generation(self, *args, **kwargs):
+        rows = originals["iter_examples"](self, *args, **kwargs)
         while True:
             start = time.perf_counter()
             try:
@@ -71,9 +71,8 @@ def timed_build(source: str, cache: str) -> dict:
             yield row
 
     patches = {"__init__": wrap("__init__", "builder init (sha256 cache key)"),
-               "_split_generators": wrap("_split_generators", "scan: check every line"),
-               "_prepare_split": wrap("_prepare_split", "datasets writer"),
-               "_generate_examples": timed_generation}
+               "plan_splits": wrap("plan_splits", "scan: check every line"),
+               "iter_examples": timed_generation}
     pause_started = []
 
     def count_gc(phase, info):
@@ -92,7 +91,7 @@ def timed_build(source: str, cache: str) -> dict:
         start = time.perf_counter()
         rows = len(cs.load("balanced_custom", split="train", source=source, cache_dir=cache))
         spent["total load()"] = time.perf_counter() - start
-    spent["datasets writer"] -= spent["selected lines: read+decode"]
+    spent["datasets writer"] = spent["total load()"] - sum(spent[phase] for phase in phases[:3])
     spent["rows"] = rows
     return spent
 

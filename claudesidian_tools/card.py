@@ -14,6 +14,7 @@ import huggingface_hub
 import yaml
 
 import claudesidian_synthetic as cs
+from claudesidian_tools.infos import portable_layout
 from claudesidian_tools.lengths import TRL_DEFAULT_MAX_LENGTH
 from claudesidian_tools.manifest import SCRIPT_PATH
 from claudesidian_tools.stats import reason_text
@@ -24,6 +25,8 @@ EXAMPLE_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 # The batch size a KTO recipe sets where its config has none of its own (not TRL's default of 8): the
 # card's batch figures are counted at each recipe's batch size.
 RECIPE_BATCH_SIZE = 4
+# Characters per token the recipe of a tools layout assumes without a tokenizer: JSON tokenizes short.
+TOOLS_CHARS_PER_TOKEN = 3
 # The Hub's size categories (https://huggingface.co/docs/hub/datasets-cards), by row count.
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"),
@@ -239,7 +242,7 @@ def _truncation_text(entries: list, tokenizer: str | None) -> str:
            f"reaches it). {head}\n\n" + "\n".join(lines)
 
 
-def recipe_max_length(stats: Mapping, *, tokenizer: str | None, max_length: int | None) -> dict:
+def recipe_max_length(stats: Mapping, *, tokenizer: str | None, max_length: int | None, tools: bool = False) -> dict:
     """The `max_length` a config's recipe sets (None: TRL's default) and the reason the card gives,
     from the figures counted at that length (tokens with a tokenizer, else a characters estimate)."""
     reports = [split_stats["lengths"] for split_stats in stats.values()]
@@ -256,6 +259,16 @@ def recipe_max_length(stats: Mapping, *, tokenizer: str | None, max_length: int 
                                          f"drop {dropped} across its splits)"}
     over = sum(report["over_chars_estimate"]["desirable"] + report["over_chars_estimate"]["undesirable"]
                for report in reports)
+    dropped = sum(report["over_chars_estimate"]["prompt_over"] for report in reports)
+    if tools and max_length is None and dropped:
+        # Every prompt carries its tools' definitions: at TRL's default KTOTrainer would drop most rows.
+        longest = max(report["over_chars_estimate"]["longest_chars"] for report in reports)
+        value = -(-longest // (TOOLS_CHARS_PER_TOKEN * 256)) * 256
+        return {"value": value, "why": f"`max_length: {value}`, the longest row ({longest:,} characters) at "
+                                       f"{TOOLS_CHARS_PER_TOKEN} characters per token, rounded up: every prompt holds "
+                                       "its tools' JSON definitions, whose tokens are short, and TRL's default of "
+                                       f"{TRL_DEFAULT_MAX_LENGTH} would drop about {_rows(dropped)} whose prompt alone "
+                                       "is that long (an estimate; export with `--tokenizer` to count tokens)"}
     limit = max_length or TRL_DEFAULT_MAX_LENGTH
     given = f"`max_length: {limit}` as given" if max_length else f"TRL's default `max_length` ({limit} tokens)"
     longer = f"about {_rows(over)} across its splits are" if over != 1 else "about 1 row across its splits is"
@@ -315,7 +328,8 @@ def card_data(manifest: Mapping) -> huggingface_hub.DatasetCardData:
             config["default"] = True
         configs.append(config)
     data["configs"] = configs
-    infos = DatasetInfosDict({entry["name"]: DatasetInfo.from_dict(entry["info"]) for entry in entries})
+    infos = DatasetInfosDict({entry["name"]: DatasetInfo.from_dict(entry["info"]) for entry in entries
+                              if portable_layout(entry["layout"])})
     infos.to_dataset_card_data(data)
     return data
 

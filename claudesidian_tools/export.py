@@ -29,12 +29,12 @@ from datasets.info import DatasetInfosDict
 
 import claudesidian_synthetic as cs
 from claudesidian_tools.card import recipe_max_length, render_card, render_recipe
-from claudesidian_tools.infos import dataset_info, portable_info, write_infos
+from claudesidian_tools.infos import dataset_info, portable_info, portable_layout, write_infos
 from claudesidian_tools.interrupts import interrupt_deferred
 from claudesidian_tools.lengths import check_max_length, load_tokenizer
 from claudesidian_tools.manifest import CARD, MANIFEST, MANIFEST_FORMAT, SCRIPT_PATH, ExportError, read_manifest
 from claudesidian_tools.plots import INSTALL_PLOTS, draw_figure
-from claudesidian_tools.replace import make_staging, recover, replace_files
+from claudesidian_tools.replace import make_staging, pending, recover, replace_files
 from claudesidian_tools.stats import SplitStats, held_out_leaks, schemas_option, shared_between, stats_batch_sizes
 
 # Rows held in memory at once and written as one Parquet row group (a shard's rows stay whole).
@@ -218,7 +218,8 @@ def export(
         manifest = _manifest(exported, source=source, revision=revision, tokenizer=tokenizer, max_length=max_length,
                              schemas=schemas)
         manifest["figures_skipped"] = figures_skipped
-        write_infos(DatasetInfosDict({item.spec.export_name: item.info for item in exported}), staging)
+        write_infos(DatasetInfosDict({item.spec.export_name: item.info for item in exported
+                                      if portable_layout(item.config.layout)}), staging)
         _copy_script(staging)
         location = os.path.basename(target)
         _write_text(staging, CARD, render_card(manifest, location=location))
@@ -234,7 +235,8 @@ def export(
     except OSError as error:  # the disk filled up, a permission changed: the folder is as it was
         raise ExportError(_cannot_write(folder, error)) from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if not pending(target):  # else the old files set aside there are the journal's: recover() decides
+            shutil.rmtree(staging, ignore_errors=True)
     if manifest["figures_skipped"]:
         print(f"figures skipped: {INSTALL_PLOTS}, and export again to add them to the card", file=sys.stderr)
     return exported
@@ -464,7 +466,8 @@ def _manifest(exported: list[ExportedConfig], *, source, revision, tokenizer, ma
             "stats": item.stats,
             "notes": item.notes,
             "shared_prompts": shared_between(item.prompts) if len(item.prompts) > 1 else 0,
-            "max_length": recipe_max_length(item.stats, tokenizer=tokenizer, max_length=max_length),
+            "max_length": recipe_max_length(item.stats, tokenizer=tokenizer, max_length=max_length,
+                                            tools=cs.LAYOUTS[item.config.layout].tools),
             "info": portable_info(item.info),
         })
     source_sha256 = cs.SOURCE_SHA256 if source is None else None if cs.is_url(source) else cs.file_sha256(source)

@@ -17,6 +17,14 @@ import claudesidian_synthetic as cs
 INFOS_FILENAME = "dataset_infos.json"
 
 
+def portable_layout(layout: str) -> bool:
+    """Whether the layout's infos belong in a card or a `dataset_infos.json` that every `datasets` reads. A
+    tools layout's features hold `Json`, which `datasets` below 4.7 cannot even parse, and one such entry
+    would stop it from loading any config; `datasets` 4.7 and later read those features from the Parquet
+    files' own types."""
+    return not cs.LAYOUTS[layout].tools
+
+
 def dataset_info(features: datasets.Features, name: str, splits: dict, download_size: int) -> datasets.DatasetInfo:
     """Features and split sizes (`{split: (rows, bytes)}`), without fields that vary per machine."""
     return datasets.DatasetInfo(
@@ -40,7 +48,7 @@ def build_infos(source: str | None = None, revision: str | None = None) -> Datas
     """DatasetInfo of every builder config with its defaults, as the loading script's
     `dataset_infos.json` records them: what the script downloads is the source."""
     infos = DatasetInfosDict()
-    for name in cs.CONFIGS:
+    for name in (name for name, named in cs.CONFIGS.items() if portable_layout(named.option_defaults()["layout"])):
         dataset_dict = cs.load(name, source=source, revision=revision)
         first = next(iter(dataset_dict.values()))
         splits = {split: (len(dataset), dataset.data.nbytes) for split, dataset in dataset_dict.items()}

@@ -331,12 +331,16 @@ def length_report(
         if max_length is not None:
             report["truncation"] = truncation(prompt_tokens, full_tokens, max_length, labels=mask)
     elif max_length is not None:
-        report["over_chars_estimate"] = _over_chars_estimate(mask, prompt_chars + completion_chars, max_length)
+        report["over_chars_estimate"] = _over_chars_estimate(mask, prompt_chars + completion_chars, max_length,
+                                                             prompt_chars)
     return report
 
 
-def _over_chars_estimate(mask: np.ndarray, total_chars: np.ndarray, max_length: int) -> dict:
-    """Rows longer than max_length tokens at 4 characters per token: a rough stand-in without a tokenizer."""
+def _over_chars_estimate(mask: np.ndarray, total_chars: np.ndarray, max_length: int,
+                         prompt_chars: np.ndarray) -> dict:
+    """Rows longer than max_length tokens at 4 characters per token: a rough stand-in without a tokenizer;
+    `prompt_over`: rows whose prompt alone is that long, which TRL's KTOTrainer drops; `longest_chars`: the
+    longest row."""
     max_chars = CHARS_PER_TOKEN_ESTIMATE * max_length
     over = total_chars > max_chars
     return {
@@ -344,6 +348,8 @@ def _over_chars_estimate(mask: np.ndarray, total_chars: np.ndarray, max_length: 
         "max_length": max_length,
         "max_chars": max_chars,
         **{name: int(over[rows].sum()) for name, rows in zip(LABEL_NAMES, (mask, ~mask))},
+        "prompt_over": int((prompt_chars > max_chars).sum()),
+        "longest_chars": int(total_chars.max()) if total_chars.size else 0,
     }
 
 

@@ -91,6 +91,13 @@ def replace_files(
         _finish(target, staging, journal, plan, step)
 
 
+def pending(target: str) -> bool:
+    """Whether a replacement of `target` has a journal: its staging folder (with the old files set aside)
+    belongs to `recover()` now, and nobody else may remove it."""
+    parent, name = os.path.split(os.path.abspath(target))
+    return os.path.lexists(os.path.join(parent, f".{name}.journal"))
+
+
 def recover(target: str, *, step: Callable[[str], None] | None = None) -> str | None:
     """Finish or undo a replacement of `target` that a crash interrupted, remove leftover staging
     folders of processes that no longer run, and say in one line what was done (None: nothing).
@@ -117,7 +124,9 @@ def recover(target: str, *, step: Callable[[str], None] | None = None) -> str | 
                 said = f"{what} and has been undone; {target} holds the export before it"
         stale = _remove_stale_staging(parent, name, step)
     if stale:
-        leftovers = f"removed {stale} leftover staging folder(s) of exports that did not finish"
+        folders = "1 leftover staging folder of an export" if stale == 1 else \
+            f"{stale} leftover staging folders of exports"
+        leftovers = f"removed {folders} that did not finish"
         said = f"{said}; {leftovers}" if said else f"{target}: {leftovers}; {target} was not touched"
     return said
 

@@ -9,6 +9,7 @@ Every layout is seen as labelled replies to prompts, as its record (`cs.LAYOUTS`
 from __future__ import annotations
 
 import array
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
@@ -71,7 +72,12 @@ class SplitStats:
             self._rows += cs.value_digest(tuple(map(_plain, values)))
         labels, prompts, replies = self.layout.replies(batch)
         self.labels += bytes(map(bool, labels))
-        self.prompt_chars.extend(map(message_chars, prompts))
+        prompt_chars = list(map(message_chars, prompts))
+        if self.layout.tools:  # the tools block is part of every prompt the template renders
+            per_row = [len(tools if isinstance(tools, str) else json.dumps(tools)) for tools in batch["tools"]]
+            pairs = self.layout.labels == "pairs"
+            prompt_chars = [chars + per_row[index // 2 if pairs else index] for index, chars in enumerate(prompt_chars)]
+        self.prompt_chars.extend(prompt_chars)
         self.reply_chars.extend(map(message_chars, replies))
         for prompt in prompts[:: 2 if self.layout.labels == "pairs" else 1]:
             self._prompts += cs.messages_digest(prompt)

@@ -57,6 +57,25 @@ def load(hub, home, repo_id, pairs, *, revision=None, streaming=False, token=Non
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def loadable(pairs: list[list[str]]) -> list[list[str]]:
+    """The configs this `datasets` can read: the tools layouts store `Json` values, which `datasets` reads
+    from 4.7 on (below, the loading script builds them, with JSON strings). Says which it leaves out."""
+    import datasets
+
+    if hasattr(datasets.features, "Json"):
+        return pairs
+    kept = []
+    for folder, name, split in pairs:
+        manifest = json.loads((pathlib.Path(folder) / "claudesidian_export.json").read_text(encoding="utf-8"))
+        layout = next(entry["layout"] for entry in manifest["configs"] if entry["name"] == name)
+        if layout.endswith("_tools"):
+            print(f"not loaded under datasets {datasets.__version__}: {name} ({split}) stores Json values, which "
+                  "datasets reads from 4.7 on")
+            continue
+        kept.append([folder, name, split])
+    return kept
+
+
 def configs_and_splits(folder) -> list[list[str]]:
     """[folder, config, split] of every config and split the folder's card lists."""
     card = (pathlib.Path(folder) / "README.md").read_text(encoding="utf-8")

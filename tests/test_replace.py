@@ -295,7 +295,7 @@ def test_stale_staging(tmp_path, dead_pid):
     for folder in (dead, live, other):
         write(str(folder), {"data/x.parquet": b"half-written"})
     said = recover(str(target))
-    assert said == (f"{target}: removed 1 leftover staging folder(s) of exports that did not finish; "
+    assert said == (f"{target}: removed 1 leftover staging folder of an export that did not finish; "
                     f"{target} was not touched")
     assert not dead.exists() and live.exists() and other.exists()
     assert recover(str(target)) is None and live.exists()

@@ -8,7 +8,7 @@ import os
 import datasets
 import pytest
 from fake_hub import FakeHub
-from hub_client import configs_and_splits, load
+from hub_client import configs_and_splits, load, loadable
 
 STORAGE = os.environ.get("CLAUDESIDIAN_HUB")
 
@@ -32,7 +32,7 @@ def test_every_config_and_split_loads_by_repository_id_and_by_pinned_revision(hu
     old, new = pushed["pushes"]
     print(f"datasets {datasets.__version__}: {pushed['repo_id']} at {new['sha']} (head) and {old['sha']}")
     for revision, folder in [(None, new["folder"]), (new["sha"], new["folder"]), (old["sha"], old["folder"])]:
-        pairs = configs_and_splits(folder)
+        pairs = loadable(configs_and_splits(folder))
         results = load(served, tmp_path / "home", pushed["repo_id"], pairs, revision=revision, streaming=streaming)
         assert [result.get("same") for result in results] == [True] * len(pairs), (revision, pairs, results)
     assert served.unanswered == []

@@ -106,3 +106,22 @@ def test_a_folder_named_like_the_loading_script_loads_its_parquet(export_dir, tm
     folder = shutil.copytree(export_dir, tmp_path / "claudesidian_synthetic")
     dataset = datasets.load_dataset(str(folder), name="balanced_254", split="train")
     assert as_source_rows(dataset) == published_rows
+
+
+@pytest.mark.skipif(VERSION >= Version("4.0"), reason="datasets>=4 refuses loading scripts")
+def test_the_exported_loading_script_builds_a_tools_config_with_the_schemas_beside_it(export_dir, source_path):
+    """Copied into `datasets`' modules cache, the script finds the pinned schemas beside its original."""
+    dataset = datasets.load_dataset(os.path.join(export_dir, "loading_script", "claudesidian_synthetic.py"),
+                                    name="sft_tools", trust_remote_code=True, source=source_path)
+    assert {split: len(rows) for split, rows in dataset.items()} == {"train": 567, "test": 65}
+    call = next(message for message in dataset["train"][0]["messages"] if message["tool_calls"])["tool_calls"][0]
+    assert isinstance(call["function"]["arguments"], str)  # without `Json`, arguments are JSON text
+
+
+@pytest.mark.skipif(not hasattr(datasets.features, "Json"), reason="the tools layouts store Json values, which "
+                    "datasets reads from 4.7 on")
+def test_a_tools_config_of_the_export_loads_with_its_calls_as_objects(export_dir):
+    dataset = datasets.load_dataset(export_dir, name="kto_tools", split="test")
+    assert len(dataset) == 97
+    call = next(message for row in dataset for message in row["completion"] if message.get("tool_calls"))
+    assert isinstance(call["tool_calls"][0]["function"]["arguments"], dict) and "tool_call_id" not in call
