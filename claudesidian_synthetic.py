@@ -428,15 +428,22 @@ class Mention:
         return self.value is _NOTHING
 
 
-def python_voice(said: Any) -> str:
-    """A mention in Python's words: `batch_size=4`, `name='full'`; several joined by commas."""
-    if isinstance(said, ClaudesidianError):
-        return said.words(python_voice)
-    if isinstance(said, tuple):
-        return ", ".join(map(python_voice, said))
-    if not isinstance(said, Mention):
-        return str(said)
-    return said.option if said.bare else f"{said.option}={said.value!r}"
+def voice(words: Callable[[Mention], str], joiner: str) -> Callable[[Any], str]:
+    """A way of speaking: how it words one mention, and what joins several; an error mentioned inside
+    another is said in the same voice."""
+
+    def speak(said: Any) -> str:
+        if isinstance(said, ClaudesidianError):
+            return said.words(speak)
+        if isinstance(said, tuple):
+            return joiner.join(map(speak, said))
+        return words(said) if isinstance(said, Mention) else str(said)
+
+    return speak
+
+
+# Python's words: `batch_size=4`, `name='full'`; several joined by commas.
+python_voice = voice(lambda said: said.option if said.bare else f"{said.option}={said.value!r}", ", ")
 
 
 _FIX_ROW = (
@@ -873,7 +880,7 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
         with _gc_frozen():
             scan = scan_source(path, row_keys=needs_row_keys(self.config), tool_schemas=schemas)
         try:
-            planned = plan_rows(scan, self.config, row_limit(scan, writes_to or self._cache_dir_root))
+            planned = plan_rows(scan, self.config, row_limit(scan, writes_to or self.cache_dir))
         except OptionError as error:
             raise error.about(f"{path}: ") from None
         for notes in planned.notes.values():

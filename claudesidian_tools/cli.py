@@ -17,7 +17,6 @@ import re
 import sys
 import typing
 from collections.abc import Sequence
-from typing import Any
 
 import datasets
 import huggingface_hub
@@ -28,18 +27,14 @@ from claudesidian_tools.interrupts import interrupt_deferred
 from claudesidian_tools.replace import process_running
 
 
-def cli_voice(said: Any) -> str:
-    """A mention in the command line's words: `--batch-size 4`, `the config full`; several joined by spaces."""
-    if isinstance(said, cs.ClaudesidianError):
-        return said.words(cli_voice)
-    if isinstance(said, tuple):
-        return " ".join(map(cli_voice, said))
-    if not isinstance(said, cs.Mention):
-        return str(said)
+def _flag_words(said: cs.Mention) -> str:
+    """A mention in the command line's words: `--batch-size 4`, `the config full`."""
     if said.option == "name":
         return f"the config {said.value}"
-    flag_text = flag(said.option)
-    return flag_text if said.bare or said.value is True else f"{flag_text} {said.value}"
+    return flag(said.option) if said.bare or said.value is True else f"{flag(said.option)} {said.value}"
+
+
+cli_voice = cs.voice(_flag_words, " ")
 
 
 class _HelpFormatter(argparse.HelpFormatter):

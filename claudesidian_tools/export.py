@@ -122,17 +122,14 @@ def check_specs(specs: Sequence[ConfigSpec]) -> list[ConfigSpec]:
     return list(specs)
 
 
-def spec_voice(said: Any) -> str:
+def _spec_words(said: cs.Mention) -> str:
     """A mention in the words of an export's `--config` spec: `batch_size=4`, a config by its name."""
-    if isinstance(said, cs.ClaudesidianError):
-        return said.words(spec_voice)
-    if isinstance(said, tuple):
-        return ", ".join(map(spec_voice, said))
-    if not isinstance(said, cs.Mention):
-        return str(said)
     if said.option == "name":
         return str(said.value)
     return said.option if said.bare else f"{said.option}={said.value}"
+
+
+spec_voice = cs.voice(_spec_words, ", ")
 
 
 def _in_spec(error: cs.ClaudesidianError, spec: ConfigSpec) -> cs.ClaudesidianError:
