@@ -189,7 +189,10 @@ def test_card_header_names_what_was_exported_and_its_sizes(exported):
     assert names == EXPORTED
     assert "into the configs " + ", ".join(f"`{name}`" for name in names) in " ".join(card.text.split())
     infos = {info["config_name"]: info for info in data["dataset_info"]}
-    for name in names:
+    # The tools layouts' features hold Json, which datasets below 4.7 cannot parse: their infos are left out
+    # (datasets reads their features from the Parquet files), so every other config loads everywhere.
+    assert sorted(set(names) - set(infos)) == ["kto_tools", "sft_tools"]
+    for name in infos:
         files = exported / "data" / name
         assert infos[name]["download_size"] == sum(path.stat().st_size for path in files.iterdir())
     assert {split["name"]: split["num_examples"] for split in infos["full_eval"]["splits"]} == {"train": 900,

@@ -49,7 +49,7 @@ def test_build_killed_midway_leaves_no_half_dataset(tmp_path):
     minority = min(int(scan.labels.sum()), int((~scan.labels).sum()))
     assert rows == 2 * minority
     config = cs.ClaudesidianSyntheticConfig(name="balanced_custom")
-    assert labels == scan.labels[cs.plan_rows(scan, config)["train"]].tolist()
+    assert labels == scan.labels[cs.plan_rows(scan, config).splits["train"]].tolist()
 
 
 def test_two_processes_loading_into_one_empty_cache(tmp_path, source_path, published_rows):
