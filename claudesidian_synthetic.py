@@ -13,6 +13,7 @@ import array
 import codecs
 import contextlib
 import dataclasses
+import difflib
 import gc
 import hashlib
 import json
@@ -834,8 +835,10 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
             source = os.path.abspath(os.path.expanduser(str(source)))
             if os.path.isdir(source):
                 raise SourceError(source, "is a folder, not a file", fix, source=given)
-            if not os.path.isfile(source):
+            if not os.path.exists(source):
                 raise SourceError(source, "no such file", fix, source=given)
+            if not os.path.isfile(source):
+                raise SourceError(source, "is not a regular file", fix, source=given)
             kwargs["source"] = source
         # The cache entry is keyed by this code, the source's bytes and the `datasets` version, so an edited
         # local source (or an edited builder) is rebuilt instead of served stale, and a `datasets` that
@@ -1018,8 +1021,9 @@ def load_tool_schemas(path: Optional[str] = None, *, base_path: Optional[str] = 
     if is_url(path):
         path = datasets.DownloadManager(download_config=download_config or datasets.DownloadConfig()).download(path)
     if not os.path.isfile(path):
-        raise ToolSchemaError("{given}: no such file; give the path of a tool_schemas.json, or leave it out for the "
-                              "pinned copy", given=Mention("tool_schemas", path))
+        problem = "is a folder" if os.path.isdir(path) else "no such file"
+        raise ToolSchemaError("{given}: " + problem + "; give the path of a tool_schemas.json, or leave it out for "
+                              "the pinned copy", given=Mention("tool_schemas", path))
     return read_tool_schemas(path)
 
 
@@ -1149,7 +1153,10 @@ def builder(name: str = DEFAULT_CONFIG_NAME, *, cache_dir: Optional[str] = None,
         raise OptionError("{name}: unknown config; choose one of " + ", ".join(CONFIGS), name=Mention("name", name))
     unknown = sorted(set(options) - set(OPTION_DEFAULTS))
     if unknown:
-        raise OptionError(f"unknown option(s) {', '.join(unknown)}; the options are {', '.join(OPTION_DEFAULTS)}")
+        close = difflib.get_close_matches(unknown[0], list(OPTION_DEFAULTS), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise OptionError(f"unknown option(s) {', '.join(unknown)}{hint}; the options are "
+                          f"{', '.join(OPTION_DEFAULTS)}")
     options = {key: value for key, value in options.items() if value is not None}
     return ClaudesidianSynthetic(config_name=name, cache_dir=cache_dir, **options)
 
@@ -2066,12 +2073,17 @@ def draw(rng: random.Random, pool: list, count: int, replacement: bool, label: s
         return list(pool)
     if replacement:
         return rng.choices(pool, k=count)
+    _check_pool(pool, count, label)
+    return rng.sample(pool, count)
+
+
+def _check_pool(pool: list, count: int, label: str) -> None:
+    """Without replacement a label gives at most its rows."""
     if count > len(pool):
         raise OptionError(
             "{given} but the source has only " + f"{len(pool)} {label} rows: ask for at most {len(pool)}, or add "
             "{replacement} to oversample", given=Mention(label, count), replacement=Mention("replacement", True),
         )
-    return rng.sample(pool, count)
 
 
 def _by_label(labels: Sequence[bool]) -> tuple:
@@ -2117,6 +2129,10 @@ def balanced_indices(
             "source's own, the smaller label kept whole), or add {replacement} to oversample",
             ratio=Mention("ratio", ratio), replacement=Mention("replacement", True),
         )
+    if not replacement:  # what the source can give comes before what the machine can hold
+        for pool, count, label in ((desirable_rows, n_desirable, "desirable"), (undesirable_rows, n_undesirable,
+                                                                               "undesirable")):
+            _check_pool(pool, count, label)
     if row_limit is not None and n_desirable + n_undesirable > row_limit:
         _refuse_beyond_limit(row_limit, n_desirable, n_undesirable, len(desirable_rows), len(undesirable_rows),
                              desirable, undesirable, ratio)
@@ -2141,6 +2157,11 @@ def _refuse_beyond_limit(row_limit: int, n_desirable: int, n_undesirable: int, s
             _refuse_beyond(row_limit, asked, given,
                            Mention("ratio", math.ceil(whole / (row_limit - whole) * 1e4) / 1e4), "at least")
         other = whole
+    elif desirable is None and undesirable is None:  # the defaults: no count to name, the machine is short
+        raise OptionError(
+            f"the selection needs {asked:,} rows, and this machine can build {row_limit:,} (in the memory available "
+            "and on the disk the build writes to, at the source's mean line per row): free memory or disk space, "
+            "or build elsewhere")
     else:
         name = "desirable" if desirable is not None and (undesirable is None or n_desirable >= n_undesirable) \
             else "undesirable"

@@ -272,8 +272,9 @@ def recipe_max_length(stats: Mapping, *, tokenizer: str | None, max_length: int 
     limit = max_length or TRL_DEFAULT_MAX_LENGTH
     given = f"`max_length: {limit}` as given" if max_length else f"TRL's default `max_length` ({limit} tokens)"
     longer = f"about {_rows(over)} across its splits are" if over != 1 else "about 1 row across its splits is"
-    return {"value": max_length, "why": f"{given}: {longer} longer than {4 * limit} characters and would be cut (an "
-                                        "estimate at 4 characters per token; export with `--tokenizer` to count "
+    drops = f", {dropped} of them dropped by TRL's KTOTrainer (their prompt alone is that long)" if dropped else ""
+    return {"value": max_length, "why": f"{given}: {longer} longer than {4 * limit} characters and would be cut{drops} "
+                                        "(an estimate at 4 characters per token; export with `--tokenizer` to count "
                                         "tokens and cover every row)" if over else
             f"{given}: no row is longer than {4 * limit} characters (an estimate at 4 characters per token)"}
 

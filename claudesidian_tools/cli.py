@@ -147,6 +147,9 @@ def _config_options(args: argparse.Namespace) -> dict:
 def _check_out(path: str | None) -> None:
     if path in (None, "-"):
         return
+    if not path.strip():
+        raise cs.OptionError("{out} is empty: give a file path, such as data.jsonl, or leave it out for stdout",
+                             out=cs.Mention("out"))
     if os.path.isdir(path):
         raise cs.OptionError("{out} is a folder: give a file path, such as " + os.path.join(path, "data.jsonl"),
                              out=cs.Mention("out", path))

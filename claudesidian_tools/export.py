@@ -34,7 +34,7 @@ from claudesidian_tools.interrupts import interrupt_deferred
 from claudesidian_tools.lengths import check_max_length, load_tokenizer
 from claudesidian_tools.manifest import CARD, MANIFEST, MANIFEST_FORMAT, SCRIPT_PATH, ExportError, read_manifest
 from claudesidian_tools.plots import INSTALL_PLOTS, draw_figure
-from claudesidian_tools.replace import make_staging, pending, recover, replace_files
+from claudesidian_tools.replace import make_staging, one_at_a_time, pending, recover, replace_files
 from claudesidian_tools.stats import SplitStats, held_out_leaks, schemas_option, shared_between, stats_batch_sizes
 
 # Rows held in memory at once and written as one Parquet row group (a shard's rows stay whole).
@@ -101,10 +101,11 @@ def check_specs(specs: Sequence[ConfigSpec]) -> list[ConfigSpec]:
                 "(starting with a letter or digit), as `datasets` config names and folder names allow"
             )
         datasets.BuilderConfig(name=name)  # `datasets`' own check of a config name
-        if name in seen:
-            raise cs.OptionError(f"{where}: the name {name} is given twice (also --config {seen[name]}); "
-                                 "give each exported config its own name, e.g. NAME=CONFIG:OPTIONS")
-        seen[name] = spec.text or name
+        if name.lower() in seen:
+            raise cs.OptionError(f"{where}: the name {name} is given twice (also --config {seen[name.lower()]}; "
+                                 "names that differ only in case are one folder on macOS and Windows); give each "
+                                 "exported config its own name, e.g. NAME=CONFIG:OPTIONS")
+        seen[name.lower()] = spec.text or name
         if spec.config_name not in cs.CONFIGS:
             raise cs.OptionError(f"{where}: unknown config {spec.config_name!r}; choose one of {', '.join(cs.CONFIGS)}")
         unknown = sorted(set(spec.options) - set(cs.OPTION_DEFAULTS) | set(spec.options) & set(EXPORT_WIDE))
@@ -191,10 +192,31 @@ def export(
     `replace_existing` lets it replace files at the paths it writes that it did not write itself (a
     fresh clone's README.md); every other file stays. Every config's tool calls are counted against
     `tool_schemas` (default: the pinned copy), and configs that gate or use a tools layout build with it."""
+    if not str(folder).strip():
+        raise ExportError("the folder to export into is empty: name one, e.g. kto-data")
     named_by_user = bool(specs)
     specs = check_specs(specs or [parse_config_spec(name) for name in DEFAULT_EXPORTS])
     max_bytes = _shard_limit(num_shards, max_shard_size)
     target = os.path.abspath(folder)
+    try:
+        lock = one_at_a_time(target)
+        lock.__enter__()
+    except BlockingIOError:
+        raise ExportError(f"{target}: another export into it is running; wait for it to finish, then export "
+                          "again") from None
+    except OSError as error:
+        raise ExportError(_cannot_write(target, error)) from None
+    try:
+        return _export(folder, target, specs, named_by_user, source=source, revision=revision, num_shards=num_shards,
+                       max_bytes=max_bytes, tokenizer=tokenizer, max_length=max_length,
+                       replace_existing=replace_existing, tool_schemas=tool_schemas)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _export(folder: str, target: str, specs: list[ConfigSpec], named_by_user: bool, *, source, revision, num_shards,
+            max_bytes, tokenizer, max_length, replace_existing, tool_schemas) -> list[ExportedConfig]:
+    """The export itself, while it holds the folder (see `export`)."""
     _recover(target)
     previous = _previous_files(target, replace_existing)
     loaded_tokenizer = _tokenizer(tokenizer, max_length)
@@ -336,14 +358,15 @@ def _write_config(folder: str, spec: ConfigSpec, *, source, revision, num_shards
         shards = num_shards or math.ceil(estimate / max_bytes)
         where = f"{spec.export_name}/{split}"
         units = math.ceil(rows / (config.batch_size or 1))
-        if shards > units:
-            what = f"{units} batches of {config.batch_size}" if config.batch_size else f"{units} rows"
-            raise cs.OptionError(
-                f"{where}: --num-shards {num_shards} is more than its {what}, and every shard needs one: give at most "
-                f"{units}, or export {spec.export_name} on its own with fewer (--config names what to export)"
-                if num_shards else f"{where}: {shards} shards of at most {max_bytes:,} bytes are needed, more than its "
-                f"{what}: give a larger --max-shard-size"
-            )
+        what = cs.plural(units, f"batch of {config.batch_size}" if config.batch_size else "row").replace(
+            "batchs", "batches")
+        if shards > units and num_shards:  # a small split (a test split) cannot be cut finer than its units
+            print(f"{where}: {what}, so {cs.plural(units, 'shard')} of the {num_shards} asked (every shard holds "
+                  "one at least)", file=sys.stderr)
+            shards = units
+        elif shards > units:
+            raise cs.OptionError(f"{where}: {shards} shards of at most {max_bytes:,} bytes are needed, more than its "
+                                 f"{what}: give a larger --max-shard-size")
         writer = _ShardWriter(folder, where, shard_bounds(rows, shards, config.batch_size, where), schema)
         counted[split], notes[split] = SplitStats(config.layout, tokenizer, schemas), plan.notes
         tables, pending = [], 0
@@ -514,11 +537,15 @@ def _previous_files(target: str, replace_existing: bool = False) -> list[str]:
     written = {path: sha256 for path, sha256 in manifest["files"].items() if _inside(target, path)}
     changed = [path for path, sha256 in written.items() if sha256 is not None
                and os.path.isfile(os.path.join(target, path)) and cs.file_sha256(os.path.join(target, path)) != sha256]
-    if changed:
+    if changed and not replace_existing:
         raise ExportError(
-            f"{target}: {', '.join(changed[:5])} changed since the last export wrote them, and an export would "
-            "replace them: copy your changes elsewhere (or export into another folder), then export again"
+            cs.escaped(f"{target}: {', '.join(changed[:5])} changed since the last export wrote them, and an export "
+                       "would replace them: ") + "copy your changes elsewhere and give {replace} (or export into "
+            "another folder)", replace=cs.Mention("replace_existing", True),
         )
+    if changed:
+        print(f"replacing {', '.join(changed)}, changed since the last export wrote them (--replace-existing)",
+              file=sys.stderr)
     return list(written)
 
 

@@ -91,6 +91,28 @@ def replace_files(
         _finish(target, staging, journal, plan, step)
 
 
+@contextlib.contextmanager
+def one_at_a_time(target: str) -> Iterator[None]:
+    """Hold `target` for one writer: two exports into one folder at once would each replace the other's
+    files. An advisory lock on `.DIR.lock` beside it (the kernel drops it with its process; `recover()`
+    removes a lock file nobody holds); BlockingIOError while another process holds it."""
+    parent, name = os.path.split(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    path = os.path.join(parent, f".{name}.lock")
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise
+        except OSError:  # a filesystem without flock (some NFS): go on unlocked
+            pass
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
 def pending(target: str) -> bool:
     """Whether a replacement of `target` has a journal: its staging folder (with the old files set aside)
     belongs to `recover()` now, and nobody else may remove it."""
@@ -123,6 +145,7 @@ def recover(target: str, *, step: Callable[[str], None] | None = None) -> str | 
                 _undo(target, staging, journal, plan, step)
                 said = f"{what} and has been undone; {target} holds the export before it"
         stale = _remove_stale_staging(parent, name, step)
+        _remove_stale_lock(os.path.join(parent, f".{name}.lock"))
     if stale:
         folders = "1 leftover staging folder of an export" if stale == 1 else \
             f"{stale} leftover staging folders of exports"
@@ -237,6 +260,19 @@ def _clean_up(staging: str, journal: str, step: Callable[[str], None]) -> None:
         os.unlink(journal)
     _fsync(os.path.dirname(journal))
     step("remove journal")
+
+
+def _remove_stale_lock(path: str) -> None:
+    """A lock file left by a killed export: removed when nobody holds it."""
+    if not os.path.exists(path):
+        return
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # held: an export is running
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _remove_stale_staging(parent: str, name: str, step: Callable[[str], None]) -> int:

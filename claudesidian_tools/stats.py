@@ -324,8 +324,8 @@ def format_lengths(report: Mapping, kind: str = "labels") -> str:
                      f"{cut['dropped']} dropped (longest: {cut['longest']} tokens)")
     elif "over_chars_estimate" in report:
         over = report["over_chars_estimate"]
-        rows = over["desirable"] + over["undesirable"]
-        lines.append(f"{'max_length ' + str(over['max_length']):<26} about {rows} {'row' if rows == 1 else 'rows'} "
-                     f"longer than {over['max_chars']} characters would be truncated (estimate: "
-                     f"{over['assumes']}; --tokenizer counts tokens)")
+        rows, dropped = over["desirable"] + over["undesirable"], over["prompt_over"]
+        lines.append(f"{'max_length ' + str(over['max_length']):<26} about {cs.plural(rows, 'row')} longer than "
+                     f"{over['max_chars']} characters would be cut, {dropped} of them dropped by TRL's KTOTrainer "
+                     f"(their prompt alone is that long) (estimate: {over['assumes']}; --tokenizer counts tokens)")
     return "\n".join(lines)

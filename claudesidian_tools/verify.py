@@ -74,8 +74,8 @@ def verify(folder_or_repo: str, *, revision: str | None = None, source: str | No
         else:
             yield f"{name}: {sum(rows.values())} rows identical ({splits})"
     if differences:
-        raise Mismatch(f"{folder_or_repo}: {differences} {'difference' if differences == 1 else 'differences'} "
-                       "(each named above); export again to rebuild it from the source")
+        raise Mismatch(f"{folder_or_repo}: {cs.plural(differences, 'difference')} (each named above); export again "
+                       "to rebuild it from the source (--replace-existing replaces the files changed since)")
 
 
 def _recovered(folder: str) -> str | None:
@@ -94,7 +94,7 @@ def _local(folder_or_repo: str, revision: str | None) -> str:
             raise VerifyError(f"--revision {revision} applies to a Hub repository, and {folder_or_repo} is a "
                               "folder; leave it out")
         return folder_or_repo
-    if os.path.exists(folder_or_repo) or folder_or_repo.count("/") != 1:
+    if os.path.exists(folder_or_repo) or folder_or_repo.count("/") != 1 or folder_or_repo.startswith((".", "~", "/")):
         raise VerifyError(f"{folder_or_repo} is neither a folder nor a Hub repository id (owner/name)")
     try:
         folder = huggingface_hub.snapshot_download(folder_or_repo, repo_type="dataset", revision=revision,

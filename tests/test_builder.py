@@ -186,6 +186,11 @@ def test_streaming_gives_the_same_rows_in_the_same_order(source_path, name):
         assert list(streamed[split]) == list(prepared[split])
 
 
+def test_a_misspelled_option_in_python_gets_the_closest_one():
+    with pytest.raises(cs.OptionError, match=r"unknown option\(s\) sorce \(did you mean source\?\)"):
+        cs.load("full", sorce="x.jsonl")
+
+
 def test_load_without_split_gives_a_dataset_dict(source_path):
     result = cs.load("balanced_254", source=source_path)
     assert isinstance(result, datasets.DatasetDict) and list(result) == ["train"]

@@ -158,6 +158,7 @@ def test_stats_reports_each_split_and_the_prompts_they_share(source_path, tmp_pa
          "--split validation: the config full has the split(s) train, test"),
         (["build", "full", "--out", "/nonexistent-folder/x.jsonl"], "the folder /nonexistent-folder does not exist"),
         (["build", "full", "--out", "/tmp"], "--out /tmp is a folder: give a file path"),
+        (["build", "full", "--out", ""], "--out is empty: give a file path"),
         (["build", "full", "--gate", "drop", "--tool-schemas", "/nonexistent.json"],
          "--tool-schemas /nonexistent.json: no such file; give the path of a tool_schemas.json"),
         (["stats", "full", "--max-length", "0"], "--max-length 0: must be a positive whole number of tokens"),

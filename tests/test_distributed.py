@@ -120,9 +120,6 @@ def test_accelerate_sharding_keeps_every_batch_mixed(source_path, world_size, sp
         (["--num-shards", "0"], "--num-shards 0: must be a positive whole number"),
         (["--num-shards", "2", "--max-shard-size", "1MB"], "give one"),
         (["--max-shard-size", "lots"], "--max-shard-size lots: give a size"),
-        (["--num-shards", "30"], "full_eval/test: --num-shards 30 is more than its 25 batches of 4"),
-        (["--num-shards", "5"], "pairs/test: --num-shards 5 is more than its 3 rows, and every shard needs one: give "
-                                "at most 3, or export pairs on its own with fewer (--config names what to export)"),
         (["--max-shard-size", "1KB"], "balanced_254/train: 743 shards of at most 1,000 bytes are needed, more than its "
                                       "508 rows: give a larger --max-shard-size"),
     ],
@@ -132,6 +129,18 @@ def test_bad_sharding_options(source_path, tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert message in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_split_smaller_than_the_shards_asked_gets_one_shard_per_unit_and_says_so(source_path, tmp_path, capsys):
+    """`--num-shards 8` (a world size) on the default export: the small test splits cannot hold 8 shards."""
+    assert main(["export", str(tmp_path / "out"), "--source", source_path, "--num-shards", "5",
+                 "--config", "full_eval", "--config", "pairs"]) == 0
+    err = capsys.readouterr().err
+    assert "pairs/test: 3 rows, so 3 shards of the 5 asked (every shard holds one at least)" in err
+    assert sorted(path.name for path in (tmp_path / "out" / "data" / "pairs").iterdir()) == [
+        *(f"test-0000{index}-of-00003.parquet" for index in range(3)),
+        *(f"train-0000{index}-of-00005.parquet" for index in range(5))]
+    assert len(list((tmp_path / "out" / "data" / "full_eval").glob("test-*"))) == 5  # 25 batches of 4: enough
 
 
 def test_max_shard_size_splits_by_bytes(source_path, tmp_path):

@@ -14,7 +14,7 @@ import huggingface_hub
 import pyarrow.parquet
 import pytest
 import yaml
-from conftest import REPO, as_source_rows, generate_source, run_cli, sigint_as_usual
+from conftest import REPO, as_source_rows, generate_source, run_cli, run_main, sigint_as_usual
 from test_cli import interrupt_when
 
 import claudesidian_synthetic as cs
@@ -316,7 +316,31 @@ def test_an_edited_file_of_the_last_export_is_not_replaced(source_path, tmp_path
     result = run_cli("export", str(folder), "--source", source_path, "--config", "a=full_eval",
                      cache=tmp_path / "hf")
     assert result.returncode == 2 and "recipes/kto_a.yaml changed since the last export wrote them" in result.stderr
+    assert "copy your changes elsewhere and give --replace-existing" in result.stderr
     assert (folder / "recipes" / "kto_a.yaml").read_bytes() == edited
+    again = run_main("export", folder, "--source", source_path, "--config", "a=full_eval", "--replace-existing")
+    assert again.returncode == 0, again.stderr
+    assert "replacing recipes/kto_a.yaml, changed since the last export wrote them" in again.stderr
+    assert b"learning_rate" not in (folder / "recipes" / "kto_a.yaml").read_bytes()
+
+
+def test_a_second_export_into_a_folder_that_an_export_holds_is_refused(source_path, tmp_path):
+    from claudesidian_tools.replace import one_at_a_time
+
+    folder = tmp_path / "out"
+    with one_at_a_time(str(folder)):  # an export into it is running
+        result = run_main("export", folder, "--source", source_path, "--config", "full")
+    assert result.returncode == 2 and not folder.exists()
+    assert result.stderr.strip().splitlines() == [
+        f"claudesidian-synthetic: error: {folder}: another export into it is running; wait for it to finish, then "
+        "export again"]
+    assert run_main("export", folder, "--source", source_path, "--config", "full").returncode == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]  # no lock file left beside it
+
+
+def test_an_empty_folder_name_is_refused():
+    result = run_main("export", "")
+    assert result.returncode == 2 and "the folder to export into is empty" in result.stderr
 
 
 def test_an_empty_git_working_copy_takes_an_export(source_path, tmp_path):
@@ -359,6 +383,8 @@ def test_export_refuses_to_replace_a_file_it_did_not_write(source_path, tmp_path
         (["x=full:seed=3,seed=4"], "seed is given twice"),
         (["x=full_eval:test-size=0.2"], "unknown option(s) test-size (did you mean test_size?)"),
         (["a=full", "a=balanced_254"], "the name a is given twice"),
+        (["FULL=full", "full"], "the name full is given twice (also --config FULL=full; names that differ only in "
+                                "case are one folder on macOS and Windows)"),
         (["x=nope"], "unknown config 'nope'"),
         (["x=full:colour=red"], "unknown option(s) colour"),
         (["x=full:source=/etc/passwd"], "the source and the tool schemas are one for the whole export"),

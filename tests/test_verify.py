@@ -58,7 +58,7 @@ def test_one_changed_row_is_named(exported, source_path, tmp_path):
     ]
     assert result.stderr.strip().splitlines()[-1] == (
         f"claudesidian-synthetic: error: {folder}: 2 differences (each named above); export again to rebuild it "
-        "from the source")
+        "from the source (--replace-existing replaces the files changed since)")
 
 
 @pytest.mark.parametrize("damage", ["garbage", "missing"])
@@ -74,6 +74,12 @@ def test_a_damaged_shard_is_one_line_and_differs(exported, source_path, tmp_path
     assert result.stdout.splitlines()[0].startswith(file_line)
     assert any(line.startswith(f"pairs, split train: {shard} {words}") for line in result.stdout.splitlines())
     assert result.stderr.strip().splitlines()[-1].startswith(f"claudesidian-synthetic: error: {folder}: 2 differences")
+
+
+def test_a_mistyped_folder_is_no_repository(tmp_path):
+    for given in ("./kto-dat", str(tmp_path / "nowhere")):
+        result = run_cli("verify", given, cache=tmp_path / "hf")
+        assert result.returncode == 2 and "is neither a folder nor a Hub repository id" in result.stderr
 
 
 def test_a_folder_that_is_not_an_export_cannot_be_verified(tmp_path):
