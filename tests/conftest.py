@@ -100,8 +100,9 @@ def session_export(tmp_path_factory, source_path, shared_cache):
 
 def pytest_report_header(config):
     if (config.getoption("markexpr") or "").strip() == "not slow":
-        return ("deselected: the slow tests (training runs, fresh virtual environments, benchmarks, memory and "
-                "kill tests); `bash .ci/run` runs them, with -m 'slow or not slow'")
+        return ("deselected: the slow tests (training runs, fresh virtual environments, benchmarks, memory, kill "
+                "and network-timeout tests, Hub round trips of many processes); `bash .ci/run` runs them, with -m "
+                "'slow or not slow'")
     return None
 
 

@@ -259,6 +259,7 @@ def interrupt_when(process: subprocess.Popen, ready, timeout: float = 120) -> st
     return process.communicate(timeout=timeout)[1]
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_build_is_one_line_and_writes_nothing(tmp_path, own_cache):
     from conftest import generate_source
 

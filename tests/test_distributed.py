@@ -143,6 +143,7 @@ def test_a_split_smaller_than_the_shards_asked_gets_one_shard_per_unit_and_says_
     assert len(list((tmp_path / "out" / "data" / "full_eval").glob("test-*"))) == 5  # 25 batches of 4: enough
 
 
+@pytest.mark.slow
 def test_max_shard_size_splits_by_bytes(source_path, tmp_path):
     result = run_cli("export", str(tmp_path / "out"), "--source", source_path, "--max-shard-size", "500KB",
                      cache=tmp_path / "hf")

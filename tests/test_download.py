@@ -91,6 +91,7 @@ def _startup(tmp_path) -> float:
     return time.monotonic() - start
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9", "http://claudesidian-nowhere.invalid"],
                          ids=["closed port", "unresolvable host"])
 def test_no_network_is_one_line_and_exit_2_within_3_seconds(tmp_path, endpoint):
@@ -106,6 +107,7 @@ def test_no_network_is_one_line_and_exit_2_within_3_seconds(tmp_path, endpoint):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_a_tokenizer_from_an_unreachable_hub_is_one_line_within_3_seconds(tmp_path, source_path):
     startup = _startup(tmp_path)
     start = time.monotonic()
@@ -117,6 +119,7 @@ def test_a_tokenizer_from_an_unreachable_hub_is_one_line_within_3_seconds(tmp_pa
     assert spent < 3, f"the error came {spent:.1f} s after the start-up ({startup:.1f} s)"
 
 
+@pytest.mark.slow
 def test_a_slow_but_working_hub_still_serves_the_source(hub, tmp_path):
     hub.delay = 1.0  # every answer a second late: slower than the no-network error, and it must work
     out = tmp_path / "b.jsonl"

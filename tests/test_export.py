@@ -482,6 +482,7 @@ def tokenizer_folder(tmp_path_factory):
     return str(folder)
 
 
+@pytest.mark.slow
 def test_with_a_tokenizer_each_recipe_covers_its_longest_row(source_path, tokenizer_folder, tmp_path):
     from claudesidian_tools.lengths import load_tokenizer, token_lengths
     result = run_cli("export", str(tmp_path / "out"), "--source", source_path, "--config", "full_eval",
@@ -499,6 +500,7 @@ def test_with_a_tokenizer_each_recipe_covers_its_longest_row(source_path, tokeni
     assert f"With the tokenizer `{tokenizer_folder}`" in card and "the longest row in tokens, so nothing is cut" in card
 
 
+@pytest.mark.slow
 def test_a_given_max_length_is_set_and_what_it_truncates_is_said(source_path, tokenizer_folder, tmp_path):
     result = run_cli("export", str(tmp_path / "out"), "--source", source_path, "--config", "full",
                      "--tokenizer", tokenizer_folder, "--max-length", "300", cache=tmp_path / "hf")

@@ -236,6 +236,7 @@ def _export_then_exit(target: str, specs: list, source: str) -> None:
         os._exit(3)
 
 
+@pytest.mark.slow
 def test_kill_at_every_step_of_the_export_replacement(tmp_path, write_source, monkeypatch, quick_figures, capsys):
     """The process dies at step k (a forked child calls os._exit: no cleanup of its own runs), for every k;
     then recover() (even k) or the next export (odd k) leaves the old or the new export whole."""

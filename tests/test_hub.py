@@ -54,6 +54,7 @@ def v1(exports, tmp_path):
     return shutil.copytree(exports["v1"], tmp_path / "v1")
 
 
+@pytest.mark.slow
 def test_every_config_and_split_loads_from_the_hub_as_from_the_folder_and_a_sha_pins_it(fake_hub, exports, v1,
                                                                                        tmp_path):
     hub, home = fake_hub, tmp_path / "home"
@@ -86,6 +87,7 @@ def test_every_config_and_split_loads_from_the_hub_as_from_the_folder_and_a_sha_
     assert hub.unanswered == []
 
 
+@pytest.mark.slow
 def test_three_hundred_shards_are_pushed_in_one_commit(fake_hub, exports, tmp_path):
     hub, folder = fake_hub, shutil.copytree(exports["sharded"], tmp_path / "sharded")
     assert len(list((folder / "data" / "full").iterdir())) == 300
@@ -176,6 +178,7 @@ def test_a_repository_id_that_cannot_work_is_refused_before_any_request(fake_hub
     assert fake_hub.requests == [] and fake_hub.unanswered == []
 
 
+@pytest.mark.slow
 def test_a_repository_named_like_the_loading_script_loads_its_parquet(fake_hub, v1, tmp_path):
     """The loading script lies below the root (loading_script/), so `datasets` 4 and 5 read the Parquet of a
     repository named after it instead of refusing it as a script."""
@@ -187,6 +190,7 @@ def test_a_repository_named_like_the_loading_script_loads_its_parquet(fake_hub, 
     assert hub.unanswered == []
 
 
+@pytest.mark.slow
 def test_a_private_repository_loads_only_with_the_token(fake_hub, v1, tmp_path):
     hub, home = fake_hub, tmp_path / "home"
     sha = pushed_sha(push(v1, "me/private", hub, home, "--private"))
@@ -230,6 +234,7 @@ def test_hf_download_gets_the_pushed_files(fake_hub, v1, tmp_path):
     assert fake_hub.unanswered == []
 
 
+@pytest.mark.slow
 def test_an_unreachable_hub_fails_in_seconds(v1, tmp_path):
     """A host that accepts connections and never answers: one quick request, not huggingface_hub's retries."""
     silent = socket.socket()

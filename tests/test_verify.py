@@ -112,6 +112,7 @@ def test_an_unknown_source_version_cannot_be_verified_without_that_source(source
     assert right.stdout.splitlines()[-1] == "mine: 508 rows identical (train 508)"
 
 
+@pytest.mark.slow
 def test_a_pushed_repository_verifies_at_a_pinned_revision(exported, fake_hub, source_path, tmp_path):
     """Through the fake Hub: the first push verifies at its sha; a later push of a changed file does not,
     and the first sha still does."""
