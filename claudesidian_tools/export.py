@@ -349,7 +349,9 @@ def _write_config(folder: str, spec: ConfigSpec, *, source, revision, num_shards
     except cs.OptionError as error:
         raise _in_spec(error, spec) from None
     features = built.info.features
-    schema = features.arrow_schema.remove_metadata()
+    # A tools layout's files carry their features (`datasets`' own schema metadata): they are in no card's
+    # `dataset_info:` (see infos.portable_layout), and its Json values must not be read back as plain text.
+    schema = features.arrow_schema if not cs.LAYOUTS[config.layout].plain else features.arrow_schema.remove_metadata()
     data_files, counted, sizes, notes = {}, {}, {}, {}
     os.makedirs(os.path.join(folder, "data", spec.export_name), exist_ok=True)
     for split, plan in plans.items():
