@@ -25,8 +25,9 @@ for folder, name, split in pairs:
     except Exception as error:
         results.append({"error": f"{type(error).__name__}: {error}"})
         continue
-    rows = list(remote) if streaming else remote.to_list()
-    results.append({"rows": len(rows), "same": rows == local.to_list(), "features": remote.features == local.features})
+    # Rows as iteration gives them (datasets 4.7's to_list() hands Json values back as text, iteration decodes them)
+    rows = list(remote)
+    results.append({"rows": len(rows), "same": rows == list(local), "features": remote.features == local.features})
 print(json.dumps(results))
 """
 
