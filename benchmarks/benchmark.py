@@ -72,13 +72,14 @@ def generate_source(path: pathlib.Path, rows: int, seed: int = 0) -> None:
             file.write(json.dumps(row) + "\n")
 
 
-def measure(code: str, cache: pathlib.Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one fresh process running `code` with its own HF cache."""
+def measure(code: str, cache: pathlib.Path, python: str = sys.executable,
+            cwd: pathlib.Path = REPO) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one fresh `python` process running `code` with its own HF cache."""
     # HF_DATASETS_CACHE, when set, would win over HF_HOME: every case gets its own cache either way.
     env = {**os.environ, "HF_HOME": str(cache), "HF_DATASETS_CACHE": str(cache / "datasets"),
            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen([python, "-c", code], cwd=cwd, env=env, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
     if status != 0:
@@ -206,8 +207,13 @@ def one_run(rows: int, repeats: int) -> dict:
     }
 
 
-MISSING = ("benchmarks need the package installed: .venv/bin/pip install -e . then "
-           ".venv/bin/python benchmarks/benchmark.py")
+def require_the_package(script: str) -> None:
+    """One line and exit code 2 where this Python lacks the package's dependencies: every case would fail."""
+    missing = [name for name in ("datasets", "yaml") if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"benchmarks need the package installed: .venv/bin/pip install -e . then .venv/bin/python "
+              f"benchmarks/{script} ({sys.executable} has no {', '.join(missing)})", file=sys.stderr)
+        sys.exit(2)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -222,10 +228,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    missing = [name for name in ("datasets", "yaml") if importlib.util.find_spec(name) is None]
-    if missing:  # the cases run with this Python: without the package's dependencies every one would fail
-        print(f"{MISSING} ({sys.executable} has no {', '.join(missing)})", file=sys.stderr)
-        sys.exit(2)
+    require_the_package("benchmark.py")
     runs = []
     for run in range(args.runs):
         runs.append(one_run(args.rows, args.repeats))

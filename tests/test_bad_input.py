@@ -228,7 +228,7 @@ def test_a_bad_option_stops_the_load_before_the_source_is_read(source_path, monk
 
 @pytest.fixture(scope="module")
 def real_scan(source_path):
-    return cs.scan_source(source_path, row_keys=True, tool_schemas=cs.load_tool_schemas())
+    return cs.scan_source(source_path, keys=("prompts", "replies"), tool_schemas=cs.load_tool_schemas())
 
 
 def test_unknown_config_and_options_in_load():
@@ -273,7 +273,7 @@ def test_a_byte_order_mark_crlf_and_blank_lines_change_no_scanned_row_but_its_pl
     plain, awkward = tmp_path / "plain.jsonl", tmp_path / "awkward.jsonl"
     plain.write_bytes(b"\n".join(lines) + b"\n")
     awkward.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(lines[:7] + [b"", b"  \t"] + lines[7:]) + b"\r\n\n")
-    clean, odd = (_scan_fields(cs.scan_source(str(path), row_keys=True)) for path in (plain, awkward))
+    clean, odd = (_scan_fields(cs.scan_source(str(path), keys=("prompts", "replies"))) for path in (plain, awkward))
     assert odd.pop("offsets")[0] == 3 and clean.pop("offsets")[0] == 0  # the first line begins after the mark
     assert [length - 1 for length in odd.pop("lengths")] == clean.pop("lengths")  # each line's \r
     assert odd == clean and len(clean["labels"]) == 60

@@ -191,7 +191,7 @@ def test_benchmarks_write_only_where_asked(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("script", ["benchmark.py", "phases.py"])
+@pytest.mark.parametrize("script", ["benchmark.py", "phases.py", "against.py"])
 def test_benchmarks_without_the_package_say_what_to_run(script, tmp_path):
     # -S: this Python without its site-packages, like a system python3 beside the project's .venv
     result = subprocess.run([sys.executable, "-S", str(REPO / "benchmarks" / script)], cwd=tmp_path,
@@ -245,6 +245,40 @@ def test_readme_quotes_the_committed_million_row_results():
         if target:
             met = "met" if target["met"] else "missed"
             assert cells[5].startswith(f"{ratio:.3f}x (target <= {target['peak_rss_1m_over_100k_at_most']}, {met})")
+
+
+def test_readme_quotes_the_committed_comparison_with_the_code_before():
+    """The README's table of this checkout against the code before is the committed file, figure for figure."""
+    against = json.loads((REPO / "benchmarks" / "against.json").read_text(encoding="utf-8"))["results"]
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| case | rows | wall time, this / before |") :].split("\n\n")[0].splitlines()[2:]
+    names = {"build": "`balanced_custom` build", "build_with_test": "the same with `test_size=0.1`",
+             "export": "sharded export"}
+    expected = [(names[case], f"{int(size):,}", figures) for size, cases in against.items()
+                for case, figures in cases.items()]
+    assert len(table) == len(expected) == 5
+    for line, (name, size, figures) in zip(table, expected):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert cells[:2] == [name, size]
+        for cell, key, unit in zip(cells[2:], ("wall_s", "peak_rss_mib"), ("s", "MiB")):
+            figure = figures[key]
+            spread = f"{figure['ratio_lowest']:.3f}-{figure['ratio_highest']:.3f}"
+            assert cell == (f"{figure['this_median']:g} {unit} / {figure['other_median']:g} {unit}: "
+                            f"{figure['ratio_median']:.3f}x ({spread})")
+
+
+def test_readme_quotes_the_committed_phase_profile():
+    """Each phase the README names is quoted with the committed profile's median."""
+    median = json.loads((REPO / "benchmarks" / "phases.json").read_text(encoding="utf-8"))["median_s"]
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    for words, phase in (("the sha256 that keys the cache", "builder init (sha256 cache key)"),
+                         ("the strict scan of every line", "scan: check every line"),
+                         ("reading and decoding the selected lines", "selected lines: read+decode"),
+                         ("`datasets`' Arrow writer", "datasets writer"), ("total", "total load()"),
+                         ("skipped takes", "total load(), line checks skipped"),
+                         ("decodes every line in", "json.loads of every line"),
+                         ("reads the file in", "pyarrow.json.read_json (threads)")):
+        assert f"{words} {median[phase]:g}" in readme, phase
 
 
 @pytest.mark.slow
