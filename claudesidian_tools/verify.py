@@ -188,8 +188,8 @@ def _compare(folder: str, entry: dict, files: dict, source: str | None, manifest
             if expected != actual:
                 what = "missing" if actual is None else "extra" if expected is None else "different in column " + next(
                     column for column in expected if expected[column] != actual.get(column))
-                differ.append(f"{where}, row {row}: {what} (the first difference of the split; its files are "
-                              f"{', '.join(files[split])})")
+                differ.append(f"{where}, row {row} (counting from 0): {what} (the first difference of the split; its "
+                              f"files are {', '.join(files[split])})")
                 break
             counts[split] += 1
     return counts, differ

@@ -52,8 +52,8 @@ def test_one_changed_row_is_named(exported, source_path, tmp_path):
     assert lines[0].startswith(f"{shard}: differs from what the export wrote (sha256 ")
     assert lines[1:] == [
         "balanced_254: 508 rows identical (train 508)",
-        f"full_eval, split test, row 17: different in column completion (the first difference of the split; its "
-        f"files are {shard})",
+        "full_eval, split test, row 17 (counting from 0): different in column completion (the first difference of "
+        f"the split; its files are {shard})",
         "pairs: 43 rows identical (train 40, test 3)",
     ]
     assert result.stderr.strip().splitlines()[-1] == (
@@ -127,7 +127,8 @@ def test_a_pushed_repository_verifies_at_a_pinned_revision(exported, fake_hub, s
     assert at_good.returncode == 0, at_good.stderr
     assert at_good.stdout.splitlines()[-1] == "pairs: 43 rows identical (train 40, test 3)"
     at_bad = run([sys.executable, *verify, bad], hub, home)
-    assert at_bad.returncode == 1 and "pairs, split train, row 5: different in column chosen" in at_bad.stdout
+    assert at_bad.returncode == 1
+    assert "pairs, split train, row 5 (counting from 0): different in column chosen" in at_bad.stdout
     assert "data/pairs/train-00000-of-00001.parquet: differs from what the export wrote" in at_bad.stdout
     missing = run([sys.executable, "-m", "claudesidian_tools", "verify", "me/nothing", "--source", source_path],
                   hub, home)
