@@ -17,6 +17,7 @@ import json
 import pathlib
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 
@@ -64,30 +65,64 @@ def compare(other: pathlib.Path, python: str, rows: int, repeats: int, workdir: 
     return report
 
 
+def at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: give 1 or more")
+    return value
+
+
+def check_other(parser: argparse.ArgumentParser, other: pathlib.Path, python: str) -> str:
+    """The other checkout's commit, once its Python is known to import its package; one line and exit 2 if not."""
+    if not other.is_dir():
+        parser.error(f"{other}: not a folder; give the other checkout (see the top of benchmarks/against.py)")
+    if not pathlib.Path(python).is_file():
+        if python != str(other / ".venv" / "bin" / "python"):
+            parser.error(f"--python {python} does not exist; give the other checkout's interpreter")
+        parser.error(f"{python} does not exist: make the other checkout's .venv (see the top of "
+                     "benchmarks/against.py) or pass --python its interpreter")
+    try:
+        probe = subprocess.run([python, "-c", "import claudesidian_synthetic, datasets"], cwd=other,
+                               capture_output=True, text=True)
+    except OSError as error:
+        parser.error(f"{python} cannot be run ({error.strerror}); give the other checkout's interpreter")
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["exit code " + str(probe.returncode)])[-1]
+        parser.error(f"{python} cannot import the package in {other} ({last}); install it there: "
+                     f"{python} -m pip install -e {other}")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=other, capture_output=True, text=True)
+    return head.stdout.strip() if head.returncode == 0 else "unknown"
+
+
 def main() -> None:
     require_the_package("against.py")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("other", type=pathlib.Path, help="the other checkout (its package installed in its .venv)")
     parser.add_argument("--python", help="the other checkout's Python (default: OTHER/.venv/bin/python)")
     parser.add_argument("--rows", type=int, nargs="+", choices=sorted(CASES_AT), default=sorted(CASES_AT))
-    parser.add_argument("--repeats", type=int, default=3, help="paired rounds per size")
+    parser.add_argument("--repeats", type=at_least_one, default=3, help="paired rounds per size")
     parser.add_argument("--out", help="write the results (JSON) to this file")
     args = parser.parse_args()
     other = args.other.resolve()
     python = args.python or str(other / ".venv" / "bin" / "python")
-    if not pathlib.Path(python).is_file():
-        parser.error(f"{python} does not exist: install the other checkout (see the top of this file) or pass --python")
+    if args.out and not pathlib.Path(args.out).resolve().parent.is_dir():
+        parser.error(f"--out {args.out}: its folder does not exist; create it or choose another file")
+    commit = check_other(parser, other, python)
+    print(f"{'rows':>9}  {'case':<16} {'measure':<13} this checkout / the other: median ratio over the rounds "
+          "(lowest-highest)", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as temp:
         for rows in args.rows:
             results[str(rows)] = compare(other, python, rows, args.repeats, pathlib.Path(temp))
             for case, figures in results[str(rows)].items():
                 for key, figure in figures.items():
-                    print(f"{rows:>9} rows  {case:<16} {key:<13} this {figure['this_median']:>8}  other "
-                          f"{figure['other_median']:>8}  {figure['ratio_median']:.3f}x "
-                          f"({figure['ratio_lowest']:.3f}-{figure['ratio_highest']:.3f})")
+                    unit = "s" if key == "wall_s" else "MiB"
+                    print(f"{rows:>9}  {case:<16} {key:<13} {figure['this_median']:g} {unit} / "
+                          f"{figure['other_median']:g} {unit}: {figure['ratio_median']:.3f}x "
+                          f"({figure['ratio_lowest']:.3f}-{figure['ratio_highest']:.3f})", flush=True)
     if args.out:
-        report = {"other": str(other), "repeats": args.repeats, "ratio_is": "this / other within each round",
+        report = {"other": other.name, "other_commit": commit, "repeats": args.repeats,
+                  "ratio_is": "per case, the median over the rounds of (this / other within the round)",
                   "results": results}
         pathlib.Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.out}")

@@ -83,7 +83,7 @@ def measure(code: str, cache: pathlib.Path, python: str = sys.executable,
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
     if status != 0:
-        raise RuntimeError(f"benchmark process failed ({status}): {code}")
+        raise RuntimeError(f"benchmark process failed (exit code {os.waitstatus_to_exitcode(status)}): {code}")
     return wall, usage.ru_maxrss / 1024
 
 

@@ -74,8 +74,9 @@ def verify(folder_or_repo: str, *, revision: str | None = None, source: str | No
         else:
             yield f"{name}: {sum(rows.values())} rows identical ({splits})"
     if differences:
-        raise Mismatch(f"{folder_or_repo}: {cs.plural(differences, 'difference')} (each named above); export again "
-                       "to rebuild it from the source (--replace-existing replaces the files changed since)")
+        raise Mismatch(cs.escaped(f"{folder_or_repo}: {cs.plural(differences, 'difference')} (each named above); ")
+                       + "export again with {replace} to rebuild it from the source (it replaces the files changed "
+                       "since)", replace=cs.Mention("replace_existing", True))
 
 
 def _recovered(folder: str) -> str | None:
@@ -181,28 +182,38 @@ def _compare(folder: str, entry: dict, files: dict, source: str | None, manifest
         counts[split] = 0
         where = f"{entry['name']}, split {split}"
         stored = _stored_rows(folder, files[split], features)
-        for row, (expected, actual) in enumerate(itertools.zip_longest(built.iter_examples(split_plan), stored)):
-            if isinstance(actual, str):  # a shard that cannot be read: said, and the split ends here
-                differ.append(f"{where}: {actual}")
+        for row, (expected, found) in enumerate(itertools.zip_longest(built.iter_examples(split_plan), stored)):
+            if isinstance(found, str):  # a shard that cannot be read: said, and the split ends here
+                differ.append(f"{where}: {found}")
                 break
+            path, row_in_file, actual = found or (None, None, None)
             if expected != actual:
                 what = "missing" if actual is None else "extra" if expected is None else "different in column " + next(
                     column for column in expected if expected[column] != actual.get(column))
-                differ.append(f"{where}, row {row} (counting from 0): {what} (the first difference of the split; its "
-                              f"files are {', '.join(files[split])})")
+                held = f"row {row_in_file} of {path}" if path else f"past the end of {files[split][-1]}"
+                differ.append(f"{where}, row {row} (counting from 0; {held}): {what} (the first difference of the "
+                              f"split; it holds {cs.plural(_rows_in(folder, files[split]), 'row')}, the export wrote "
+                              f"{entry['stats'][split]['rows']:,})")
                 break
             counts[split] += 1
     return counts, differ
 
 
+def _rows_in(folder: str, paths: list) -> int:
+    """The rows a split's Parquet files hold, from their footers."""
+    return sum(pyarrow.parquet.ParquetFile(os.path.join(folder, path)).metadata.num_rows for path in paths)
+
+
 def _stored_rows(folder: str, paths: list, features: datasets.Features) -> Iterator:
-    """The rows of a split's Parquet files, in order, a `Json` value read back exactly; a file that is
-    missing or not Parquet yields the line that says so."""
+    """(file, row in that file, row) for the rows of a split's Parquet files, in order, a `Json` value
+    read back exactly; a file that is missing or not Parquet yields the line that says so."""
     for path in paths:
         try:
+            row_in_file = 0
             for batch in pyarrow.parquet.ParquetFile(os.path.join(folder, path)).iter_batches(batch_size=1000):
                 for row in batch.to_pylist():
-                    yield cs.json_values(row, features)
+                    yield path, row_in_file, cs.json_values(row, features)
+                    row_in_file += 1
         except FileNotFoundError:
             yield f"{path} is missing"
             return

@@ -203,6 +203,28 @@ def test_benchmarks_without_the_package_say_what_to_run(script, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(("args", "said"), [
+    (["{missing}"], "not a folder"),
+    (["{here}", "--repeats", "0"], "--repeats: 0: give 1 or more"),
+    (["{here}", "--python", "{missing}"], "does not exist; give the other checkout's interpreter"),
+    (["{here}", "--python", "{here}/README.md"], "README.md cannot be run (Permission denied)"),
+    (["{here}", "--python", "{bare}"], "cannot import the package in"),
+    (["{here}", "--out", "{missing}/x.json"], "its folder does not exist"),
+])
+def test_the_comparison_with_another_checkout_refuses_bad_input_in_one_line(args, said, tmp_path):
+    bare = tmp_path / "bare-python"  # a Python without the package, as far as the script can tell
+    bare.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'datasets'\" >&2\nexit 1\n")
+    bare.chmod(0o755)
+    args = [arg.format(missing=tmp_path / "nothing", here=REPO, bare=bare) for arg in args]
+    (tmp_path / "cwd").mkdir()
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "against.py"), *args], cwd=tmp_path / "cwd",
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == "", result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert said in last and "Traceback" not in result.stderr, result.stderr
+    assert list((tmp_path / "cwd").iterdir()) == []
+
+
 def _quoted_run(cell: str) -> list:
     """'1.103x (1.021-1.215)' -> [1.103, 1.021, 1.215]"""
     median, spread = cell.split("x (")

@@ -521,8 +521,10 @@ def test_verify_reports_every_difference(default_export, tmp_path, source_path):
 
     assert len(said(r"recipes/kto_full\.yaml: differs")) == 1, out
     assert len(said(r"README\.md: differs")) == 1, out
-    assert len(said(r"full, split train, row 7 \(counting from 0\): different in column label")) == 1, out
-    assert len(said(r"balanced_254, split train, row 11 \(counting from 0\): different in column completion")) == 1, out
+    assert len(said(r"full, split train, row 7 \(counting from 0; row 7 of data/full/train-00000-of-00001\.parquet\): "
+                    r"different in column label")) == 1, out
+    assert len(said(r"balanced_254, split train, row 11 \(counting from 0; row 11 of "
+                    r"data/balanced_254/train-00000-of-00001\.parquet\): different in column completion")) == 1, out
     for name in names:
         if name not in ("full", "balanced_254"):
             assert len(said(rf"{re.escape(name)}: \d+ rows identical")) == 1, (name, out)

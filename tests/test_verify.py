@@ -30,6 +30,30 @@ def change_one_row(folder, config: str, split: str, row: int) -> None:
     pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows, schema=schema), path)
 
 
+def test_a_row_of_a_sharded_split_is_named_in_its_file_and_a_missing_row_by_the_counts(source_path, tmp_path):
+    folder = tmp_path / "sharded"
+    exporter.export(str(folder), [exporter.parse_config_spec("full")], source=source_path, num_shards=3)
+    shards = [f"data/full/train-0000{index}-of-00003.parquet" for index in range(3)]
+    sizes = [pyarrow.parquet.ParquetFile(folder / shard).metadata.num_rows for shard in shards]
+    assert sum(sizes) == 1000 and min(sizes) > 5
+    original = pyarrow.parquet.read_table(folder / shards[1])
+    rows = original.to_pylist()
+    rows[5]["completion"][0]["content"] += " (edited)"
+    pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows, schema=original.schema), folder / shards[1])
+    result = run_cli("verify", str(folder), "--source", source_path, cache=tmp_path / "hf")
+    assert result.returncode == 1, result.stderr
+    assert (f"full, split train, row {sizes[0] + 5} (counting from 0; row 5 of {shards[1]}): different in column "
+            "completion (the first difference of the split; it holds 1,000 rows, the export wrote 1,000)"
+            ) in result.stdout.splitlines()
+    pyarrow.parquet.write_table(original, folder / shards[1])  # that row back, and the last row of the split gone
+    last = pyarrow.parquet.read_table(folder / shards[2])
+    pyarrow.parquet.write_table(last.slice(0, last.num_rows - 1), folder / shards[2])
+    result = run_cli("verify", str(folder), "--source", source_path, cache=tmp_path / "hf")
+    assert result.returncode == 1, result.stderr
+    assert (f"full, split train, row 999 (counting from 0; past the end of {shards[2]}): missing (the first "
+            "difference of the split; it holds 999 rows, the export wrote 1,000)") in result.stdout.splitlines()
+
+
 def test_an_export_verifies(exported, source_path, tmp_path):
     result = run_cli("verify", str(exported), "--source", source_path, cache=tmp_path / "hf")
     assert result.returncode == 0, result.stderr
@@ -52,13 +76,13 @@ def test_one_changed_row_is_named(exported, source_path, tmp_path):
     assert lines[0].startswith(f"{shard}: differs from what the export wrote (sha256 ")
     assert lines[1:] == [
         "balanced_254: 508 rows identical (train 508)",
-        "full_eval, split test, row 17 (counting from 0): different in column completion (the first difference of "
-        f"the split; its files are {shard})",
+        f"full_eval, split test, row 17 (counting from 0; row 17 of {shard}): different in column completion (the "
+        "first difference of the split; it holds 100 rows, the export wrote 100)",
         "pairs: 43 rows identical (train 40, test 3)",
     ]
     assert result.stderr.strip().splitlines()[-1] == (
-        f"claudesidian-synthetic: error: {folder}: 2 differences (each named above); export again to rebuild it "
-        "from the source (--replace-existing replaces the files changed since)")
+        f"claudesidian-synthetic: error: {folder}: 2 differences (each named above); export again with "
+        "--replace-existing to rebuild it from the source (it replaces the files changed since)")
 
 
 @pytest.mark.parametrize("damage", ["garbage", "missing"])
@@ -128,7 +152,8 @@ def test_a_pushed_repository_verifies_at_a_pinned_revision(exported, fake_hub, s
     assert at_good.stdout.splitlines()[-1] == "pairs: 43 rows identical (train 40, test 3)"
     at_bad = run([sys.executable, *verify, bad], hub, home)
     assert at_bad.returncode == 1
-    assert "pairs, split train, row 5 (counting from 0): different in column chosen" in at_bad.stdout
+    assert ("pairs, split train, row 5 (counting from 0; row 5 of data/pairs/train-00000-of-00001.parquet): "
+            "different in column chosen") in at_bad.stdout
     assert "data/pairs/train-00000-of-00001.parquet: differs from what the export wrote" in at_bad.stdout
     missing = run([sys.executable, "-m", "claudesidian_tools", "verify", "me/nothing", "--source", source_path],
                   hub, home)
