@@ -1910,9 +1910,10 @@ def _gate(scan: SourceScan, config: ClaudesidianSyntheticConfig, sides: dict, no
     return labels
 
 
-def plural(number: int, noun: str) -> str:
-    """`1 row`, `2 rows`: a number and its noun, in the plural it takes."""
-    return f"{number:,} {noun}" + ("" if number == 1 else "s")
+def plural(number: int, noun: str, nouns: Optional[str] = None) -> str:
+    """`1 row`, `2 rows`: a number and its noun, in the plural it takes (`nouns` where an s will not do:
+    `batches of 4`)."""
+    return f"{number:,} {noun if number == 1 else nouns or noun + 's'}"
 
 
 @dataclasses.dataclass

@@ -360,8 +360,8 @@ def _write_config(folder: str, spec: ConfigSpec, *, source, revision, num_shards
         shards = num_shards or math.ceil(estimate / max_bytes)
         where = f"{spec.export_name}/{split}"
         units = math.ceil(rows / (config.batch_size or 1))
-        what = cs.plural(units, f"batch of {config.batch_size}" if config.batch_size else "row").replace(
-            "batchs", "batches")
+        what = (cs.plural(units, f"batch of {config.batch_size}", f"batches of {config.batch_size}")
+                if config.batch_size else cs.plural(units, "row"))
         if shards > units and num_shards:  # a small split (a test split) cannot be cut finer than its units
             print(f"{where}: {what}, so {cs.plural(units, 'shard')} of the {num_shards} asked (every shard holds "
                   "one at least)", file=sys.stderr)

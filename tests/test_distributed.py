@@ -131,6 +131,15 @@ def test_bad_sharding_options(source_path, tmp_path, capsys, args, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_split_of_fewer_batches_than_the_shards_asked_says_its_batches(source_path, tmp_path, capsys):
+    """full_eval's test split: 100 rows in mixed batches of 4 are 25 batches, and a shard holds whole batches."""
+    assert main(["export", str(tmp_path / "out"), "--source", source_path, "--num-shards", "30",
+                 "--config", "full_eval"]) == 0
+    err = capsys.readouterr().err
+    assert "full_eval/test: 25 batches of 4, so 25 shards of the 30 asked (every shard holds one at least)" in err
+    assert len(list((tmp_path / "out" / "data" / "full_eval").glob("test-*.parquet"))) == 25
+
+
 def test_a_split_smaller_than_the_shards_asked_gets_one_shard_per_unit_and_says_so(source_path, tmp_path, capsys):
     """`--num-shards 8` (a world size) on the default export: the small test splits cannot hold 8 shards."""
     assert main(["export", str(tmp_path / "out"), "--source", source_path, "--num-shards", "5",
