@@ -9,6 +9,7 @@ those the last export wrote (its manifest lists them) and every other file stays
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import errno
@@ -198,20 +199,17 @@ def export(
     specs = check_specs(specs or [parse_config_spec(name) for name in DEFAULT_EXPORTS])
     max_bytes = _shard_limit(num_shards, max_shard_size)
     target = os.path.abspath(folder)
-    try:
-        lock = one_at_a_time(target)
-        lock.__enter__()
-    except BlockingIOError:
-        raise ExportError(f"{target}: another export into it is running; wait for it to finish, then export "
-                          "again") from None
-    except OSError as error:
-        raise ExportError(_cannot_write(target, error)) from None
-    try:
+    with contextlib.ExitStack() as held:  # only taking the lock is said as a lock's failure
+        try:
+            held.enter_context(one_at_a_time(target))
+        except BlockingIOError:
+            raise ExportError(f"{target}: another export into it is running; wait for it to finish, then export "
+                              "again") from None
+        except OSError as error:
+            raise ExportError(_cannot_write(target, error)) from None
         return _export(folder, target, specs, named_by_user, source=source, revision=revision, num_shards=num_shards,
                        max_bytes=max_bytes, tokenizer=tokenizer, max_length=max_length,
                        replace_existing=replace_existing, tool_schemas=tool_schemas)
-    finally:
-        lock.__exit__(None, None, None)
 
 
 def _export(folder: str, target: str, specs: list[ConfigSpec], named_by_user: bool, *, source, revision, num_shards,
