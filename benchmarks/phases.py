@@ -30,16 +30,14 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
-try:
-    import datasets
-    import pyarrow.json
+from benchmarks.benchmark import generate_source, require_the_package  # noqa: E402 (the standard library only)
 
-    import claudesidian_synthetic as cs
-    from benchmarks.benchmark import generate_source
-except ModuleNotFoundError as error:  # a Python without the package: say what to run, not a traceback
-    print(f"benchmarks need the package installed: .venv/bin/pip install -e . then .venv/bin/python "
-          f"benchmarks/phases.py ({sys.executable} has no {error.name})", file=sys.stderr)
-    sys.exit(2)
+require_the_package("phases.py")  # a Python without the package: say what to run, not a traceback
+
+import datasets  # noqa: E402
+import pyarrow.json  # noqa: E402
+
+import claudesidian_synthetic as cs  # noqa: E402
 
 
 def timed_build(source: str, cache: str) -> dict:
