@@ -40,7 +40,7 @@ _SELECTION_WORDS = {
     "every_row": "every source row",
     "balanced": "the published recipe on these options: one `random.Random(seed)` samples the desirable rows, "
     "then the undesirable rows (a label kept whole is not drawn), concatenated desirable then undesirable",
-    "desirable_only": "every desirable row, as one `messages` conversation",
+    "desirable_only": "every desirable row, as one `{layout}` conversation",
     "preference_pairs": "every distinct (desirable reply, undesirable reply) pair of each prompt answered both ways",
 }
 
@@ -87,7 +87,7 @@ def describe(entry: Mapping) -> str:
     """How a config's rows are chosen, split and ordered, from its recorded options."""
     resolved = entry["resolved"]
     named = cs.CONFIGS[entry["config"]]
-    how = _SELECTION_WORDS[named.selection]
+    how = _SELECTION_WORDS[named.selection].format(layout=resolved["layout"])
     if resolved.get("length_strata"):
         how += (f", with the labels' reply lengths matched: {resolved['length_strata']} strata cut at the smaller "
                 "label's length quantiles, as many rows of each label per stratum as its smaller side has")

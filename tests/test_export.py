@@ -512,3 +512,11 @@ def test_a_given_max_length_is_set_and_what_it_truncates_is_said(source_path, to
     card = " ".join((tmp_path / "out" / "README.md").read_text(encoding="utf-8").split())
     cut = truncation["truncated"]
     assert f"`max_length: 300` as given: across its splits it truncates {cut} rows and drops" in card
+
+
+def test_the_card_says_each_desirable_only_config_in_its_own_layout(session_export):
+    """`sft` and `sft_tools` pick the same rows; the card names the layout each writes them in."""
+    made = {line.split("`")[1]: line for line in (session_export / "README.md").read_text(encoding="utf-8").splitlines()
+            if line.startswith("- `sft") and "every desirable row" in line}
+    assert "every desirable row, as one `messages` conversation" in made["sft"]
+    assert "every desirable row, as one `messages_tools` conversation" in made["sft_tools"]
