@@ -37,7 +37,7 @@ import datasets
 import huggingface_hub
 import numpy as np
 
-__version__ = "1.2.0"
+__version__ = "1.3.0"
 
 # --- source pin and schema -------------------------------------------------------------------
 
@@ -123,6 +123,16 @@ class Layout:
     purpose: str  # the `layout` option's help and the README's table
     # Structured tool calls and a `tools` column: it needs the tool schemas, and every row's calls must parse.
     tools: bool = False
+    # One decision per example: the conversation before one assistant turn as the prompt, that turn as the
+    # completion (`decision_turns`), so the trainer's log-ratio never sums over tool results it did not write.
+    turns: bool = False
+
+    def loss_messages(self, prompt: Sequence[Mapping], reply: Sequence[Mapping]) -> list:
+        """The messages of one labelled reply that its trainer's loss falls on: the assistant's turns for SFT
+        (its recipes set `assistant_only_loss`), the completion for KTO and DPO."""
+        if self.trainer == "sft":
+            return [message for message in [*prompt, *reply] if message["role"] == "assistant"]
+        return list(reply)
 
     @property
     def plain(self) -> bool:
@@ -148,7 +158,7 @@ def _split_replies(batch: Mapping, column: str, labels: list) -> tuple:
     return labels, [messages[:-1] for messages in conversations], [messages[-1:] for messages in conversations]
 
 
-def _reply_start(messages: Sequence[Mapping]) -> int:
+def reply_start(messages: Sequence[Mapping]) -> int:
     """Where the reply begins in a whole conversation: after its last user message."""
     return max(index for index, message in enumerate(messages) if message["role"] == "user") + 1
 
@@ -215,11 +225,11 @@ def json_values(row: Mapping, features: datasets.Features) -> dict:
 
 def _native(row: dict, schemas: "ToolSchemas") -> tuple:
     """(prompt, reply, tools) of a checked source row in the native tool format: the reply as
-    structured messages, the tools it may call as definitions."""
+    structured messages (not yet stored), the tools it may call as definitions."""
     messages = row["conversations"]
     parsed = parse_reply(messages[-1]["content"])
     tools = [schemas.definition(name) for name in tools_for_row(parsed, schemas)]
-    return _stored(messages[:-1]), _stored(native_messages(parsed)), tools if _JSON is not None else json.dumps(tools)
+    return messages[:-1], native_messages(parsed), tools if _JSON is not None else json.dumps(tools)
 
 
 def _native_pair(row: dict, rejected: dict, schemas: "ToolSchemas") -> dict:
@@ -228,22 +238,26 @@ def _native_pair(row: dict, rejected: dict, schemas: "ToolSchemas") -> dict:
     decode = (lambda tools: tools) if _JSON is not None else json.loads
     names = {tool["function"]["name"]: tool for tool in decode(chosen_tools) + decode(rejected_tools)}
     tools = [names[name] for name in sorted(names)]
-    return {"prompt": prompt, "chosen": chosen, "rejected": other,
+    return {"prompt": _stored(prompt), "chosen": _stored(chosen), "rejected": _stored(other),
             "tools": tools if _JSON is not None else json.dumps(tools)}
 
 
-def _native_kto(row: dict, schemas: "ToolSchemas") -> dict:
+def _native_decision(row: dict, schemas: "ToolSchemas", turn: int) -> dict:
+    """One decision of a checked source row: every message before its `turn`-th decision turn (the
+    request, earlier calls and their results) as the prompt, that one assistant message as the completion."""
     prompt, reply, tools = _native(row, schemas)
-    return {"prompt": prompt, "completion": reply, "label": row["label"], "context": _context(row), "tools": tools}
+    position = decision_turns(reply)[turn]
+    return {"prompt": _stored(prompt + reply[:position]), "completion": _stored(reply[position : position + 1]),
+            "label": row["label"], "context": _context(row), "tools": tools}
 
 
 def _native_sft(row: dict, schemas: "ToolSchemas") -> dict:
     prompt, reply, tools = _native(row, schemas)
-    return {"messages": prompt + reply, "tools": tools}
+    return {"messages": _stored(prompt + reply), "tools": tools}
 
 
 def _messages_replies(batch: Mapping, labels: list) -> tuple:
-    starts = [_reply_start(messages) for messages in batch["messages"]]
+    starts = [reply_start(messages) for messages in batch["messages"]]
     return (labels, [messages[:start] for messages, start in zip(batch["messages"], starts)],
             [messages[start:] for messages, start in zip(batch["messages"], starts)])
 
@@ -309,16 +323,19 @@ LAYOUTS = {
             "kto_tools",
             datasets.Features({"prompt": _NATIVE_MESSAGES, "completion": _NATIVE_MESSAGES,
                                "label": datasets.Value("bool"), "context": _CONTEXT, "tools": _TOOLS}),
-            lambda row, rejected=None, schemas=None: _native_kto(row, schemas),
+            lambda row, rejected=None, schemas=None, turn=0: _native_decision(row, schemas, turn),
             lambda batch: (batch["label"], batch["prompt"], batch["completion"]),
             "own", "kto",
-            "The `kto_tools` layout (TRL's unpaired preference format with structured tool calls)",
-            (("prompt", "list of `{role, content}`", "every message but the reply"),
-             ("completion", _NATIVE_TYPE, "the reply: each call, its result, the final answer last"),
+            "The `kto_tools` layout (TRL's unpaired preference format with structured tool calls, one assistant "
+            "turn per row)",
+            (("prompt", _NATIVE_TYPE, "the conversation before the assistant's turn: the request, the earlier calls "
+                                      "and their results"),
+             ("completion", "list with one assistant message", "one assistant turn: a call, several parallel calls, "
+                                                               "or the answer"),
              ("label", "bool", _LABEL_TEXT),
              ("context", _CONTEXT_TYPE, "session metadata"), _TOOLS_COLUMN),
-            "prompt, completion, label, context, tools: structured tool calls",
-            tools=True,
+            "prompt, completion, label, context, tools: one assistant turn per row, structured tool calls",
+            tools=True, turns=True,
         ),
         Layout(
             "messages_tools",
@@ -747,9 +764,10 @@ CONFIGS = {
             "for SFT", "desirable_only", {**_HELD_OUT, "gate": "drop", "layout": "messages_tools"}, exported=True,
         ),
         NamedConfig(
-            "kto_tools", "every source row with structured tool calls, desirable rows whose calls fail the checks "
-            "relabelled undesirable, a tenth held out as the test split, in mixed batches of 4", "every_row",
-            {**_HELD_OUT, "order": "mixed", "batch_size": 4, "gate": "relabel", "layout": "kto_tools"},
+            "kto_tools", "every source row as decisions with structured tool calls (one assistant turn per row: each "
+            "turn of a desirable reply, the faulty turn of an undesirable one), desirable rows whose calls fail the "
+            "checks relabelled undesirable, a tenth held out as the test split, in mixed batches of 8", "every_row",
+            {**_HELD_OUT, "order": "mixed", "batch_size": 8, "gate": "relabel", "layout": "kto_tools"},
             exported=True,
         ),
         NamedConfig(
@@ -790,16 +808,17 @@ class SplitPlan:
     lengths: np.ndarray
     labels: Optional[np.ndarray] = None
     notes: dict = dataclasses.field(default_factory=dict)
+    turns: Optional[np.ndarray] = None  # which decision of its row each example is (`Layout.turns`)
 
     def __len__(self) -> int:
         return len(self.offsets)
 
     def shards(self) -> list:
-        """Contiguous pieces of ROWS_PER_SHARD examples, (first position, offsets, lengths, labels) each: a
-        list in gen_kwargs, so `num_proc` builds them in parallel and a streaming rank can take whole
-        shards. The rows and their order do not depend on either."""
+        """Contiguous pieces of ROWS_PER_SHARD examples, (first position, offsets, lengths, labels, turns)
+        each: a list in gen_kwargs, so `num_proc` builds them in parallel and a streaming rank can take
+        whole shards. The rows and their order do not depend on either."""
         return [(start, *(None if column is None else column[start : start + ROWS_PER_SHARD]
-                          for column in (self.offsets, self.lengths, self.labels)))
+                          for column in (self.offsets, self.lengths, self.labels, self.turns)))
                 for start in range(0, len(self), ROWS_PER_SHARD)]
 
 
@@ -895,7 +914,7 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
         relabelled = not np.array_equal(planned.labels, scan.labels)
         return {split: SplitPlan(path, scan.offsets[rows], scan.lengths[rows],
                                  planned.labels[rows] if relabelled and rows.ndim == 1 else None,
-                                 planned.notes.get(split, {}))
+                                 planned.notes.get(split, {}), planned.turns.get(split))
                 for split, rows in planned.splits.items()}
 
     def tool_schemas(self, download_config: Optional[datasets.DownloadConfig] = None) -> "ToolSchemas":
@@ -910,6 +929,7 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
         layout = LAYOUTS[self.config.layout]
         schemas = self.tool_schemas() if layout.tools else None
         labels = iter(plan.labels.tolist()) if plan.labels is not None else None
+        turns = iter(plan.turns.tolist()) if plan.turns is not None else None
         with open(plan.path, "rb") as file:
             unbuffered = getattr(file, "raw", file)  # rows are read out of order: a buffer only costs a copy
             for offset, length in zip(plan.offsets.tolist(), plan.lengths.tolist()):
@@ -920,7 +940,10 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
                 row = _read_row(unbuffered, plan.path, offset, length)
                 if labels is not None:
                     row["label"] = next(labels)
-                yield layout.to_example(row, schemas=schemas)
+                if turns is not None:
+                    yield layout.to_example(row, schemas=schemas, turn=next(turns))
+                else:
+                    yield layout.to_example(row, schemas=schemas)
 
     def iter_batches(self, plan: SplitPlan, batch_size: int = 1000) -> Iterator[dict]:
         """The split's examples in columnar batches (`{column: [values]}`, as `Dataset.iter` yields)."""
@@ -955,8 +978,8 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
             self.info.features = features
 
     def _generate_examples(self, path, shards):
-        for start, offsets, lengths, labels in shards:
-            yield from enumerate(self.iter_examples(SplitPlan(path, offsets, lengths, labels)), start)
+        for start, offsets, lengths, labels, turns in shards:
+            yield from enumerate(self.iter_examples(SplitPlan(path, offsets, lengths, labels, turns=turns)), start)
 
 
 _NOTES_HEADING = "This build:"
@@ -974,16 +997,34 @@ def build_notes(info: datasets.DatasetInfo) -> list:
 BYTES_PER_PLANNED_ROW = 160
 
 
+class RowLimit(int):
+    """The most rows a build can hold, which knows the folder whose disk bounds it, so a refusal names it."""
+
+    folder = ""
+
+    def __new__(cls, rows: int, folder: str = "") -> "RowLimit":
+        limit = super().__new__(cls, rows)
+        limit.folder = folder
+        return limit
+
+
+def _bounds(limit: int) -> str:
+    """Where a row limit comes from, in the words of a refusal."""
+    folder = getattr(limit, "folder", "")
+    return f"in the memory available and on the disk of {folder}" if folder else \
+        "in the memory available and on the disk the build writes to"
+
+
 def row_limit(scan: "SourceScan", writes_to: Optional[str]) -> int:
     """The most rows a build of this source can hold: in the memory available now, and on the disk of
     `writes_to` at the source's mean bytes per row (what the Arrow or Parquet files take, about)."""
-    limit = _available_memory() // BYTES_PER_PLANNED_ROW
+    limit, folder = _available_memory() // BYTES_PER_PLANNED_ROW, ""
     if writes_to:
         folder = os.path.abspath(writes_to)
         while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
             folder = os.path.dirname(folder)
         limit = min(limit, _free_disk(folder) // max(1, int(scan.lengths.mean())))
-    return int(limit)
+    return RowLimit(limit, folder)
 
 
 def _available_memory() -> int:
@@ -1216,6 +1257,49 @@ class SourceScan:
     # With the tool schemas: the index into CHECKS of the first check each row's reply fails (len(CHECKS):
     # it passes every one).
     tool_checks: Optional[np.ndarray] = None
+    # For a layout of one decision per example (when asked, with the tool schemas): each reply's decisions.
+    turns: Optional["TurnFacts"] = None
+
+
+@dataclasses.dataclass
+class TurnFacts:
+    """Per source row, what a layout of one decision per example needs of its reply (`reply_decisions`): how
+    many decisions it has, and how many assistant turns in all; which decision carries the label of an
+    undesirable row and by which of LABELLING_RULES (its position there); and each decision's length
+    (`message_chars`), one after the other (row r's from `starts[r]`). A reply whose calls do not parse has
+    none."""
+
+    counts: np.ndarray
+    assistant_turns: np.ndarray
+    labelled: np.ndarray
+    rules: np.ndarray
+    starts: np.ndarray
+    chars: np.ndarray
+
+
+class _TurnCounter:
+    """Collects TurnFacts row by row during the scan, in arrays of plain numbers."""
+
+    def __init__(self):
+        self.counts, self.assistant_turns, self.labelled = array.array("q"), array.array("q"), array.array("q")
+        self.rules, self.chars = bytearray(), array.array("q")
+
+    def add(self, parsed: "ParsedReply", checked: "RowCheck") -> None:
+        if checked.first_failed == 0:  # its calls do not parse: no structured form, no decision
+            decisions = Decisions([], [], 0, "first_turn")
+        else:
+            decisions = reply_decisions(parsed, checked)
+        self.counts.append(len(decisions.turns))
+        self.assistant_turns.append(sum(message["role"] == "assistant" for message in decisions.messages))
+        self.labelled.append(decisions.labelled)
+        self.rules.append(list(LABELLING_RULES).index(decisions.rule))
+        self.chars.extend(message_chars(decisions.messages[position : position + 1]) for position in decisions.turns)
+
+    def facts(self) -> TurnFacts:
+        counts = np.frombuffer(self.counts, dtype=np.int64)
+        return TurnFacts(counts, np.frombuffer(self.assistant_turns, dtype=np.int64),
+                         np.frombuffer(self.labelled, dtype=np.int64), np.frombuffer(self.rules, dtype=np.uint8),
+                         np.cumsum(counts) - counts, np.frombuffer(self.chars, dtype=np.int64))
 
 
 _DIGEST = np.dtype("V16")
@@ -1229,6 +1313,7 @@ def scan_source(path: str, *, keys: Collection[str] = (), tool_schemas: Optional
     labels, hashes = bytearray(), array.array("q")
     offsets, lengths, completion_chars = array.array("q"), array.array("q"), array.array("q")
     prompts, replies, tool_checks = bytearray(), bytearray(), bytearray()
+    turns = _TurnCounter() if "turns" in keys and tool_schemas is not None else None
     size = os.path.getsize(path)
     progress = datasets.utils.tqdm(total=size, unit="B", unit_scale=True, desc="Checking source", leave=False)
     with open(path, "rb") as file, progress:
@@ -1255,7 +1340,11 @@ def scan_source(path: str, *, keys: Collection[str] = (), tool_schemas: Optional
             if "replies" in keys:
                 replies += messages_digest(messages[-1:])
             if tool_schemas is not None:
-                tool_checks.append(check_reply(parse_reply(messages[-1]["content"]), tool_schemas).first_failed)
+                parsed_reply = parse_reply(messages[-1]["content"])
+                checked = check_reply(parsed_reply, tool_schemas)
+                tool_checks.append(checked.first_failed)
+                if turns is not None:
+                    turns.add(parsed_reply, checked)
         progress.update(offset - reported)
         if not labels:
             raise SourceError(path, "the file holds no rows", f"Point source= at a non-empty copy of {SOURCE_FILENAME}")
@@ -1269,6 +1358,8 @@ def scan_source(path: str, *, keys: Collection[str] = (), tool_schemas: Optional
         scan.replies = np.frombuffer(replies, dtype=_DIGEST)
     if tool_schemas is not None:
         scan.tool_checks = np.frombuffer(tool_checks, dtype=np.uint8)
+    if turns is not None:
+        scan.turns = turns.facts()
     return scan
 
 
@@ -1362,11 +1453,12 @@ def _lone_surrogate_problem(row: dict) -> Optional[str]:
 
 
 def row_keys(config: ClaudesidianSyntheticConfig) -> tuple:
-    """The digests the config reads, which the scan then keeps: prompts for a test split, pairs and a mixed
-    order (which keeps a prompt's rows out of one batch); replies for pairs."""
+    """What the config reads of each row, which the scan then keeps: prompt digests for a test split, pairs
+    and a mixed order (which keeps a prompt's rows out of one batch); reply digests for pairs; the replies'
+    decisions for a layout of one decision per example."""
     pairs = SELECTIONS[CONFIGS[config.name].selection].pairs_rows
     return (("prompts",) if config.test_size is not None or config.order == "mixed" or pairs else ()) + (
-        ("replies",) if pairs else ())
+        ("replies",) if pairs else ()) + (("turns",) if LAYOUTS[config.layout].turns else ())
 
 
 def messages_digest(messages: Sequence[Mapping]) -> bytes:
@@ -1785,28 +1877,108 @@ def native_messages(parsed: ParsedReply) -> list:
                 group = {"role": "assistant", "content": text, "tool_calls": []}
                 messages.append(group)
                 text = ""
-            group["tool_calls"].append({"type": "function", "id": f"call{part.index:05d}",
+            group["tool_calls"].append({"type": "function", "id": _call_id(part.index),
                                         "function": {"name": part.name, "arguments": part.arguments}})
         else:
-            messages.append({"role": "tool", "content": part.text, "tool_call_id": f"call{part.call:05d}",
+            messages.append({"role": "tool", "content": part.text, "tool_call_id": _call_id(part.call),
                              "name": names[part.call]})
             group = None
     messages.append({"role": "assistant", "content": parsed.answer})
     return messages
 
 
+def _call_id(index: int) -> str:
+    return f"call{index:05d}"
+
+
+def decision_turns(messages: Sequence[Mapping]) -> list:
+    """Positions, among a reply's native messages, of its decisions: the assistant turns the model writes
+    given everything before them, tool results included. A turn after a call that got no result is none
+    (its context lacks the result the model would wait for), and neither is an empty final answer after a
+    result (it says nothing); a reply always has its first turn."""
+    turns = []
+    for position, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        calls = message.get("tool_calls") or ()
+        if turns and not calls and not message["content"].strip():
+            continue
+        turns.append(position)
+        answered = set()
+        for following in messages[position + 1 :]:
+            if following["role"] != "tool":
+                break
+            answered.add(following["tool_call_id"])
+        if any(call["id"] not in answered for call in calls):
+            break
+    return turns
+
+
+# How the one turn of an undesirable reply that carries its label is chosen, in this order, each rule in the
+# words every message uses; LABELLING_WHY says why, for the card.
+LABELLING_RULES = {"first_failing_call": "the turn of its first call that fails a check",
+                   "first_turn": "its first turn"}
+LABELLING_WHY = (
+    "An undesirable reply is labelled as a whole, and KTO needs one completion per row: the turn that carries the "
+    "label is the one holding the reply's first call that fails a check against the tool schemas (that call is a "
+    "fault the label can point at, and what follows it was built on it), else its first turn (its calls are "
+    "well-formed, so the fault lies in what it chose to do, and the first decision sets the rest in motion). Its "
+    "other turns are left out: nothing says whether they are good or bad."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Decisions:
+    """A reply as decisions: its native messages, the positions of its decision turns, and which of those
+    turns carries the label of an undesirable row (an index into `turns`), by which of LABELLING_RULES."""
+
+    messages: list
+    turns: list
+    labelled: int
+    rule: str
+
+
+def reply_decisions(parsed: ParsedReply, checked: "RowCheck") -> Decisions:
+    """The decisions of a parsed reply whose calls parse (`native_messages` raises otherwise)."""
+    messages = native_messages(parsed)
+    turns = decision_turns(messages)
+    failing = min((reason.call for reason in checked.reasons), default=None)
+    if failing is not None:
+        holder = next(position for position, message in enumerate(messages)
+                      if any(call["id"] == _call_id(failing) for call in message.get("tool_calls") or ()))
+        if holder in turns:
+            return Decisions(messages, turns, turns.index(holder), "first_failing_call")
+    return Decisions(messages, turns, 0, "first_turn")
+
+
+def message_chars(messages: Sequence[Mapping]) -> int:
+    """Characters (code points, `len(str)`) of what the messages say, no template: their contents and, for
+    structured tool calls, each call's name and arguments (as JSON), which the model writes too."""
+    total = 0
+    for message in messages:
+        total += len(message["content"] or "")
+        for call in message.get("tool_calls") or ():
+            arguments = call["function"]["arguments"]
+            total += len(call["function"]["name"]) + len(arguments if isinstance(arguments, str)
+                                                         else json.dumps(arguments))
+    return total
+
+
 def calls_of(reply: Sequence[Mapping]) -> ParsedReply:
-    """The calls of a reply in any layout: structured `tool_calls` (the tools layouts), else the text of
-    its one message (the text layouts), so stats check both the same way."""
+    """The calls (and results) of a reply in any layout: structured `tool_calls` and `tool` messages (the
+    tools layouts), else the text of its one message (the text layouts), so stats check both the same way."""
     if not any(message.get("tool_calls") for message in reply):
         return parse_reply("".join(message["content"] or "" for message in reply))
-    calls = []
+    parts, indexes = [], {}
     for message in reply:
+        if message["role"] == "tool" and message.get("tool_call_id") in indexes:
+            parts.append(Result(indexes[message["tool_call_id"]], message["content"] or "", 0))
         for call in message.get("tool_calls") or ():
             arguments = call["function"]["arguments"]
             arguments = json.loads(arguments) if isinstance(arguments, str) else arguments  # without `Json`
-            calls.append(Call(len(calls) + 1, call["function"]["name"], None, arguments, 0))
-    return ParsedReply(tuple(calls), reply[-1]["content"] or "", ())
+            indexes[call["id"]] = len(indexes) + 1
+            parts.append(Call(len(indexes), call["function"]["name"], None, arguments, 0))
+    return ParsedReply(tuple(parts), reply[-1]["content"] or "", ())
 
 
 # --- selection: which rows, in which order ----------------------------------------------------
@@ -1815,11 +1987,13 @@ def calls_of(reply: Sequence[Mapping]) -> ParsedReply:
 @dataclasses.dataclass
 class RowPlan:
     """What `plan_rows` decided: each split's source rows in output order, every source row's label as
-    the selection saw it (the gate may relabel), and per split what was dropped or relabelled."""
+    the selection saw it (the gate may relabel), per split what was dropped or relabelled, and, for a layout
+    of one decision per example, which decision of its row each example is."""
 
     splits: dict
     labels: np.ndarray
     notes: dict
+    turns: dict = dataclasses.field(default_factory=dict)
 
 
 def plan_rows(scan: SourceScan, config: ClaudesidianSyntheticConfig, row_limit: Optional[int] = None) -> RowPlan:
@@ -1827,7 +2001,9 @@ def plan_rows(scan: SourceScan, config: ClaudesidianSyntheticConfig, row_limit: 
     `train`, the config's selection, and with `test_size` a `test` split made of held-out rows, the
     same prompts for every config (it keeps the source's label mix where the config holds both). Exact
     duplicates (`dedupe`) and the gate act on each split's rows before its selection; a balanced
-    selection of more than `row_limit` rows is refused."""
+    selection of more than `row_limit` rows is refused. In a layout of one decision per example, each
+    split's rows become their decisions (`decision_rows`) before the selection, which then picks and
+    orders decisions; the held-out prompts stay the rows' own."""
     named = CONFIGS[config.name]
     candidates = np.arange(len(scan.labels))
     sides = {}
@@ -1846,22 +2022,61 @@ def plan_rows(scan: SourceScan, config: ClaudesidianSyntheticConfig, row_limit: 
     if config.gate != "keep":
         labels = _gate(scan, config, sides, notes)
     gated = dataclasses.replace(scan, labels=labels)
-    splits = {}
+    turns, chars = {}, {split: scan.completion_chars[rows] for split, rows in sides.items()}
+    if LAYOUTS[config.layout].turns:
+        _refuse_unparsed(scan, config, sides)  # such a row has no decision to name later
+        for split, rows in sides.items():
+            sides[split], turns[split], chars[split] = decision_rows(scan.turns, labels, rows)
+            notes[split]["decisions"] = _decision_counts(scan.turns, labels, rows)
+            notes[split]["said"].append(_decisions_said(notes[split]["decisions"], split))
+    picked = {}
     if "test" in sides:  # the test split first: its errors are said first, as they were
         try:
-            test = choose(SELECTIONS[named.selection].test_split, gated, sides["test"], config,
-                          random_stream(config.seed, "test_order"), row_limit)
+            picked["test"] = choose(SELECTIONS[named.selection].test_split, gated, sides["test"], config,
+                                    random_stream(config.seed, "test_order"), row_limit, chars["test"])
         except OptionError as error:
             fix = "; pick a larger {test_size}" + (" or a larger {batch_size}" if config.order == "mixed" else "")
             raise error.about("the test split: ", "" if "give at most" in error.template else fix,
                               test_size=Mention("test_size"), batch_size=Mention("batch_size")) from None
-    splits["train"] = choose(named.selection, gated, sides["train"], config, random_stream(config.seed, "selection"),
-                             row_limit)
-    if "test" in sides:
-        splits["test"] = test
-    if LAYOUTS[config.layout].tools:
+    picked["train"] = choose(named.selection, gated, sides["train"], config, random_stream(config.seed, "selection"),
+                             row_limit, chars["train"])
+    splits = {split: sides[split][picked[split]] for split in sides}
+    turns = {split: turns[split][picked[split]] for split in turns}
+    if LAYOUTS[config.layout].tools and not turns:
         _refuse_unparsed(scan, config, splits)
-    return RowPlan(splits, labels, notes)
+    return RowPlan(splits, labels, notes, turns)
+
+
+def decision_rows(facts: TurnFacts, labels: np.ndarray, rows: np.ndarray) -> tuple:
+    """(rows, turns, lengths) with an entry per decision of these source rows, in their order: every decision
+    of a desirable row, the one that carries the label of an undesirable row (`TurnFacts.labelled`)."""
+    counts = np.where(labels[rows], facts.counts[rows], np.minimum(facts.counts[rows], 1))
+    decided = np.repeat(rows, counts)
+    within = np.arange(len(decided)) - np.repeat(np.cumsum(counts) - counts, counts)
+    turns = np.where(labels[decided], within, facts.labelled[decided])
+    return decided, turns, facts.chars[facts.starts[decided] + turns]
+
+
+def _decision_counts(facts: TurnFacts, labels: np.ndarray, rows: np.ndarray) -> dict:
+    """What `decision_rows` made of a split's rows: the desirable rows' decisions and the assistant turns
+    that are none, and how many undesirable rows each of LABELLING_RULES labelled."""
+    desirable, undesirable = rows[labels[rows]], rows[~labels[rows]]
+    rules = np.bincount(facts.rules[undesirable], minlength=len(LABELLING_RULES)).tolist()
+    return {"desirable_rows": len(desirable), "desirable_turns": int(facts.counts[desirable].sum()),
+            "turns_left_out": int(facts.assistant_turns[desirable].sum() - facts.counts[desirable].sum()),
+            "undesirable_rows": len(undesirable), "labelled_by": dict(zip(LABELLING_RULES, rules))}
+
+
+def _decisions_said(counts: dict, split: str) -> str:
+    """The build's line about a split's decisions."""
+    by = counts["labelled_by"]
+    left_out = counts["turns_left_out"]
+    return (f"decisions: {plural(counts['desirable_rows'], 'desirable row')} of the {split} split gave "
+            f"{plural(counts['desirable_turns'], 'turn')}, one row each"
+            + (f" ({plural(left_out, 'turn')} after a call without a result, or an empty final answer, left out)"
+               if left_out else "")
+            + f"; {plural(counts['undesirable_rows'], 'undesirable row')} one each: "
+            + ", ".join(f"{words} in {by[rule]:,}" for rule, words in LABELLING_RULES.items()))
 
 
 def _refuse_unparsed(scan: SourceScan, config: ClaudesidianSyntheticConfig, splits: dict) -> None:
@@ -1929,9 +2144,11 @@ class Candidates:
 
 
 def choose(selection: str, scan: SourceScan, rows: np.ndarray, config: ClaudesidianSyntheticConfig,
-           rng: random.Random, row_limit: Optional[int] = None) -> np.ndarray:
-    """Source rows (or row pairs) that `selection` picks from `rows`, in output order."""
-    candidates = Candidates(scan.labels[rows].tolist(), scan.completion_chars[rows], row_limit=row_limit)
+           rng: random.Random, row_limit: Optional[int] = None, chars: Optional[np.ndarray] = None) -> np.ndarray:
+    """Positions in `rows` (or pairs of them) that `selection` picks, in output order; `chars` are the
+    completion lengths it matches (default: the rows' replies')."""
+    chars = scan.completion_chars[rows] if chars is None else chars
+    candidates = Candidates(scan.labels[rows].tolist(), chars, row_limit=row_limit)
     if scan.prompts is not None:
         candidates.prompts = scan.prompts[rows]
     if scan.replies is not None:
@@ -1939,7 +2156,7 @@ def choose(selection: str, scan: SourceScan, rows: np.ndarray, config: Claudesid
     picked = _CHOOSERS[selection](candidates, config, rng)
     if not picked:
         raise OptionError(f"{config.name} has no rows to take from these {len(rows)}: {_EMPTY[selection]}")
-    return rows[np.array(picked, dtype=np.int64)]
+    return np.array(picked, dtype=np.int64)
 
 
 def _every_row(candidates: Candidates, config: ClaudesidianSyntheticConfig, rng: random.Random) -> list:
@@ -2177,9 +2394,8 @@ def _refuse_beyond_limit(row_limit: int, n_desirable: int, n_undesirable: int, s
         other = whole
     elif desirable is None and undesirable is None:  # the defaults: no count to name, the machine is short
         raise OptionError(
-            f"the selection needs {asked:,} rows, and this machine can build {row_limit:,} (in the memory available "
-            "and on the disk the build writes to, at the source's mean line per row): free memory or disk space, "
-            "or build elsewhere")
+            f"the selection needs {asked:,} rows, and this machine can build {row_limit:,} ({_bounds(row_limit)}, at "
+            "the source's mean line per row): free memory or disk space, or build elsewhere")
     else:
         name = "desirable" if desirable is not None and (undesirable is None or n_desirable >= n_undesirable) \
             else "undesirable"
@@ -2189,17 +2405,17 @@ def _refuse_beyond_limit(row_limit: int, n_desirable: int, n_undesirable: int, s
             _refuse_beyond(row_limit, asked, given, Mention(name, row_limit - other), "at most",
                            f" (with {other:,} {'undesirable' if name == 'desirable' else 'desirable'} rows)")
     raise OptionError(
-        "{given} asks for " + f"{asked:,} rows, and this machine can build {row_limit:,} (in the memory available "
-        f"and on the disk the build writes to), fewer than the {other:,} rows of the other label alone: free "
-        "memory or disk, or ask for fewer rows of both labels", given=given)
+        "{given} asks for " + f"{asked:,} rows, and this machine can build {row_limit:,} ({_bounds(row_limit)}), "
+        f"fewer than the {other:,} rows of the other label alone: free memory or disk, or ask for fewer rows of both "
+        "labels", given=given)
 
 
 def _refuse_beyond(row_limit: int, asked: int, given: Mention, largest: Mention, bound: str, rest: str = "") -> None:
     """More rows were asked for than this machine can build: say how large the option may be."""
     raise OptionError(
-        "{given} asks for " + f"{asked:,} rows, more than this machine can build: {row_limit:,} fit in the memory "
-        f"available and on the disk the build writes to ({BYTES_PER_PLANNED_ROW} bytes of memory and the source's "
-        f"mean line of disk per row); give {bound} " + "{largest}" + rest, given=given, largest=largest)
+        "{given} asks for " + f"{asked:,} rows, more than this machine can build: {row_limit:,} fit "
+        f"{_bounds(row_limit)} ({BYTES_PER_PLANNED_ROW} bytes of memory and the source's mean line of disk per row); "
+        f"give {bound} " + "{largest}" + rest, given=given, largest=largest)
 
 
 def length_strata_of(lengths: Sequence[int], reference: Sequence[int], strata: int) -> np.ndarray:

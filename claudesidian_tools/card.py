@@ -15,9 +15,9 @@ import yaml
 
 import claudesidian_synthetic as cs
 from claudesidian_tools.infos import portable_layout
-from claudesidian_tools.lengths import TRL_DEFAULT_MAX_LENGTH
+from claudesidian_tools.lengths import TRL_DEFAULT_MAX_LENGTH, long_prompt_fate
 from claudesidian_tools.manifest import SCRIPT_PATH
-from claudesidian_tools.stats import reason_text
+from claudesidian_tools.stats import WELL_FORMED_BUT_FAILING, reason_text
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "card_template.md")
 # The model that the card's and README's examples name; tests put a tiny local model in its place.
@@ -93,6 +93,9 @@ def describe(entry: Mapping) -> str:
                 "label's length quantiles, as many rows of each label per stratum as its smaller side has")
     if "test" in entry["stats"]:
         how = how.replace("every source row", "every row not held out for `test`")
+    if cs.LAYOUTS[resolved["layout"]].turns:
+        how += (", each as its decisions (one assistant turn per row: every turn of a desirable reply, the one that "
+                "carries the label of an undesirable reply)")
     options = ", ".join(f"{key}={value!r}" for key, value in entry["options"].items())
     origin = f"`{entry['config']}`" + (f" ({options})" if options else "") + ": " if entry["name"] != entry["config"] \
         else ""
@@ -174,7 +177,41 @@ def card_context(manifest: Mapping, location: str, is_repo: bool) -> dict:
         "reasons": reasons,
         "schemas": manifest["tool_schemas"],
         "checks": list(cs.CHECKS),
+        "well_formed": WELL_FORMED_BUT_FAILING,
+        "loss_rows": [_loss_row(entry["name"], split, stats) for entry in entries
+                      for split, stats in entry["stats"].items() if "loss" in stats],
+        "has_sft": any(entry["trainer"] == "sft" for entry in entries),
+        "decisions": _decision_lines(entries),
+        "labelling_why": cs.LABELLING_WHY,
     }
+
+
+def _loss_row(name: str, split: str, stats: Mapping) -> dict:
+    """What the trainer's loss sees of a split: its share of the training sequences, and of tool output in it."""
+    loss = stats["loss"]
+    return {"name": name, "split": split, "trainer": f"`trl {loss['trainer']}`", "sees": loss["sees"],
+            "characters": f"{loss['characters']['share']:.1%}",
+            "tokens": f"{loss['tokens']['share']:.1%}" if "tokens" in loss else "-",
+            "tool_output": f"{loss['tool_output_share']:.1%}"}
+
+
+def _decision_lines(entries: list) -> list[str]:
+    """For each config of one decision per row, what its splits' rows became, and how many undesirable rows
+    each labelling rule labelled."""
+    lines = []
+    for entry in entries:
+        for split, notes in entry.get("notes", {}).items():
+            counts = notes.get("decisions")
+            if counts:
+                rules = "; ".join(f"{words}: {counts['labelled_by'][rule]:,}"
+                                  for rule, words in cs.LABELLING_RULES.items())
+                left_out = counts["turns_left_out"]
+                lines.append(f"`{entry['name']}` `{split}`: {counts['desirable_rows']:,} desirable rows gave "
+                             f"{counts['desirable_turns']:,} rows, one per turn"
+                             + (f" ({left_out:,} turns after a call without a result, or empty final answers, left "
+                                "out)" if left_out else "")
+                             + f"; {counts['undesirable_rows']:,} undesirable rows gave one each ({rules})")
+    return lines
 
 
 def _tool_rows(name: str, split: str, stats: Mapping) -> list[dict]:
@@ -191,7 +228,8 @@ def _tool_rows(name: str, split: str, stats: Mapping) -> list[dict]:
                          [label] if pairs else label, "rows": numbers["rows"],
                          "passing": [numbers["passing"][check] for check in cs.CHECKS],
                          "bad_format": numbers.get("bad_format", "-"),
-                         "elsewhere": numbers.get("well_formed_but_failing", "-")})
+                         "elsewhere": numbers.get("well_formed_but_failing", "-"),
+                         "unanswered": numbers.get("calls_without_result", "-")})
     return rows
 
 
@@ -242,7 +280,8 @@ def _truncation_text(entries: list, tokenizer: str | None) -> str:
            f"reaches it). {head}\n\n" + "\n".join(lines)
 
 
-def recipe_max_length(stats: Mapping, *, tokenizer: str | None, max_length: int | None, tools: bool = False) -> dict:
+def recipe_max_length(stats: Mapping, *, tokenizer: str | None, max_length: int | None, tools: bool = False,
+                      trainer: str | None = "kto") -> dict:
     """The `max_length` a config's recipe sets (None: TRL's default) and the reason the card gives,
     from the figures counted at that length (tokens with a tokenizer, else a characters estimate)."""
     reports = [split_stats["lengths"] for split_stats in stats.values()]
@@ -261,18 +300,19 @@ def recipe_max_length(stats: Mapping, *, tokenizer: str | None, max_length: int 
                for report in reports)
     dropped = sum(report["over_chars_estimate"]["prompt_over"] for report in reports)
     if tools and max_length is None and dropped:
-        # Every prompt carries its tools' definitions: at TRL's default KTOTrainer would drop most rows.
+        # Every prompt carries its tools' definitions: at TRL's default most rows would lose their reply.
         longest = max(report["over_chars_estimate"]["longest_chars"] for report in reports)
         value = -(-longest // (TOOLS_CHARS_PER_TOKEN * 256)) * 256
         return {"value": value, "why": f"`max_length: {value}`, the longest row ({longest:,} characters) at "
                                        f"{TOOLS_CHARS_PER_TOKEN} characters per token, rounded up: every prompt holds "
-                                       "its tools' JSON definitions, whose tokens are short, and TRL's default of "
-                                       f"{TRL_DEFAULT_MAX_LENGTH} would drop about {_rows(dropped)} whose prompt alone "
-                                       "is that long (an estimate; export with `--tokenizer` to count tokens)"}
+                                       "its tools' JSON definitions, whose tokens are short, and at TRL's default of "
+                                       f"{TRL_DEFAULT_MAX_LENGTH} about {_rows(dropped)} would be "
+                                       f"{long_prompt_fate(trainer)} (an estimate; export with `--tokenizer` to count "
+                                       "tokens)"}
     limit = max_length or TRL_DEFAULT_MAX_LENGTH
     given = f"`max_length: {limit}` as given" if max_length else f"TRL's default `max_length` ({limit} tokens)"
     longer = f"about {_rows(over)} across its splits are" if over != 1 else "about 1 row across its splits is"
-    drops = f", {dropped} of them dropped by TRL's KTOTrainer (their prompt alone is that long)" if dropped else ""
+    drops = f", {dropped} of them {long_prompt_fate(trainer)}" if dropped else ""
     return {"value": max_length, "why": f"{given}: {longer} longer than {4 * limit} characters and would be cut{drops} "
                                         "(an estimate at 4 characters per token; export with `--tokenizer` to count "
                                         "tokens and cover every row)" if over else
@@ -343,8 +383,17 @@ def render_card(manifest: Mapping, *, location: str, is_repo: bool = False) -> s
     return str(card)
 
 
+def no_recipe(name: str, layout: str) -> str:
+    """Why a config has no TRL recipe: its layout is one no trainer reads."""
+    trained = ", ".join(each.name for each in cs.LAYOUTS.values() if each.trainer)
+    return (f"{name} has no TRL recipe: its layout {layout} ({cs.LAYOUTS[layout].purpose} columns) is read by no TRL "
+            f"trainer; export it with a layout one reads ({trained}) for a recipe")
+
+
 def render_recipe(entry: Mapping, *, location: str, is_repo: bool = False) -> str:
-    """A config file that `trl kto|sft|dpo --config FILE` reads unchanged."""
+    """A config file that `trl kto|sft|dpo --config FILE` reads unchanged; a layout no trainer reads has none."""
+    if not entry["trainer"]:
+        raise cs.OptionError(no_recipe(entry["name"], entry["layout"]))
     stats = entry["stats"]
     recipe = {
         "dataset_name": location_text(location, is_repo)["dataset_name"],
@@ -362,6 +411,8 @@ def render_recipe(entry: Mapping, *, location: str, is_repo: bool = False) -> st
             warning = (f"# {single} of the {train['rows'] // size} batches of {size} hold one label: TRL's KL term "
                        "has no pair of the other label there. For every batch mixed, train on a config in mixed "
                        f"order of {size} (full_eval, or order=mixed,batch_size={size}).\n")
+    if entry["trainer"] == "sft":  # the loss on what the model writes: its own turns (see ASSISTANT_ONLY)
+        recipe["assistant_only_loss"] = True
     if entry["max_length"]["value"] is not None:
         recipe["max_length"] = entry["max_length"]["value"]
     if "test" in stats:

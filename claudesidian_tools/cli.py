@@ -321,6 +321,7 @@ def command_configs(args: argparse.Namespace) -> None:
 
 
 def command_export(args: argparse.Namespace) -> None:
+    from claudesidian_tools.card import no_recipe
     from claudesidian_tools.export import export, parse_config_spec
     from claudesidian_tools.manifest import ExportError, config_names, read_manifest
 
@@ -340,6 +341,8 @@ def command_export(args: argparse.Namespace) -> None:
             for split, stats in item.stats.items()
         )
         print(f"{item.spec.export_name}: {rows} -> data/{item.spec.export_name}/", file=sys.stderr)
+        if not item.trainer:
+            print(f"{item.spec.export_name}: {no_recipe(item.spec.export_name, item.config.layout)}", file=sys.stderr)
         for said in (note for split in item.notes.values() for note in split.get("said", ())):
             print(f"{item.spec.export_name}: {said}", file=sys.stderr)
     print(f"exported {cs.plural(len(exported), 'config')} to {args.folder}", file=sys.stderr)
@@ -364,6 +367,19 @@ def command_push(args: argparse.Namespace) -> None:
     print(f"commit {sha}")
     for line in pinned_load_lines(args.folder, args.repo_id, sha):
         print(line)
+
+
+def command_tiny_model(args: argparse.Namespace) -> None:
+    from claudesidian_tools.tiny_model import write_tiny_model
+
+    if os.path.exists(args.folder) and (not os.path.isdir(args.folder) or os.listdir(args.folder)):
+        what = "is a file" if not os.path.isdir(args.folder) else "holds files"
+        raise cs.OptionError(f"{args.folder} {what}: the tiny model is written into a new or empty folder; choose "
+                             "another")
+    args.interrupted = f"{args.folder} may hold part of the model: delete it"
+    write_tiny_model(args.folder, args.source, revision=args.revision)
+    print(f"wrote a tiny random model to {args.folder}: give it to trl as --model_name_or_path {args.folder} for a "
+          "dry run of a recipe (it learns nothing worth keeping)", file=sys.stderr)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -413,6 +429,11 @@ def make_parser() -> argparse.ArgumentParser:
                         help="let export replace files at the paths it writes that it did not write itself (the "
                         "README.md of a fresh clone of a Hub dataset repository); it names them, and every other "
                         "file, .git and .gitattributes included, stays")
+
+    tiny = command("tiny-model", "write a tiny random model for a dry run of the recipes, offline: Qwen2.5's chat "
+                   "template, a tokenizer trained on the source (needs the kto extra)", command_tiny_model)
+    tiny.add_argument("folder", help="a new or empty folder to write the model into")
+    _add_source_options(tiny)
 
     infos = command("infos", "regenerate dataset_infos.json from the builder", command_infos)
     infos.add_argument("--folder", default=".", help="where to write dataset_infos.json")

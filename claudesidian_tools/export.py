@@ -33,7 +33,15 @@ from claudesidian_tools.card import recipe_max_length, render_card, render_recip
 from claudesidian_tools.infos import dataset_info, portable_info, portable_layout, write_infos
 from claudesidian_tools.interrupts import interrupt_deferred
 from claudesidian_tools.lengths import check_max_length, load_tokenizer
-from claudesidian_tools.manifest import CARD, MANIFEST, MANIFEST_FORMAT, SCRIPT_PATH, ExportError, read_manifest
+from claudesidian_tools.manifest import (
+    CARD,
+    MANIFEST,
+    MANIFEST_FORMAT,
+    SCHEMAS_COPY,
+    SCRIPT_PATH,
+    ExportError,
+    read_manifest,
+)
 from claudesidian_tools.plots import INSTALL_PLOTS, draw_figure
 from claudesidian_tools.replace import make_staging, one_at_a_time, pending, recover, replace_files
 from claudesidian_tools.stats import SplitStats, held_out_leaks, schemas_option, shared_between, stats_batch_sizes
@@ -238,6 +246,8 @@ def _export(folder: str, target: str, specs: list[ConfigSpec], named_by_user: bo
         write_infos(DatasetInfosDict({item.spec.export_name: item.info for item in exported
                                       if portable_layout(item.config.layout)}), staging)
         _copy_script(staging)
+        if not manifest["tool_schemas"]["pinned"]:
+            shutil.copyfile(schemas.path, os.path.join(staging, SCHEMAS_COPY))
         location = os.path.basename(target)
         _write_text(staging, CARD, render_card(manifest, location=location))
         for entry in manifest["configs"]:
@@ -487,7 +497,7 @@ def _manifest(exported: list[ExportedConfig], *, source, revision, tokenizer, ma
             "notes": item.notes,
             "shared_prompts": shared_between(item.prompts) if len(item.prompts) > 1 else 0,
             "max_length": recipe_max_length(item.stats, tokenizer=tokenizer, max_length=max_length,
-                                            tools=cs.LAYOUTS[item.config.layout].tools),
+                                            tools=cs.LAYOUTS[item.config.layout].tools, trainer=item.trainer),
             "info": portable_info(item.info),
         })
     source_sha256 = cs.SOURCE_SHA256 if source is None else None if cs.is_url(source) else cs.file_sha256(source)
@@ -498,7 +508,8 @@ def _manifest(exported: list[ExportedConfig], *, source, revision, tokenizer, ma
                    "revision": revision or ("main" if source is None else None), "from_hub": source is None},
         "tokenizer": tokenizer,
         "tool_schemas": {"file": os.path.basename(schemas.path), "sha256": schemas.sha256,
-                         "pinned": schemas.sha256 == cs.TOOL_SCHEMAS_SHA256},
+                         "pinned": schemas.sha256 == cs.TOOL_SCHEMAS_SHA256,
+                         **({} if schemas.sha256 == cs.TOOL_SCHEMAS_SHA256 else {"copy": SCHEMAS_COPY})},
         "configs": entries,
         "held_out_leaks": held_out_leaks({item.spec.export_name: item.prompts for item in exported}),
     }

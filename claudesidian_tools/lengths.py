@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence, Sized
 from typing import Any, Optional
 
 import numpy as np
+from jinja2 import TemplateError
 
 import claudesidian_synthetic as cs
 
@@ -28,6 +29,9 @@ LABEL_NAMES = cs.LABEL_NAMES
 # Conversations per `apply_chat_template` call: the fast tokenizer encodes each batch in parallel.
 TOKENIZE_BATCH_SIZE = 256
 _KTO_EXTRA = "pip install 'claudesidian-synthetic[kto]'"
+# What a chat template raises for a conversation it cannot render (`raise_exception(...)` in the template, or
+# a value of a type it did not expect): such a row is counted and named, where the trainer would stop.
+TEMPLATE_ERRORS = (TemplateError, TypeError)
 
 
 class TokenizerError(cs.ClaudesidianError):
@@ -93,16 +97,19 @@ def ks_distance(a: Iterable[int], b: Iterable[int]) -> float:
 # --- character lengths -------------------------------------------------------------------------
 
 
-def message_chars(messages: Sequence[dict]) -> int:
-    """Characters (code points, `len(str)`) of what the messages say, no template: their contents and, for
-    structured tool calls, each call's name and arguments (as JSON), which the model writes too."""
+message_chars = cs.message_chars
+
+
+def tool_output_chars(messages: Sequence[dict]) -> int:
+    """Characters of tool output among the messages: `tool` results, and the `Result:` blocks that a reply
+    in the text format writes itself. No policy writes them: in a loss they are the environment's text."""
     total = 0
     for message in messages:
-        total += len(message["content"] or "")
-        for call in message.get("tool_calls") or ():
-            arguments = call["function"]["arguments"]
-            total += len(call["function"]["name"]) + len(arguments if isinstance(arguments, str)
-                                                         else json.dumps(arguments))
+        if message["role"] == "tool":
+            total += len(message["content"] or "")
+        elif not message.get("tool_calls") and "Result:" in (message["content"] or ""):
+            total += sum(len(part.text) for part in cs.parse_reply(message["content"]).parts
+                         if isinstance(part, cs.Result))
     return total
 
 
@@ -212,6 +219,32 @@ def token_lengths(tokenizer, prompts: Sequence[Sequence[dict]], completions: Seq
     return prompt_tokens, full_tokens
 
 
+def assistant_tokens(tokenizer, conversations: Sequence[Sequence[dict]], tools: Sequence | None = None) -> np.ndarray:
+    """The tokens of each conversation that SFTTrainer's loss sees with `assistant_only_loss=True`: TRL renders
+    it with a training copy of the chat template whose `{% generation %}` markers enclose the assistant's turns
+    (`trl.chat_template_utils.get_training_chat_template`) and masks every other token, as done here. A template
+    TRL cannot patch is a TokenizerError: the trainer would refuse it too."""
+    from trl.chat_template_utils import get_training_chat_template
+
+    try:
+        template = get_training_chat_template(tokenizer)
+    except ValueError as error:
+        raise TokenizerError(
+            getattr(tokenizer, "name_or_path", type(tokenizer).__name__),
+            f"TRL cannot mark the assistant's turns in this chat template ({' '.join(str(error).split())[:160]})",
+            "SFT with assistant_only_loss (every SFT recipe sets it) needs a chat template whose {% generation %} "
+            "... {% endgeneration %} markers enclose each assistant turn: give the tokenizer one "
+            "(tokenizer.chat_template) and save it, or leave the SFT configs out",
+        ) from None
+    counts = np.zeros(len(conversations), dtype=np.int64)
+    for row, conversation in enumerate(conversations):
+        listed = _decoded_tools(tools[row]) if tools is not None else None
+        encoded = tokenizer.apply_chat_template(list(conversation), tools=listed, chat_template=template, tokenize=True,
+                                                return_dict=True, return_assistant_tokens_mask=True)
+        counts[row] = sum(encoded["assistant_masks"])
+    return counts
+
+
 def tools_tokens(tokenizer, prompts: Sequence[Sequence[dict]], tools: Sequence) -> np.ndarray:
     """Tokens the `tools` block adds to each row's prompt: the prompt rendered with its tools, less the
     same prompt without them (what every training sequence of a tools layout carries besides the talk)."""
@@ -299,48 +332,65 @@ def length_report(
     prompt_tokens: Optional[Sequence[int]] = None,
     full_tokens: Optional[Sequence[int]] = None,
     max_length: Optional[int] = None,
+    tools_chars: Optional[Sequence[int]] = None,
 ) -> dict:
     """Per label, how long prompts and completions are; how far apart the labels' completion lengths
     lie (KS distance); and, with `max_length`, what TRL would cut (exact with tokens, estimated without).
 
     Completion tokens are `full_tokens - prompt_tokens`: the tokens KTOTrainer trains on, including
-    what the chat template adds after the reply (e.g. an end-of-turn token).
+    what the chat template adds after the reply (e.g. an end-of-turn token); a row whose tokens are -1 (its
+    chat template cannot render it, see `stats.SplitStats`) is left out of the token figures. `tools_chars`,
+    for a tools layout, are the characters of the tool definitions every prompt carries besides its
+    messages: shown apart, and counted in the prompt's length where truncation is estimated.
     """
     mask = _label_mask(labels)
     prompt_chars = _as_lengths(prompt_chars, "prompt_chars")
     completion_chars = _as_lengths(completion_chars, "completion_chars")
     _same_length(labels=mask, prompt_chars=prompt_chars, completion_chars=completion_chars)
+    whole_prompt_chars = prompt_chars
+    columns = {"prompt_chars": prompt_chars, "completion_chars": completion_chars}
+    if tools_chars is not None:
+        columns["tools_chars"] = tools_chars = _as_lengths(tools_chars, "tools_chars")
+        _same_length(labels=mask, tools_chars=tools_chars)
+        whole_prompt_chars = prompt_chars + tools_chars
     if (prompt_tokens is None) != (full_tokens is None):
         raise cs.OptionError("prompt_tokens and full_tokens go together: pass both (from token_lengths) or neither")
     if max_length is not None:
         max_length = check_max_length(max_length)
-    columns = {"prompt_chars": prompt_chars, "completion_chars": completion_chars}
-    if prompt_tokens is not None:
-        prompt_tokens = _as_lengths(prompt_tokens, "prompt_tokens")
-        full_tokens = _as_lengths(full_tokens, "full_tokens")
-        _same_length(labels=mask, prompt_tokens=prompt_tokens, full_tokens=full_tokens)
-        columns.update(prompt_tokens=prompt_tokens, completion_tokens=full_tokens - prompt_tokens)
     report: dict = {}
     for name, rows in zip(LABEL_NAMES, (mask, ~mask)):
         summaries = {key: length_summary(values[rows]) for key, values in columns.items()}
         report[name] = {"rows": int(rows.sum()), **summaries}
     report["ks_completion_chars"] = _ks_or_none(completion_chars[mask], completion_chars[~mask])
     if prompt_tokens is not None:
-        completion_tokens = columns["completion_tokens"]
-        report["ks_completion_tokens"] = _ks_or_none(completion_tokens[mask], completion_tokens[~mask])
-        if max_length is not None:
-            report["truncation"] = truncation(prompt_tokens, full_tokens, max_length, labels=mask)
+        rendered = np.asarray(full_tokens) >= 0
+        _same_length(labels=mask, prompt_tokens=prompt_tokens, full_tokens=rendered)
+        report.update(_token_figures(mask[rendered], _as_lengths(np.asarray(prompt_tokens)[rendered], "prompt_tokens"),
+                                     _as_lengths(np.asarray(full_tokens)[rendered], "full_tokens"), max_length, report))
     elif max_length is not None:
-        report["over_chars_estimate"] = _over_chars_estimate(mask, prompt_chars + completion_chars, max_length,
-                                                             prompt_chars)
+        report["over_chars_estimate"] = _over_chars_estimate(mask, whole_prompt_chars + completion_chars, max_length,
+                                                             whole_prompt_chars)
     return report
+
+
+def _token_figures(mask: np.ndarray, prompt_tokens: np.ndarray, full_tokens: np.ndarray, max_length: Optional[int],
+                   report: dict) -> dict:
+    """The token part of `length_report`: per label (added to `report`), the distance and the truncation."""
+    completion_tokens = full_tokens - prompt_tokens
+    for name, rows in zip(LABEL_NAMES, (mask, ~mask)):
+        report[name].update(prompt_tokens=length_summary(prompt_tokens[rows]),
+                            completion_tokens=length_summary(completion_tokens[rows]))
+    figures = {"ks_completion_tokens": _ks_or_none(completion_tokens[mask], completion_tokens[~mask])}
+    if max_length is not None:
+        figures["truncation"] = truncation(prompt_tokens, full_tokens, max_length, labels=mask)
+    return figures
 
 
 def _over_chars_estimate(mask: np.ndarray, total_chars: np.ndarray, max_length: int,
                          prompt_chars: np.ndarray) -> dict:
     """Rows longer than max_length tokens at 4 characters per token: a rough stand-in without a tokenizer;
-    `prompt_over`: rows whose prompt alone is that long, which TRL's KTOTrainer drops; `longest_chars`: the
-    longest row."""
+    `prompt_over`: rows whose prompt alone is that long (`long_prompt_fate` says what each trainer does with
+    them); `longest_chars`: the longest row."""
     max_chars = CHARS_PER_TOKEN_ESTIMATE * max_length
     over = total_chars > max_chars
     return {
@@ -351,6 +401,23 @@ def _over_chars_estimate(mask: np.ndarray, total_chars: np.ndarray, max_length: 
         "prompt_over": int((prompt_chars > max_chars).sum()),
         "longest_chars": int(total_chars.max()) if total_chars.size else 0,
     }
+
+
+def trainer_name(trainer: str) -> str:
+    """A layout's `trl` command as messages name its trainer: `kto` -> TRL's KTOTrainer."""
+    return f"TRL's {trainer.upper()}Trainer"
+
+
+def long_prompt_fate(trainer: Optional[str]) -> str:
+    """What a trainer does with a row whose prompt alone reaches `max_length`, in the words every message uses:
+    KTOTrainer and DPOTrainer drop it before batching, SFTTrainer once truncation leaves it no token in the
+    loss (TRL 1.16)."""
+    if trainer in ("kto", "dpo"):
+        return f"dropped by {trainer_name(trainer)} (their prompt alone is that long)"
+    if trainer == "sft":
+        return f"dropped by {trainer_name(trainer)} (what comes before the reply is that long: no token of the loss " \
+               "is left)"
+    return "with a prompt that long"
 
 
 def completion_histogram(labels: Sequence[bool], completion_chars: Sequence[int], bins: int = 20) -> dict:

@@ -15,6 +15,9 @@ CARD = "README.md"
 # The loading script lives below the root: `datasets` 4 and 5 refuse a folder or repository whose
 # root holds `<its name>.py`, and 3.6 would run it instead of reading the Parquet files.
 SCRIPT_PATH = "loading_script/claudesidian_synthetic.py"
+# Tool schemas other than the pinned copy, which the export was checked against: kept in it, so that verify
+# rebuilds it anywhere the export goes (the pinned copy ships with the package and the loading script).
+SCHEMAS_COPY = "tool_schemas.json"
 
 
 class ExportError(cs.ClaudesidianError):

@@ -18,13 +18,18 @@ import numpy as np
 import claudesidian_synthetic as cs
 from claudesidian_tools.kto import homogeneous_batches, weights_for_counts
 from claudesidian_tools.lengths import (
+    TEMPLATE_ERRORS,
     TRL_DEFAULT_MAX_LENGTH,
+    assistant_tokens,
     completion_histogram,
     length_report,
     length_summary,
+    long_prompt_fate,
     message_chars,
     token_lengths,
+    tool_output_chars,
     tools_tokens,
+    trainer_name,
 )
 
 # Batch sizes whose single-label batches every config reports (and its own mixed batch size).
@@ -49,7 +54,7 @@ def _plain(value):
 
 
 class SplitStats:
-    """The numbers of one split, accumulated batch by batch: per row a label byte, two lengths, two
+    """The numbers of one split, accumulated batch by batch: per row a label byte, a few lengths, two
     16-byte digests and the first tool-call check it fails (never the text), so memory follows the row
     count, not the text. `schemas` are the tool schemas its calls are checked against."""
 
@@ -57,44 +62,89 @@ class SplitStats:
         self.layout, self.tokenizer, self.schemas = cs.LAYOUTS[layout], tokenizer, schemas
         self.rows = 0
         self.labels = bytearray()
-        self.prompt_chars, self.reply_chars = array.array("q"), array.array("q")
+        self.prompt_chars, self.reply_chars, self.tools_chars = array.array("q"), array.array("q"), array.array("q")
         self.prompt_tokens, self.full_tokens, self.tools_tokens = array.array("q"), array.array("q"), array.array("q")
+        self.loss_tokens = array.array("q")
+        self.loss_chars = self.tool_output_chars = 0
         self._rows, self._prompts = bytearray(), bytearray()
         self._distinct_prompts = None
         self._first_failed = bytearray()
         self._reasons = (Counter(), Counter())  # desirable, undesirable
+        self._unanswered = [0, 0]  # rows with a call that got no result: desirable, undesirable
+        self._unrenderable: list[int] = []  # positions of the rows the chat template cannot render
+        self._unrenderable_reason = ""
 
     def add(self, batch: Mapping[str, list]) -> None:
         """Take one columnar batch (`{column: [values]}`, as `Dataset.iter` and the builder yield)."""
+        first = self.rows
         self.rows += len(next(iter(batch.values())))
         self._distinct_prompts = None
         for values in zip(*batch.values()):
             self._rows += cs.value_digest(tuple(map(_plain, values)))
         labels, prompts, replies = self.layout.replies(batch)
+        per_row = 2 if self.layout.labels == "pairs" else 1  # a pair's two replies share its prompt (and tools)
         self.labels += bytes(map(bool, labels))
-        prompt_chars = list(map(message_chars, prompts))
-        if self.layout.tools:  # the tools block is part of every prompt the template renders
-            per_row = [len(tools if isinstance(tools, str) else json.dumps(tools)) for tools in batch["tools"]]
-            pairs = self.layout.labels == "pairs"
-            prompt_chars = [chars + per_row[index // 2 if pairs else index] for index, chars in enumerate(prompt_chars)]
-        self.prompt_chars.extend(prompt_chars)
+        self.prompt_chars.extend(map(message_chars, prompts))
         self.reply_chars.extend(map(message_chars, replies))
-        for prompt in prompts[:: 2 if self.layout.labels == "pairs" else 1]:
-            self._prompts += cs.messages_digest(prompt)
-        if self.schemas is not None:
-            for label, reply in zip(labels, replies):
-                checked = cs.check_reply(cs.calls_of(reply), self.schemas)
-                self._first_failed.append(checked.first_failed)
-                self._reasons[0 if label else 1].update((reason.code, reason.tool, reason.parameter)
-                                                       for reason in checked.reasons)
+        if self.layout.tools:  # the tools block is part of every prompt the template renders
+            self.tools_chars.extend(len(tools if isinstance(tools, str) else json.dumps(tools))
+                                    for tools in batch["tools"] for _ in range(per_row))
+        for prompt in prompts[::per_row]:  # a decision's prompt is its source row's: the talk before its reply
+            self._prompts += cs.messages_digest(prompt[: cs.reply_start(prompt)] if self.layout.turns else prompt)
+        for label, prompt, reply in zip(labels, prompts, replies):
+            self._add_reply(label, prompt, reply)
         if self.tokenizer is not None:
-            tools = None
-            if self.layout.tools:  # a pair's two replies share its prompt's tools
-                tools = [listed for listed in batch["tools"] for _ in range(2 if self.layout.labels == "pairs" else 1)]
-                self.tools_tokens.extend(tools_tokens(self.tokenizer, prompts, tools).tolist())
-            prompt_tokens, full_tokens = token_lengths(self.tokenizer, prompts, replies, tools)
-            self.prompt_tokens.extend(prompt_tokens.tolist())
-            self.full_tokens.extend(full_tokens.tolist())
+            tools = [listed for listed in batch["tools"] for _ in range(per_row)] if self.layout.tools else None
+            self._add_tokens(prompts, replies, tools, [first + index // per_row for index in range(len(replies))])
+
+    def _add_reply(self, label: bool, prompt: list, reply: list) -> None:
+        """One labelled reply's calls (checked against the schemas) and what the trainer's loss sees of it."""
+        parsed = cs.calls_of(reply)
+        if self.schemas is not None:
+            checked = cs.check_reply(parsed, self.schemas)
+            self._first_failed.append(checked.first_failed)
+            self._reasons[0 if label else 1].update((reason.code, reason.tool, reason.parameter)
+                                                   for reason in checked.reasons)
+        answered = {part.call for part in parsed.parts if isinstance(part, cs.Result)}
+        self._unanswered[0 if label else 1] += any(call.index not in answered for call in parsed.calls)
+        if self.layout.trainer:
+            seen = self.layout.loss_messages(prompt, reply)
+            self.loss_chars += message_chars(seen)
+            self.tool_output_chars += tool_output_chars(seen)
+
+    def _add_tokens(self, prompts: list, replies: list, tools: list | None, positions: list) -> None:
+        """Token lengths of each reply as its trainer tokenizes it; a row the chat template cannot render is
+        counted and named (`unrenderable`), not a crash, and its tokens are left out of the figures."""
+        try:
+            counted = self._tokens(prompts, replies, tools)
+        except TEMPLATE_ERRORS:  # find the rows one by one
+            counted = []
+            for row in range(len(replies)):
+                try:
+                    counted.append(self._tokens(prompts[row : row + 1], replies[row : row + 1],
+                                                None if tools is None else tools[row : row + 1]))
+                except TEMPLATE_ERRORS as error:
+                    if positions[row] not in self._unrenderable:
+                        self._unrenderable.append(positions[row])
+                    self._unrenderable_reason = self._unrenderable_reason or (
+                        f"{type(error).__name__}: {' '.join(str(error).split())[:200]}")
+                    counted.append([np.array([-1])] * 4)
+            counted = [np.concatenate(column) for column in zip(*counted)]
+        for column, values in zip((self.prompt_tokens, self.full_tokens, self.loss_tokens, self.tools_tokens),
+                                  counted):
+            column.extend(values.tolist())
+
+    def _tokens(self, prompts: list, replies: list, tools: list | None) -> list:
+        """(prompt, full, loss, tools block) tokens per reply: KTO and DPO learn from the completion's tokens,
+        SFT (`assistant_only_loss`) from the assistant's turns."""
+        prompt_tokens, full_tokens = token_lengths(self.tokenizer, prompts, replies, tools)
+        if self.layout.trainer == "sft":
+            loss = assistant_tokens(self.tokenizer, [[*prompt, *reply] for prompt, reply in zip(prompts, replies)],
+                                    tools)
+        else:
+            loss = full_tokens - prompt_tokens
+        block = tools_tokens(self.tokenizer, prompts, tools) if tools is not None else np.zeros(len(replies), np.int64)
+        return [prompt_tokens, full_tokens, loss, block]
 
     def prompts(self) -> np.ndarray:
         """The distinct prompts of the split, as sorted digests."""
@@ -114,20 +164,41 @@ class SplitStats:
             stats.update(desirable=desirable, undesirable=self.rows - desirable)
         if self.layout.labels == "own":
             stats.update(self._batch_mix(labels, batch_sizes))
+        prompt_chars = np.frombuffer(self.prompt_chars, dtype=np.int64)
+        reply_chars = np.frombuffer(self.reply_chars, dtype=np.int64)
+        tools_chars = np.frombuffer(self.tools_chars, dtype=np.int64) if self.layout.tools else None
         tokens = {}
         if self.tokenizer is not None:
             tokens = {"prompt_tokens": np.frombuffer(self.prompt_tokens, dtype=np.int64),
                       "full_tokens": np.frombuffer(self.full_tokens, dtype=np.int64)}
-        prompt_chars = np.frombuffer(self.prompt_chars, dtype=np.int64)
-        reply_chars = np.frombuffer(self.reply_chars, dtype=np.int64)
-        stats["lengths"] = length_report(labels, prompt_chars, reply_chars, max_length=max_length or
-                                         TRL_DEFAULT_MAX_LENGTH, **tokens)
-        if self.tools_tokens:
-            stats["lengths"]["tools_tokens"] = length_summary(np.frombuffer(self.tools_tokens, dtype=np.int64))
+        stats["lengths"] = length_report(labels, prompt_chars, reply_chars, tools_chars=tools_chars,
+                                         max_length=max_length or TRL_DEFAULT_MAX_LENGTH, **tokens)
+        if self.tokenizer is not None and self.layout.tools:
+            rendered = tokens["full_tokens"] >= 0
+            stats["lengths"]["tools_tokens"] = length_summary(np.frombuffer(self.tools_tokens, np.int64)[rendered])
         stats["completion_histogram"] = completion_histogram(labels, reply_chars)
+        if self.layout.trainer:
+            stats["loss"] = self._loss(prompt_chars, reply_chars, tools_chars)
         if self.schemas is not None:
             stats["tool_calls"] = self._funnel(labels)
+        if self.tokenizer is not None:
+            stats["unrenderable"] = {"rows": len(self._unrenderable), "positions": sorted(self._unrenderable),
+                                     "reason": self._unrenderable_reason}
         return stats
+
+    def _loss(self, prompt_chars: np.ndarray, reply_chars: np.ndarray, tools_chars: np.ndarray | None) -> dict:
+        """What the trainer's loss sees: its share of every training sequence (characters; tokens with a
+        tokenizer), and the share of it that is tool output, which no policy writes."""
+        total = int(prompt_chars.sum() + reply_chars.sum() + (0 if tools_chars is None else tools_chars.sum()))
+        loss = {"trainer": self.layout.trainer, "sees": LOSS_SEES[self.layout.trainer],
+                "characters": _share(self.loss_chars, total),
+                "tool_output_share": round(self.tool_output_chars / self.loss_chars, 4) if self.loss_chars else 0.0}
+        if self.tokenizer is not None:
+            full = np.frombuffer(self.full_tokens, dtype=np.int64)
+            rendered = full >= 0
+            loss["tokens"] = _share(int(np.frombuffer(self.loss_tokens, dtype=np.int64)[rendered].sum()),
+                                    int(full[rendered].sum()))
+        return loss
 
     def _batch_mix(self, labels: np.ndarray, batch_sizes: Iterable[int]) -> dict:
         desirable, first = int(np.count_nonzero(labels)), labels[:FIRST_ROWS].tolist()
@@ -144,12 +215,13 @@ class SplitStats:
         }
 
     def _funnel(self, labels: np.ndarray) -> dict:
-        """Per label: rows, rows passing each check and every check before it, the most common reasons;
-        for undesirable rows also how many are bad by format and how many are well-formed calls whose
-        fault lies elsewhere (what KTO must learn from)."""
+        """Per label: rows, rows passing each check and every check before it, the most common reasons, and
+        the rows holding a call that got no result (a whole reply only: a decision's result comes after it);
+        for undesirable rows also how many are bad by format and how many are WELL_FORMED_BUT_FAILING (what
+        KTO must learn from)."""
         first_failed = np.frombuffer(self._first_failed, dtype=np.uint8)
         funnel = {"schemas_sha256": self.schemas.sha256, "checks": list(cs.CHECKS)}
-        for name, rows, reasons in zip(cs.LABEL_NAMES, (labels, ~labels), self._reasons):
+        for index, (name, rows, reasons) in enumerate(zip(cs.LABEL_NAMES, (labels, ~labels), self._reasons)):
             failed = first_failed[rows]
             ranked = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:TOP_REASONS]
             funnel[name] = {
@@ -158,10 +230,23 @@ class SplitStats:
                 "top_reasons": [{"code": code, "tool": tool, "parameter": parameter, "count": count}
                                 for (code, tool, parameter), count in ranked],
             }
+            if not self.layout.turns:
+                funnel[name]["calls_without_result"] = self._unanswered[index]
             if name == "undesirable":
                 funnel[name]["bad_format"] = int((failed == 0).sum())
                 funnel[name]["well_formed_but_failing"] = int(((failed > 0) & (failed < len(cs.CHECKS))).sum())
         return funnel
+
+
+# What each trainer's loss sees of a row (its recipe sets `assistant_only_loss` for SFT).
+LOSS_SEES = {"kto": "the completion", "dpo": "the chosen and the rejected completion",
+             "sft": "the assistant's turns (assistant_only_loss)"}
+# Undesirable rows whose calls parse but fail a check after the first: one wording for stats, card and README.
+WELL_FORMED_BUT_FAILING = "well-formed but failing a later check"
+
+
+def _share(part: int, total: int) -> dict:
+    return {"in_loss": part, "total": total, "share": round(part / total, 4) if total else 0.0}
 
 
 def prompt_repeat_batches(prompts: np.ndarray, batch_size: int) -> int:
@@ -262,9 +347,14 @@ def print_stats(name: str, stats: Mapping) -> None:
             if weights:
                 line("KTO weights", f"desirable_weight={weights['desirable_weight']}, "
                                     f"undesirable_weight={weights['undesirable_weight']}")
-        print(format_lengths(numbers["lengths"], "preference" if "desirable" not in numbers else "labels"))
+        trainer = numbers["loss"]["trainer"] if "loss" in numbers else None
+        print(format_lengths(numbers["lengths"], "preference" if "desirable" not in numbers else "labels", trainer))
+        if "loss" in numbers:
+            print(format_loss(numbers["loss"]))
         if "tool_calls" in numbers:
             print(format_tool_calls(numbers["tool_calls"], "preference" if "desirable" not in numbers else "labels"))
+        if numbers.get("unrenderable", {}).get("rows"):
+            print(format_unrenderable(numbers["unrenderable"], trainer))
     if "shared_prompts" in stats:
         line("prompts shared by splits", stats["shared_prompts"])
 
@@ -280,8 +370,10 @@ def format_tool_calls(funnel: Mapping, kind: str = "labels") -> str:
         passing = ", ".join(f"{check} {count}" for check, count in numbers["passing"].items())
         text = f"{numbers['rows']} rows; passing {passing}"
         if "bad_format" in numbers:
-            text += (f"; bad format {numbers['bad_format']}, well-formed but failing "
+            text += (f"; bad format {numbers['bad_format']}, {WELL_FORMED_BUT_FAILING} "
                      f"{numbers['well_formed_but_failing']}")
+        if numbers.get("calls_without_result"):
+            text += f"; {cs.plural(numbers['calls_without_result'], 'row')} with a call that got no result"
         lines.append(f"{names.get(label, label) + ' tool calls':<26} {text}")
         reasons = "; ".join(f"{reason_text(reason)} {reason['count']}" for reason in numbers["top_reasons"][:5])
         if reasons:
@@ -295,7 +387,27 @@ def reason_text(reason: Mapping) -> str:
     return f"{reason['code']} {reason['tool'] or '(no name)'}{parameter}"
 
 
-def format_lengths(report: Mapping, kind: str = "labels") -> str:
+def format_loss(loss: Mapping) -> str:
+    """What the trainer's loss sees, as text: its share of the training sequences, and of tool output in it."""
+    def share(figures: Mapping, unit: str) -> str:
+        return f"{figures['share']:.1%} of the {unit} ({figures['in_loss']:,} of {figures['total']:,})"
+
+    seen = share(loss["characters"], "characters") + (f"; {share(loss['tokens'], 'tokens')}" if "tokens" in loss
+                                                       else "")
+    output = f"{loss['tool_output_share']:.1%} of the characters the loss sees (tool results, which no policy writes)"
+    return f"{'loss sees':<26} {loss['sees']}: {seen}\n{'tool output in the loss':<26} {output}"
+
+
+def format_unrenderable(unrenderable: Mapping, trainer: str | None) -> str:
+    """The rows the tokenizer's chat template cannot render, named by their position in the split."""
+    positions = ", ".join(map(str, unrenderable["positions"][:10])) + (", ..." if unrenderable["rows"] > 10 else "")
+    trainer_words = f"{trainer_name(trainer) if trainer else 'a trainer'} would stop at them"
+    return (f"{'chat template cannot render':<26} {cs.plural(unrenderable['rows'], 'row')} (rows {positions}, "
+            f"counting from 0; left out of the token figures): {unrenderable['reason']}; {trainer_words}: leave "
+            "them out (`dataset.select`) or train with a template that renders them")
+
+
+def format_lengths(report: Mapping, kind: str = "labels", trainer: str | None = None) -> str:
     """The length report as text: per label the reply (and prompt) lengths, the distance, truncation."""
     names = {"desirable": "chosen", "undesirable": "rejected"} if kind == "preference" else {}
     lines = []
@@ -304,11 +416,13 @@ def format_lengths(report: Mapping, kind: str = "labels") -> str:
         if not numbers["rows"]:
             continue
         for column, title in (("completion_chars", "reply chars"), ("prompt_chars", "prompt chars"),
-                              ("completion_tokens", "reply tokens"), ("prompt_tokens", "prompt tokens")):
+                              ("tools_chars", "tools chars"), ("completion_tokens", "reply tokens"),
+                              ("prompt_tokens", "prompt tokens")):
             if column in numbers:
                 summary = numbers[column]
                 lines.append(f"{names.get(label, label) + ' ' + title:<26} min {summary['min']}, quartiles "
-                             f"{summary['q1']:g} / {summary['median']:g} / {summary['q3']:g}, max {summary['max']}")
+                             f"{summary['q1']:g} / {summary['median']:g} / {summary['q3']:g}, max {summary['max']}"
+                             + (_COLUMN_NOTES.get(column, "") if "tools_chars" in numbers else ""))
     if report.get("ks_completion_chars") is not None:
         lines.append(f"{'length distance':<26} {report['ks_completion_chars']} (Kolmogorov-Smirnov, reply "
                      "characters; 0 = the same lengths)")
@@ -326,6 +440,11 @@ def format_lengths(report: Mapping, kind: str = "labels") -> str:
         over = report["over_chars_estimate"]
         rows, dropped = over["desirable"] + over["undesirable"], over["prompt_over"]
         lines.append(f"{'max_length ' + str(over['max_length']):<26} about {cs.plural(rows, 'row')} longer than "
-                     f"{over['max_chars']} characters would be cut, {dropped} of them dropped by TRL's KTOTrainer "
-                     f"(their prompt alone is that long) (estimate: {over['assumes']}; --tokenizer counts tokens)")
+                     f"{over['max_chars']} characters would be cut, {dropped} of them {long_prompt_fate(trainer)} "
+                     f"(estimate: {over['assumes']}; --tokenizer counts tokens)")
     return "\n".join(lines)
+
+
+# What a length column of a tools layout leaves out or adds, said beside its figures.
+_COLUMN_NOTES = {"prompt_chars": " (the messages; the tools block apart)",
+                 "tools_chars": " (the tool definitions in every prompt, as JSON)"}

@@ -17,8 +17,9 @@ import pyarrow.parquet
 
 import claudesidian_synthetic as cs
 from claudesidian_tools.card import render_card, render_recipe
-from claudesidian_tools.manifest import CARD, MANIFEST, read_manifest
+from claudesidian_tools.manifest import CARD, MANIFEST, SCHEMAS_COPY, read_manifest
 from claudesidian_tools.replace import recover
+from claudesidian_tools.stats import schemas_option
 
 
 class VerifyError(cs.ClaudesidianError):
@@ -74,7 +75,11 @@ def verify(folder_or_repo: str, *, revision: str | None = None, source: str | No
         else:
             yield f"{name}: {sum(rows.values())} rows identical ({splits})"
     if differences:
-        raise Mismatch(cs.escaped(f"{folder_or_repo}: {cs.plural(differences, 'difference')} (each named above); ")
+        made_by = manifest.get("package_version")
+        other = (f"; the export was made by claudesidian-synthetic {made_by} and this is {cs.__version__}, which "
+                 "may build a config's rows otherwise") if made_by != cs.__version__ else ""
+        raise Mismatch(cs.escaped(f"{folder_or_repo}: {cs.plural(differences, 'difference')} (each named above"
+                                  f"{other}); ")
                        + "export again with {replace} to rebuild it from the source (it replaces the files changed "
                        "since)", replace=cs.Mention("replace_existing", True))
 
@@ -162,12 +167,9 @@ def _compare(folder: str, entry: dict, files: dict, source: str | None, manifest
         options["source"] = source
     elif manifest["source"].get("revision") not in (None, "main"):
         options["revision"] = manifest["source"]["revision"]
-    schemas = manifest.get("tool_schemas") or {}
+    options.update(schemas_option(entry["config"], entry["options"], _schemas_for(folder, manifest, entry["name"])))
     try:
         built = cs.builder(entry["config"], **options)
-        if cs.uses_tool_checks(built.config) and not schemas.get("pinned", True):
-            raise VerifyError(f"{entry['name']} was built with tool schemas of sha256 {schemas['sha256']}, not the "
-                              "pinned copy: verify cannot rebuild it without that file")
         plan = built.plan_splits()
     except cs.SourceError as error:
         raise VerifyError("the source of " + entry["name"] + " cannot be read to rebuild it ({cause}); pass {source} a "
@@ -197,6 +199,20 @@ def _compare(folder: str, entry: dict, files: dict, source: str | None, manifest
                 break
             counts[split] += 1
     return counts, differ
+
+
+def _schemas_for(folder: str, manifest: dict, name: str) -> str | None:
+    """The tool schemas the export was checked against: None for the pinned copy, else the copy the export
+    keeps (`SCHEMAS_COPY`), which must be the bytes it recorded."""
+    schemas = manifest.get("tool_schemas") or {}
+    if schemas.get("pinned", True):
+        return None
+    path = os.path.join(folder, schemas.get("copy") or SCHEMAS_COPY)
+    if not os.path.isfile(path) or cs.file_sha256(path) != schemas["sha256"]:
+        raise VerifyError(f"{name} was built with tool schemas of sha256 {schemas['sha256']}, and the export's copy "
+                          f"{schemas.get('copy') or SCHEMAS_COPY} is missing or not those bytes: export again with "
+                          "--tool-schemas and that file")
+    return path
 
 
 def _rows_in(folder: str, paths: list) -> int:

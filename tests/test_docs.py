@@ -16,13 +16,13 @@ import pytest
 import yaml
 from conftest import DATA, REPO
 from fake_hub import FakeHub
-from tiny_model import QWEN25_TEMPLATE, need_trl, save_tiny_model
+from tiny_model import need_trl
 
 import claudesidian_synthetic as cs
 from claudesidian_tools import export as exporter
 from claudesidian_tools.card import EXAMPLE_MODEL, render_card, render_recipe
 from claudesidian_tools.cli import option_default_text
-from claudesidian_tools.stats import split_stats
+from claudesidian_tools.stats import WELL_FORMED_BUT_FAILING, split_stats
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 README_SOURCE = "../shared/data/syngen_toolset_v1.0.0_claude.jsonl"
@@ -39,10 +39,13 @@ def blocks(text: str, language: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """The tiny model, its chat template Qwen2.5's: it renders `tools` and `tool_calls` as Qwen's does."""
+def model(tmp_path_factory, source_path):
+    """The README's dry-run model (`tiny-model`), its chat template Qwen2.5's: it renders `tools` and
+    `tool_calls` as Qwen's does, and TRL marks its assistant turns for `assistant_only_loss`."""
     need_trl()
-    return save_tiny_model(tmp_path_factory.mktemp("tiny-model"), QWEN25_TEMPLATE)
+    from claudesidian_tools.tiny_model import write_tiny_model
+
+    return write_tiny_model(str(tmp_path_factory.mktemp("models") / "tiny"), source_path)
 
 
 def marked(code: str, model: str, source: str) -> str:
@@ -57,7 +60,7 @@ def run(command, cwd, **kwargs) -> str:
 
 
 def test_the_readme_has_the_blocks_this_file_runs():
-    assert len(blocks(README, "bash")) == 4 and len(blocks(README, "python")) == 2 and len(blocks(README, "text")) == 1
+    assert len(blocks(README, "bash")) == 5 and len(blocks(README, "python")) == 3 and len(blocks(README, "text")) == 1
 
 
 @pytest.mark.slow
@@ -65,18 +68,18 @@ def test_readme_python_blocks_run(model, source_path, tmp_path):
     for number, code in enumerate(blocks(README, "python")):
         code = marked(code, model, source_path).replace(
             "KTOConfig(", 'KTOConfig(max_steps=2, max_length=128, report_to="none", save_strategy="no", '
-        )
+        ).replace("SFTConfig(", 'SFTConfig(max_steps=2, max_length=1024, report_to="none", save_strategy="no", ')
         (tmp_path / f"block{number}.py").write_text(code, encoding="utf-8")
         run([sys.executable, f"block{number}.py"], cwd=tmp_path, env={"PYTHONPATH": str(REPO)})
 
 
 @pytest.mark.slow
 def test_readme_quickstart_and_stages_run(model, source_path, tmp_path):
-    """The quickstart's commands, then the staged training's (SFT, then DPO from the SFT model, then the
-    held-out check), in one folder as a user types them."""
-    quickstart, stages = [block for block in blocks(README, "bash") if "trl " in block]
+    """The quickstart's commands, then the staged training's (SFT, then KTO and DPO from the SFT model, then
+    the held-out check), then the dry run's (the tiny model, a recipe), in one folder as a user types them."""
+    quickstart, stages, dry_run = [block for block in blocks(README, "bash") if "trl " in block]
     outputs = []
-    for line in (quickstart + stages).strip().splitlines():
+    for line in (quickstart + stages + dry_run).strip().splitlines():
         if "pip install" in line:
             print(f"not run: {line!r}: this test environment is that install (.ci/run installs .[test,kto,plots])")
             continue
@@ -89,8 +92,9 @@ def test_readme_quickstart_and_stages_run(model, source_path, tmp_path):
             line += " " + " ".join(limit)
         outputs.append(run(["bash", "-c", line], cwd=tmp_path))
     trained = [output for output in outputs if "Training completed" in output]
-    assert len(trained) == 4 and all("'eval_loss'" in output for output in trained)  # kto; sft, kto, dpo
-    held_out = [line for line in outputs[-1].splitlines() if line.startswith("prompts of ")]
+    assert len(trained) == 5 and all("'eval_loss'" in output for output in trained)  # kto; sft, kto, dpo; sft
+    assert (tmp_path / "tiny-model" / "tokenizer.json").is_file()
+    held_out = [line for line in outputs[-3].splitlines() if line.startswith("prompts of ")]
     assert len(held_out) == 12 and all(line.endswith(": 0") for line in held_out)
 
 
@@ -177,10 +181,11 @@ def test_readme_configs_figures_are_what_stats_reports(source_path):
         weights = stats.get("kto_weights")
         expected = [str(stats["rows"]), f"{stats['desirable']} / {stats['undesirable']}" if "desirable" in stats
                     else ""]
+        size = 8 if name == "kto_tools" else 4  # the recipe's batch size, as the header says
         if "first_50" in stats:
             expected += [f"{stats['first_50']['desirable']} / {stats['first_50']['undesirable']}",
-                         f"{stats['homogeneous_batches']['4']} of {stats['rows'] // 4}",
-                         f"{stats['prompt_repeat_batches']['4']} of {stats['rows'] // 4}",
+                         f"{stats['homogeneous_batches'][str(size)]} of {stats['rows'] // size}",
+                         f"{stats['prompt_repeat_batches'][str(size)]} of {stats['rows'] // size}",
                          f"{weights['desirable_weight']}, {weights['undesirable_weight']}"]
         else:
             expected += ["", "", "", ""]
@@ -199,7 +204,21 @@ def test_readme_tool_call_figures_are_what_stats_reports(source_path):
     assert f"`memoryManager_createState` ({top[0]['count']} calls)" in text and top[0]["parameter"] == "snapshot"
     undesirable = funnel["undesirable"]
     assert (f"{undesirable['bad_format']} are bad by format and {undesirable['well_formed_but_failing']} are "
-            "well-formed calls") in text
+            f"{WELL_FORMED_BUT_FAILING}") in text
+    assert (f"{funnel['desirable']['calls_without_result']} desirable and {undesirable['calls_without_result']} "
+            "undesirable rows hold a call that got no result") in text
+
+
+def test_readme_loss_figures_are_what_stats_reports(source_path):
+    rows = _table("### What the loss learns from")
+    assert len(rows) == 5
+    for cells in rows:
+        name = re.match(r"`(\w+)`", cells[0]).group(1)
+        loss = split_stats(cs.load(name, split=cells[1], source=source_path)).result()["loss"]
+        assert cells[2:] == [loss["sees"], f"{loss['characters']['share']:.1%}", f"{loss['tool_output_share']:.1%}"]
+    tools = split_stats(cs.load("kto_tools", split="train", source=source_path)).result()["lengths"]
+    text = " ".join(README.split("### What the loss learns from")[1].split("### A dry run")[0].split())
+    assert f"a median of {tools['desirable']['tools_chars']['median']:,.0f} characters" in text
 
 
 def test_readme_length_figures_are_what_stats_reports(source_path):

@@ -137,11 +137,12 @@ def test_card_figures_are_what_stats_reports(exported, source_path):
                                    ("balanced_length_matched", "train"): {}, ("kto_tools", "train"): {}}.items():
         stats = split_stats(cs.load(name, split=split, source=source_path, **options)).result()
         weights = stats["kto_weights"]
+        size = "8" if name == "kto_tools" else "4"  # each recipe's batch size: its config's mixed batch, else 4
         assert table[(name, split)] == [
             str(stats["rows"]), str(stats["desirable"]), str(stats["undesirable"]),
             f"{stats['first_50']['desirable']} / {stats['first_50']['undesirable']}",
-            f"{stats['homogeneous_batches']['4']} of {stats['rows'] // 4} (4)",  # each recipe's batch size: 4
-            f"{stats['prompt_repeat_batches']['4']} of {stats['rows'] // 4}",
+            f"{stats['homogeneous_batches'][size]} of {stats['rows'] // int(size)} ({size})",
+            f"{stats['prompt_repeat_batches'][size]} of {stats['rows'] // int(size)}",
             f"{weights['desirable_weight']}, {weights['undesirable_weight']}",
         ]
     assert len(table) == 16  # every exported split has its row (five configs have a test split)
@@ -161,8 +162,10 @@ def test_card_tool_call_table_is_what_stats_reports(exported, source_path):
             numbers = funnel[label]
             tail = [str(numbers["bad_format"]), str(numbers["well_formed_but_failing"])] \
                 if label == "undesirable" else ["-", "-"]
+            tail.append(str(numbers.get("calls_without_result", "-")))  # none for kto_tools: a turn per row
             assert rows[(name, split, shown)] == [str(numbers["rows"]), *map(str, numbers["passing"].values()), *tail]
     assert rows[("full", "train", "desirable")][:3] == ["746", "719", "667"]  # the first two checks, as read here
+    assert rows[("kto_tools", "test", "desirable")][-1] == "-"
 
 
 def test_card_length_table_is_what_stats_reports(exported, source_path):
@@ -471,15 +474,14 @@ def test_without_matplotlib_the_export_says_once_that_figures_were_skipped(sourc
 
 
 @pytest.fixture(scope="module")
-def tokenizer_folder(tmp_path_factory):
+def tokenizer_folder(tmp_path_factory, source_path):
+    """The dry run's tiny model: its template is Qwen2.5's, which TRL patches for the SFT recipes' loss."""
     from tiny_model import need_trl
 
     need_trl()
-    from tiny_model import tiny_model_and_tokenizer
+    from claudesidian_tools.tiny_model import write_tiny_model
 
-    folder = tmp_path_factory.mktemp("tokenizer")
-    tiny_model_and_tokenizer()[1].save_pretrained(folder)
-    return str(folder)
+    return write_tiny_model(str(tmp_path_factory.mktemp("models") / "tiny"), source_path)
 
 
 @pytest.mark.slow

@@ -615,11 +615,12 @@ def test_the_funnel_of_v1_0_0(source_rows, schemas):
 def test_the_gate_drops_or_relabels_the_desirable_rows_that_fail(source_path):
     """746 desirable rows, 632 of which pass every check (the funnel above): `sft` keeps those; `kto_tools`
     relabels the other 114 undesirable except the 27 whose calls do not parse, which a tools layout cannot
-    hold and drops, with the 5 such undesirable rows."""
+    hold and drops, with the 5 such undesirable rows; its rows are turns, one per undesirable row."""
     sft = cs.load("sft", source=source_path, test_size=0)
     assert len(sft["train"]) == 632
     kto = cs.load("kto_tools", source=source_path, test_size=0, order="source")["train"]
-    assert len(kto) == 1000 - 27 - 5 and sum(kto["label"]) == 632
+    undesirable = (254 - 5) + (114 - 27)
+    assert len(kto) - sum(kto["label"]) == undesirable and sum(kto["label"]) == 1236 + 141
     kept = cs.load("full", source=source_path, gate="drop", split="train")
     assert len(kept) == 1000 - 114 and sum(kept["label"]) == 632
 

@@ -159,3 +159,34 @@ def test_a_pushed_repository_verifies_at_a_pinned_revision(exported, fake_hub, s
                   hub, home)
     assert missing.returncode == 2 and "cannot download me/nothing" in missing.stderr
     assert hub.unanswered == []
+
+
+def test_an_export_checked_against_other_tool_schemas_carries_them_and_verifies_anywhere(source_path, tmp_path):
+    """`--tool-schemas FILE`: the export keeps that file, so a copy of it verifies where the file is not."""
+    import hashlib
+    import json
+
+    from conftest import DATA
+
+    other = json.loads((DATA / "tool_schemas.json").read_text(encoding="utf-8"))
+    del other["get_tools"]
+    schemas = tmp_path / "elsewhere" / "my_schemas.json"
+    schemas.parent.mkdir()
+    schemas.write_text(json.dumps(other), encoding="utf-8")
+    exporter.export(str(tmp_path / "made"), [exporter.parse_config_spec(spec) for spec in ("sft", "full")],
+                    source=source_path, tool_schemas=str(schemas))
+    kept = tmp_path / "made" / "tool_schemas.json"
+    assert kept.read_bytes() == schemas.read_bytes()
+    manifest = json.loads((tmp_path / "made" / "claudesidian_export.json").read_text(encoding="utf-8"))
+    assert manifest["tool_schemas"] == {"file": "my_schemas.json", "sha256": hashlib.sha256(schemas.read_bytes())
+                                        .hexdigest(), "pinned": False, "copy": "tool_schemas.json"}
+    shutil.rmtree(schemas.parent)
+    copy = shutil.copytree(tmp_path / "made", tmp_path / "gpu-machine" / "export")
+    result = run_cli("verify", str(copy), "--source", source_path, cache=tmp_path / "hf")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[1:] == ["sft: 579 rows identical (train 521, test 58)",
+                                              "full: 1000 rows identical (train 1000)"]
+    (copy / "tool_schemas.json").write_text(json.dumps({**other, "x_y": other["vaultManager_openNote"]}))
+    result = run_cli("verify", str(copy), "--source", source_path, cache=tmp_path / "hf")
+    assert result.returncode == 2 and "tool_schemas.json: differs from what the export wrote" in result.stdout
+    assert "the export's copy tool_schemas.json is missing or not those bytes" in result.stderr
