@@ -1459,7 +1459,6 @@ class Text:
 class Call:
     index: int  # 1-based position among the reply's calls
     name: str
-    raw_arguments: Optional[str]  # None when the `arguments:` line is missing
     arguments: Optional[dict]  # None unless the arguments decode to a JSON object
     pos: int
 
@@ -1525,18 +1524,17 @@ def parse_reply(text: str) -> ParsedReply:
         index, name, position = index + 1, match.group(1).strip(), match.end()
         if not name:
             findings.append(Finding("name_missing", match.start(), index))
-        raw, arguments, arguments_line = None, None, _ARGUMENTS.match(text, position)
+        arguments, arguments_line = None, _ARGUMENTS.match(text, position)
         if arguments_line is None:
             findings.append(Finding("arguments_missing", position, index, "the next line must start with arguments:"))
         else:
             value, position, problem = _json_block(text, arguments_line.end())
-            raw = text[arguments_line.end() : position].rstrip()
             if problem:
                 findings.append(Finding(f"arguments_{problem[0]}", problem[1], index, problem[2]))
             elif not isinstance(value, dict):
                 findings.append(Finding("arguments_not_object", arguments_line.end(), index, type(value).__name__))
             arguments = value if isinstance(value, dict) else None
-        parts.append(Call(index, name, raw, arguments, match.start()))
+        parts.append(Call(index, name, arguments, match.start()))
         head = len(text) - len(text[position:].lstrip())
         if text.startswith("Result:", head) and text[head - 1] == "\n":
             start = head + len("Result:")
@@ -1669,7 +1667,6 @@ class Reason:
 
 @dataclasses.dataclass(frozen=True)
 class RowCheck:
-    passed: bool
     first_failed: int  # index into CHECKS of the earliest check the row fails, len(CHECKS) when it passes
     reasons: tuple
 
@@ -1710,7 +1707,7 @@ def check_reply(parsed: ParsedReply, schemas: ToolSchemas) -> RowCheck:
     for call in parsed.calls:
         index, call_reasons = _check_call(call, parsed.findings, schemas)
         first, reasons = min(first, index), reasons + call_reasons
-    return RowCheck(first == len(CHECKS), first, tuple(reasons))
+    return RowCheck(first, tuple(reasons))
 
 
 def _json_schema(type_string: str) -> dict:
@@ -1805,7 +1802,7 @@ def calls_of(reply: Sequence[Mapping]) -> ParsedReply:
         for call in message.get("tool_calls") or ():
             arguments = call["function"]["arguments"]
             arguments = json.loads(arguments) if isinstance(arguments, str) else arguments  # without `Json`
-            calls.append(Call(len(calls) + 1, call["function"]["name"], None, arguments, 0))
+            calls.append(Call(len(calls) + 1, call["function"]["name"], arguments, 0))
     return ParsedReply(tuple(calls), reply[-1]["content"] or "", ())
 
 
