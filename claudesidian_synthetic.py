@@ -83,15 +83,15 @@ Synthetic tool-calling conversations for the Claudesidian Obsidian agent, each l
 for TRL's KTOTrainer (prompt, completion, label, context), the desirable conversations for SFT
 (messages) and the prompts with both labels as preference pairs for DPO (prompt, chosen, rejected).
 """
-HOMEPAGE = "https://huggingface.co/datasets/professorsynapse/claudesidian-synthetic-dataset"
+HOMEPAGE = f"https://huggingface.co/datasets/{SOURCE_REPO_ID}"
 LICENSE = "mit"
-CITATION = """\
-@misc{claudesidian_synthetic_2025,
-  title  = {Claudesidian synthetic tool-calling dataset},
-  author = {ProfSynapse},
-  year   = {2025},
-  url    = {https://huggingface.co/datasets/professorsynapse/claudesidian-synthetic-dataset}
-}
+CITATION = f"""\
+@misc{{claudesidian_synthetic_2025,
+  title  = {{Claudesidian synthetic tool-calling dataset}},
+  author = {{ProfSynapse}},
+  year   = {{2025}},
+  url    = {{{HOMEPAGE}}}
+}}
 """
 
 logger = logging.getLogger("claudesidian_synthetic")
