@@ -2145,15 +2145,14 @@ def balanced_indices(
             ratio=Mention("ratio", ratio), replacement=Mention("replacement", True),
         )
     if not replacement:  # what the source can give comes before what the machine can hold
-        for pool, count, label in ((desirable_rows, n_desirable, "desirable"), (undesirable_rows, n_undesirable,
-                                                                               "undesirable")):
+        for pool, count, label in zip((desirable_rows, undesirable_rows), (n_desirable, n_undesirable), LABEL_NAMES):
             _check_pool(pool, count, label)
     if row_limit is not None and n_desirable + n_undesirable > row_limit:
         _refuse_beyond_limit(row_limit, n_desirable, n_undesirable, len(desirable_rows), len(undesirable_rows),
                              desirable, undesirable, ratio)
     rng = random_stream(seed, "selection")
-    rows = draw(rng, desirable_rows, n_desirable, replacement, "desirable")
-    rows += draw(rng, undesirable_rows, n_undesirable, replacement, "undesirable")
+    rows = draw(rng, desirable_rows, n_desirable, replacement, LABEL_NAMES[0])
+    rows += draw(rng, undesirable_rows, n_undesirable, replacement, LABEL_NAMES[1])
     return arrange(rows, labels, order, rng, batch_size, prompts)
 
 
@@ -2235,7 +2234,7 @@ def length_matched_indices(
         pools = tuple([i for i in rows if stratum[i] == level] for rows in (desirable_rows, undesirable_rows))
         n_undesirable = min(len(pools[1]), math.floor(len(pools[0]) / (ratio or 1)))
         counts = (min(len(pools[0]), round((ratio or 1) * n_undesirable)), n_undesirable)
-        for taken, pool, count, label in zip(picked, pools, counts, ("desirable", "undesirable")):
+        for taken, pool, count, label in zip(picked, pools, counts, LABEL_NAMES):
             taken += draw(rng, pool, count, False, label)
     if not picked[0] or not picked[1]:
         raise OptionError(
