@@ -130,6 +130,12 @@ class Layout:
         walk can be skipped."""
         return not (self.tools and _JSON is not None)
 
+    @property
+    def label_words(self) -> dict:
+        """What the card, `stats` and the figures call each of LABEL_NAMES: a pair's two replies are its
+        `chosen` and `rejected` columns, not rows of their own."""
+        return dict(zip(LABEL_NAMES, ("chosen", "rejected") if self.labels == "pairs" else LABEL_NAMES))
+
 
 _MESSAGE = {"role": datasets.Value("string"), "content": datasets.Value("string")}
 _CONTEXT = {name: datasets.Value("string") for name in CONTEXT_FIELDS}

@@ -137,10 +137,10 @@ def card_context(manifest: Mapping, location: str, is_repo: bool) -> dict:
                 if labelled else "-",
                 "weights": f"{weights['desirable_weight']}, {weights['undesirable_weight']}" if weights else "-",
             })
-            tool_rows += _tool_rows(entry["name"], split, stats)
+            tool_rows += _tool_rows(entry["name"], split, stats, cs.LAYOUTS[entry["layout"]])
             reasons += _reason_lines(entry["name"], split, stats)
         lengths.append(_length_row(entry, "train"))
-    pairs = next((entry for entry in entries if entry["layout"] == "preference"), None)
+    pairs = next((entry for entry in entries if cs.LAYOUTS[entry["layout"]].labels == "pairs"), None)
     evaluated = [entry["name"] for entry in entries if "test" in entry["stats"]]
     leaks = manifest["held_out_leaks"]
     untested = [f"`{entry['name']}`" for entry in entries if "test" not in entry["stats"]]
@@ -177,18 +177,16 @@ def card_context(manifest: Mapping, location: str, is_repo: bool) -> dict:
     }
 
 
-def _tool_rows(name: str, split: str, stats: Mapping) -> list[dict]:
+def _tool_rows(name: str, split: str, stats: Mapping, layout: cs.Layout) -> list[dict]:
     """The funnel of a split, one row per label it holds: rows passing each check in order."""
     funnel = stats.get("tool_calls")
     if not funnel:
         return []
-    pairs = "desirable" not in stats
     rows = []
     for label in cs.LABEL_NAMES:
         numbers = funnel[label]
         if numbers["rows"]:
-            rows.append({"name": name, "split": split, "label": {"desirable": "chosen", "undesirable": "rejected"}
-                         [label] if pairs else label, "rows": numbers["rows"],
+            rows.append({"name": name, "split": split, "label": layout.label_words[label], "rows": numbers["rows"],
                          "passing": [numbers["passing"][check] for check in cs.CHECKS],
                          "bad_format": numbers.get("bad_format", "-"),
                          "elsewhere": numbers.get("well_formed_but_failing", "-")})

@@ -454,7 +454,7 @@ def _write_figures(folder: str, exported: list[ExportedConfig]) -> bool:
     for item in exported:
         item.figure = f"figures/{item.spec.export_name}.png"
         if not draw_figure(os.path.join(folder, item.figure), item.spec.export_name, item.stats,
-                           item.config.batch_size):
+                           cs.LAYOUTS[item.config.layout], item.config.batch_size):
             for each in exported:
                 each.figure = None
             shutil.rmtree(os.path.join(folder, "figures"))

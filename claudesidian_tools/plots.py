@@ -250,11 +250,11 @@ def plot_config(
     return drawn
 
 
-def draw_figure(path: str, name: str, stats: Mapping, batch_size: int | None = None) -> bool:
-    """The config's figure (reply lengths by label, rows per split, the first batches' labels) from its
-    stats; False when matplotlib is missing."""
+def draw_figure(path: str, name: str, stats: Mapping, layout: cs.Layout, batch_size: int | None = None) -> bool:
+    """The figure of a config in `layout` (reply lengths by label, rows per split, the first batches'
+    labels) from its stats; False when matplotlib is missing."""
     train = stats["train"]
-    pairs = "desirable" not in train  # preference pairs: a chosen and a rejected reply per row
+    pairs = layout.labels == "pairs"  # a chosen and a rejected reply per row
     splits = {split: numbers for split, numbers in stats.items() if isinstance(numbers, Mapping)}
     try:
         plot_config(
@@ -266,7 +266,7 @@ def draw_figure(path: str, name: str, stats: Mapping, batch_size: int | None = N
                     for split, numbers in splits.items()},
             first_labels=train.get("first_labels", []),
             batch_size=batch_size or 4,
-            label_names={"desirable": "chosen", "undesirable": "rejected"} if pairs else None,
+            label_names=layout.label_words,
             note="preference pairs: each row holds both replies" if pairs else "one label: no batch mix to show",
         )
     except PlotsUnavailable:
