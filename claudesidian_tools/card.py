@@ -16,7 +16,7 @@ import yaml
 import claudesidian_synthetic as cs
 from claudesidian_tools.infos import portable_layout
 from claudesidian_tools.lengths import TRL_DEFAULT_MAX_LENGTH
-from claudesidian_tools.manifest import SCRIPT_PATH
+from claudesidian_tools.manifest import CARD, SCRIPT_PATH
 from claudesidian_tools.stats import reason_text
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "card_template.md")
@@ -331,6 +331,16 @@ def card_data(manifest: Mapping) -> huggingface_hub.DatasetCardData:
                               if portable_layout(entry["layout"])})
     infos.to_dataset_card_data(data)
     return data
+
+
+def render_texts(manifest: Mapping, *, location: str, is_repo: bool = False) -> dict[str, str]:
+    """The card and every recipe of an export, by path, for the folder named `location` or the repository
+    `location`: what export writes, what push uploads, and what verify compares a repository's files with."""
+    texts = {CARD: render_card(manifest, location=location, is_repo=is_repo)}
+    for entry in manifest["configs"]:
+        if entry["recipe"]:
+            texts[entry["recipe"]] = render_recipe(entry, location=location, is_repo=is_repo)
+    return texts
 
 
 def render_card(manifest: Mapping, *, location: str, is_repo: bool = False) -> str:

@@ -29,11 +29,11 @@ import pyarrow.parquet
 from datasets.info import DatasetInfosDict
 
 import claudesidian_synthetic as cs
-from claudesidian_tools.card import recipe_max_length, render_card, render_recipe
+from claudesidian_tools.card import recipe_max_length, render_texts
 from claudesidian_tools.infos import dataset_info, portable_info, portable_layout, write_infos
 from claudesidian_tools.interrupts import interrupt_deferred
 from claudesidian_tools.lengths import check_max_length, load_tokenizer
-from claudesidian_tools.manifest import CARD, MANIFEST, MANIFEST_FORMAT, SCRIPT_PATH, ExportError, read_manifest
+from claudesidian_tools.manifest import MANIFEST, MANIFEST_FORMAT, SCRIPT_PATH, ExportError, read_manifest
 from claudesidian_tools.plots import INSTALL_PLOTS, draw_figure
 from claudesidian_tools.replace import make_staging, one_at_a_time, pending, recover, replace_files
 from claudesidian_tools.stats import SplitStats, held_out_leaks, schemas_option, shared_between, stats_batch_sizes
@@ -238,11 +238,8 @@ def _export(folder: str, target: str, specs: list[ConfigSpec], named_by_user: bo
         write_infos(DatasetInfosDict({item.spec.export_name: item.info for item in exported
                                       if portable_layout(item.config.layout)}), staging)
         _copy_script(staging)
-        location = os.path.basename(target)
-        _write_text(staging, CARD, render_card(manifest, location=location))
-        for entry in manifest["configs"]:
-            if entry["recipe"]:
-                _write_text(staging, entry["recipe"], render_recipe(entry, location=location))
+        for path, text in render_texts(manifest, location=os.path.basename(target)).items():
+            _write_text(staging, path, text)
         # Every file the export wrote, with its sha256: the next export replaces those, and only while
         # they are as written (the manifest itself, rewritten each time, has none).
         manifest["files"] = {**{path: cs.file_sha256(os.path.join(staging, path)) for path in _files_under(staging)},

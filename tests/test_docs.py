@@ -20,7 +20,7 @@ from tiny_model import QWEN25_TEMPLATE, need_trl, save_tiny_model
 
 import claudesidian_synthetic as cs
 from claudesidian_tools import export as exporter
-from claudesidian_tools.card import EXAMPLE_MODEL, render_card, render_recipe
+from claudesidian_tools.card import EXAMPLE_MODEL, render_texts
 from claudesidian_tools.cli import option_default_text
 from claudesidian_tools.stats import split_stats
 
@@ -257,24 +257,23 @@ def test_card_trl_blocks_run(card_folder, model, tmp_path):
 
 def test_pushed_card_fetches_from_the_repository_it_names(card_folder, tmp_path):
     """The card `push` uploads: its download lines run against the Hub (a fake one at HF_ENDPOINT)."""
-    repo = tmp_path / "repo"
+    repo_id, repo = "me/claudesidian-kto", tmp_path / "repo"
     shutil.copytree(card_folder, repo)
     manifest = exporter.read_manifest(str(repo))
-    (repo / "README.md").write_text(render_card(manifest, location="me/claudesidian-kto", is_repo=True))
-    for entry in manifest["configs"]:  # what `push` uploads: the card and the recipes rendered for the repository
-        if entry["recipe"]:
-            (repo / entry["recipe"]).write_text(render_recipe(entry, location="me/claudesidian-kto", is_repo=True))
+    # What `push` uploads: the card and the recipes rendered for the repository.
+    for path, text in render_texts(manifest, location=repo_id, is_repo=True).items():
+        (repo / path).write_text(text)
     hub = FakeHub()
-    hub.add("me/claudesidian-kto", "main", str(repo))
+    hub.add(repo_id, "main", str(repo))
     try:
         card = (repo / "README.md").read_text(encoding="utf-8")
         for command in blocks(card, "bash"):
             fetch = command.strip().splitlines()[0]
-            assert fetch.startswith("hf download me/claudesidian-kto recipes/")
+            assert fetch.startswith(f"hf download {repo_id} recipes/")
             env = {"HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "home")}
             run(["bash", "-c", fetch.replace("hf download", f"{BIN}/hf download")], cwd=tmp_path, env=env)
             recipe = yaml.safe_load((tmp_path / fetch.split()[3]).read_text(encoding="utf-8"))
-            assert recipe["dataset_name"] == "me/claudesidian-kto"
+            assert recipe["dataset_name"] == repo_id
         offline = re.search(r"`(hf download [^`]+)`", card).group(1)
         run(["bash", "-c", offline.replace("DIR", "whole").replace("hf download", f"{BIN}/hf download")],
             cwd=tmp_path, env=env)
