@@ -69,6 +69,11 @@ CONTEXT_FIELDS = (
 ROW_KEYS = ("conversations", "label", "context")
 # The words for a row's label, True first: every message, figure and column says these.
 LABEL_NAMES = ("desirable", "undesirable")
+# The oldest `datasets` that loads an exported config from its Parquet files, as CI's version cells measure
+# it: plain columns from 3.6 (the oldest CI runs); the tools layouts' `Json` values from 4.7, which added
+# `Json` (below it `load_dataset` stops at their features: 3.x knows neither `List` nor `Json`).
+OLDEST_DATASETS = "3.6"
+JSON_DATASETS = "4.7"
 ORDERS = ("source", "shuffle", "mixed")
 # JSON whitespace around a row changes nothing (bytes.strip() would also take \x0b and \x0c, which
 # JSON refuses), nor does a UTF-8 byte-order mark before the first line.
@@ -135,6 +140,12 @@ class Layout:
         """What the card, `stats` and the figures call each of LABEL_NAMES: a pair's two replies are its
         `chosen` and `rejected` columns, not rows of their own."""
         return dict(zip(LABEL_NAMES, ("chosen", "rejected") if self.labels == "pairs" else LABEL_NAMES))
+
+    @property
+    def oldest_datasets(self) -> str:
+        """The oldest `datasets` that loads an exported config of this layout from its Parquet files: the card
+        and the README say it per config, CI's version cells check it."""
+        return JSON_DATASETS if self.tools else OLDEST_DATASETS
 
 
 _MESSAGE = {"role": datasets.Value("string"), "content": datasets.Value("string")}

@@ -67,6 +67,7 @@ def location_text(location: str, is_repo: bool) -> dict[str, str]:
                         f"`./{location}`: after renaming the folder, change `dataset_name` in them too)",
             "offline": "This folder needs no network: every config loads from its Parquet files.",
             "script": f'script = "{location}/{SCRIPT_PATH}"',
+            "builder": f'import sys\nsys.path.insert(0, "{location}/{os.path.dirname(SCRIPT_PATH)}")',
             "fetch": "",
             "recipes": f"{location}/recipes",
         }
@@ -78,6 +79,9 @@ def location_text(location: str, is_repo: bool) -> dict[str, str]:
         "--local-dir DIR`), then `load_dataset(DIR, name=...)`.",
         "script": f'from huggingface_hub import hf_hub_download\n'
                   f'script = hf_hub_download("{location}", "{SCRIPT_PATH}", repo_type="dataset")',
+        "builder": f'import os\nimport sys\nfrom huggingface_hub import snapshot_download\n'
+                   f'sys.path.insert(0, os.path.join(snapshot_download("{location}", repo_type="dataset", '
+                   f'allow_patterns="{os.path.dirname(SCRIPT_PATH)}/*"), "{os.path.dirname(SCRIPT_PATH)}"))',
         "fetch": f"hf download {location} {{recipe}} --repo-type dataset --local-dir .\n",
         "recipes": "recipes",
     }
@@ -144,6 +148,7 @@ def card_context(manifest: Mapping, location: str, is_repo: bool) -> dict:
     evaluated = [entry["name"] for entry in entries if "test" in entry["stats"]]
     leaks = manifest["held_out_leaks"]
     untested = [f"`{entry['name']}`" for entry in entries if "test" not in entry["stats"]]
+    json_values = [entry for entry in entries if cs.LAYOUTS[entry["layout"]].oldest_datasets == cs.JSON_DATASETS]
     return {
         "names": ", ".join(f"`{entry['name']}`" for entry in entries),
         "table": table,
@@ -159,7 +164,7 @@ def card_context(manifest: Mapping, location: str, is_repo: bool) -> dict:
                    "sha256": manifest["source"]["sha256"]},
         "leaks": leaks if len(evaluated) > 1 else [],
         "evaluated": ", ".join(f"`{name}`" for name in evaluated),
-        "untested": (", ".join(untested[:-1]) + " and " + untested[-1] if len(untested) > 1 else "".join(untested)),
+        "untested": _listed(untested),
         "layouts": [{"title": layout.title, "columns": layout.columns}
                     for layout in cs.LAYOUTS.values() if any(entry["layout"] == layout.name for entry in entries)],
         "where": where,
@@ -174,7 +179,33 @@ def card_context(manifest: Mapping, location: str, is_repo: bool) -> dict:
         "reasons": reasons,
         "schemas": manifest["tool_schemas"],
         "checks": list(cs.CHECKS),
+        "versions": [{"name": entry["name"], "oldest": cs.LAYOUTS[entry["layout"]].oldest_datasets}
+                     for entry in entries],
+        "oldest": cs.OLDEST_DATASETS,
+        "json": json_values and {"names": _listed([f"`{entry['name']}`" for entry in json_values]),
+                                 "version": cs.JSON_DATASETS, "block": _builder_block(json_values, manifest, where)},
     }
+
+
+def _listed(names: list[str]) -> str:
+    """`a`, `b` and `c`."""
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
+
+
+def _builder_block(entries: list, manifest: Mapping, where: Mapping) -> str:
+    """Python that builds these configs as the export did, on any `datasets`, with the builder the export
+    holds beside its loading script: the card's way for a `datasets` too old to read their Parquet."""
+    wide = {}
+    if manifest["source"]["revision"] not in (None, "main"):
+        wide["revision"] = manifest["source"]["revision"]
+    if not manifest["tool_schemas"]["pinned"]:
+        wide["tool_schemas"] = manifest["tool_schemas"]["file"]
+    calls = []
+    for entry in entries:
+        options = "".join(f", {key}={value!r}" for key, value in {**entry["options"], **wide}.items())
+        calls.append(f'    "{entry["name"]}": cs.load("{entry["config"]}"{options}),')
+    return "\n".join([where["builder"], "import claudesidian_synthetic as cs",
+                      "built = {", *calls, "}"])
 
 
 def _tool_rows(name: str, split: str, stats: Mapping, layout: cs.Layout) -> list[dict]:
