@@ -160,6 +160,25 @@ def test_readme_configs_list_is_the_configs_table():
         assert row[3] == ("yes" if named.exported else "no")
 
 
+def test_readme_says_which_exported_configs_each_datasets_loads_as_the_layouts_say():
+    """The last column of the version table: every config of the default export whose layout's oldest
+    `datasets` is at most the row's, and the others named."""
+    from packaging.version import Version
+
+    rows = _table("## Which `datasets` takes which path\n")
+    assert [row[0].split()[0] for row in rows] == ["3.6", "4.7", "5.x"]
+    for row in rows:
+        version = Version(row[0].split()[0].replace(".x", ""))
+        cell = row[3]
+        assert cell.startswith("every config"), cell
+        named = re.findall(r"`(\w+)`", cell.split(" but ")[1]) if " but " in cell else []
+        newer = [name for name in exporter.DEFAULT_EXPORTS
+                 if Version(cs.LAYOUTS[cs.CONFIGS[name].option_defaults()["layout"]].oldest_datasets) > version]
+        assert named == newer, (row[0], cell)
+    text = " ".join(README.split("## Which `datasets` takes which path")[1].split("\n## ")[0].split())
+    assert f"`sft_tools` and `kto_tools` store `Json` values, which `datasets` reads from {cs.JSON_DATASETS} on" in text
+
+
 def test_readme_option_list_is_the_declarations():
     listed = re.findall(r"^- `(\w+)` \(`(--[a-z-]+)`\): (.*)$", README.split("### Options")[1], flags=re.M)
     assert [name for name, _, _ in listed] == [field.name for field in cs.OPTIONS]
