@@ -298,5 +298,18 @@ def test_pushed_card_fetches_from_the_repository_it_names(card_folder, tmp_path)
         run(["bash", "-c", offline.replace("DIR", "whole").replace("hf download", f"{BIN}/hf download")],
             cwd=tmp_path, env=env)
         assert (tmp_path / "whole" / "data" / "full_eval" / "test-00000-of-00001.parquet").is_file()
+        # The builder block fetches the builder from the repository and builds the Json configs from the source.
+        (tmp_path / "source").mkdir()
+        shutil.copyfile(DATA / cs.SOURCE_FILENAME, tmp_path / "source" / cs.SOURCE_FILENAME)
+        hub.add(cs.SOURCE_REPO_ID, "main", str(tmp_path / "source"))
+        (builder,) = [code for code in blocks(card, "python") if "cs.load(" in code]
+        output = run([sys.executable, "-c", builder + "\nprint('BUILT', {name: {split: len(rows) for split, rows in "
+                      "dataset.items()} for name, dataset in built.items()}, cs.__file__)"], cwd=tmp_path, env=env)
+        (line,) = [line for line in output.splitlines() if line.startswith("BUILT ")]
+        sizes, path = line.removeprefix("BUILT ").rsplit(" ", 1)
+        assert path.startswith(str(tmp_path / "home")) and path.endswith(os.path.join("loading_script",
+                                                                                       "claudesidian_synthetic.py"))
+        assert sizes == str({entry["name"]: {split: stats["rows"] for split, stats in entry["stats"].items()}
+                             for entry in manifest["configs"] if entry["name"] in ("sft_tools", "kto_tools")})
     finally:
         hub.close()
