@@ -204,8 +204,7 @@ def _builder_block(entries: list, manifest: Mapping, where: Mapping) -> str:
     for entry in entries:
         options = "".join(f", {key}={value!r}" for key, value in {**entry["options"], **wide}.items())
         calls.append(f'    "{entry["name"]}": cs.load("{entry["config"]}"{options}),')
-    return "\n".join([where["builder"], "import claudesidian_synthetic as cs",
-                      "built = {", *calls, "}"])
+    return "\n".join([where["builder"], "import claudesidian_synthetic as cs", "built = {", *calls, "}"])
 
 
 def _tool_rows(name: str, split: str, stats: Mapping, layout: cs.Layout) -> list[dict]:
