@@ -69,6 +69,11 @@ CONTEXT_FIELDS = (
 ROW_KEYS = ("conversations", "label", "context")
 # The words for a row's label, True first: every message, figure and column says these.
 LABEL_NAMES = ("desirable", "undesirable")
+# The oldest `datasets` that loads an exported config from its Parquet files, as CI's version cells measure
+# it: plain columns from 3.6 (the oldest CI runs); the tools layouts' `Json` values from 4.7, which added
+# `Json` (below it `load_dataset` stops at their features: 3.x knows neither `List` nor `Json`).
+OLDEST_DATASETS = "3.6"
+JSON_DATASETS = "4.7"
 ORDERS = ("source", "shuffle", "mixed")
 # JSON whitespace around a row changes nothing (bytes.strip() would also take \x0b and \x0c, which
 # JSON refuses), nor does a UTF-8 byte-order mark before the first line.
@@ -83,15 +88,15 @@ Synthetic tool-calling conversations for the Claudesidian Obsidian agent, each l
 for TRL's KTOTrainer (prompt, completion, label, context), the desirable conversations for SFT
 (messages) and the prompts with both labels as preference pairs for DPO (prompt, chosen, rejected).
 """
-HOMEPAGE = "https://huggingface.co/datasets/professorsynapse/claudesidian-synthetic-dataset"
+HOMEPAGE = f"https://huggingface.co/datasets/{SOURCE_REPO_ID}"
 LICENSE = "mit"
-CITATION = """\
-@misc{claudesidian_synthetic_2025,
-  title  = {Claudesidian synthetic tool-calling dataset},
-  author = {ProfSynapse},
-  year   = {2025},
-  url    = {https://huggingface.co/datasets/professorsynapse/claudesidian-synthetic-dataset}
-}
+CITATION = f"""\
+@misc{{claudesidian_synthetic_2025,
+  title  = {{Claudesidian synthetic tool-calling dataset}},
+  author = {{ProfSynapse}},
+  year   = {{2025}},
+  url    = {{{HOMEPAGE}}}
+}}
 """
 
 logger = logging.getLogger("claudesidian_synthetic")
@@ -139,6 +144,18 @@ class Layout:
         """Its examples are already what Arrow stores (no `Json` value to encode), so `datasets`' encoding
         walk can be skipped."""
         return not (self.tools and _JSON is not None)
+
+    @property
+    def label_words(self) -> dict:
+        """What the card, `stats` and the figures call each of LABEL_NAMES: a pair's two replies are its
+        `chosen` and `rejected` columns, not rows of their own."""
+        return dict(zip(LABEL_NAMES, ("chosen", "rejected") if self.labels == "pairs" else LABEL_NAMES))
+
+    @property
+    def oldest_datasets(self) -> str:
+        """The oldest `datasets` that loads an exported config of this layout from its Parquet files: the card
+        and the README say it per config, CI's version cells check it."""
+        return JSON_DATASETS if self.tools else OLDEST_DATASETS
 
 
 _MESSAGE = {"role": datasets.Value("string"), "content": datasets.Value("string")}
@@ -1551,7 +1568,6 @@ class Text:
 class Call:
     index: int  # 1-based position among the reply's calls
     name: str
-    raw_arguments: Optional[str]  # None when the `arguments:` line is missing
     arguments: Optional[dict]  # None unless the arguments decode to a JSON object
     pos: int
 
@@ -1617,18 +1633,17 @@ def parse_reply(text: str) -> ParsedReply:
         index, name, position = index + 1, match.group(1).strip(), match.end()
         if not name:
             findings.append(Finding("name_missing", match.start(), index))
-        raw, arguments, arguments_line = None, None, _ARGUMENTS.match(text, position)
+        arguments, arguments_line = None, _ARGUMENTS.match(text, position)
         if arguments_line is None:
             findings.append(Finding("arguments_missing", position, index, "the next line must start with arguments:"))
         else:
             value, position, problem = _json_block(text, arguments_line.end())
-            raw = text[arguments_line.end() : position].rstrip()
             if problem:
                 findings.append(Finding(f"arguments_{problem[0]}", problem[1], index, problem[2]))
             elif not isinstance(value, dict):
                 findings.append(Finding("arguments_not_object", arguments_line.end(), index, type(value).__name__))
             arguments = value if isinstance(value, dict) else None
-        parts.append(Call(index, name, raw, arguments, match.start()))
+        parts.append(Call(index, name, arguments, match.start()))
         head = len(text) - len(text[position:].lstrip())
         if text.startswith("Result:", head) and text[head - 1] == "\n":
             start = head + len("Result:")
@@ -1761,7 +1776,6 @@ class Reason:
 
 @dataclasses.dataclass(frozen=True)
 class RowCheck:
-    passed: bool
     first_failed: int  # index into CHECKS of the earliest check the row fails, len(CHECKS) when it passes
     reasons: tuple
 
@@ -1802,7 +1816,7 @@ def check_reply(parsed: ParsedReply, schemas: ToolSchemas) -> RowCheck:
     for call in parsed.calls:
         index, call_reasons = _check_call(call, parsed.findings, schemas)
         first, reasons = min(first, index), reasons + call_reasons
-    return RowCheck(first == len(CHECKS), first, tuple(reasons))
+    return RowCheck(first, tuple(reasons))
 
 
 def _json_schema(type_string: str) -> dict:
@@ -1977,7 +1991,7 @@ def calls_of(reply: Sequence[Mapping]) -> ParsedReply:
             arguments = call["function"]["arguments"]
             arguments = json.loads(arguments) if isinstance(arguments, str) else arguments  # without `Json`
             indexes[call["id"]] = len(indexes) + 1
-            parts.append(Call(len(indexes), call["function"]["name"], None, arguments, 0))
+            parts.append(Call(len(indexes), call["function"]["name"], arguments, 0))
     return ParsedReply(tuple(parts), reply[-1]["content"] or "", ())
 
 
@@ -2365,15 +2379,14 @@ def balanced_indices(
             ratio=Mention("ratio", ratio), replacement=Mention("replacement", True),
         )
     if not replacement:  # what the source can give comes before what the machine can hold
-        for pool, count, label in ((desirable_rows, n_desirable, "desirable"), (undesirable_rows, n_undesirable,
-                                                                               "undesirable")):
+        for pool, count, label in zip((desirable_rows, undesirable_rows), (n_desirable, n_undesirable), LABEL_NAMES):
             _check_pool(pool, count, label)
     if row_limit is not None and n_desirable + n_undesirable > row_limit:
         _refuse_beyond_limit(row_limit, n_desirable, n_undesirable, len(desirable_rows), len(undesirable_rows),
                              desirable, undesirable, ratio)
     rng = random_stream(seed, "selection")
-    rows = draw(rng, desirable_rows, n_desirable, replacement, "desirable")
-    rows += draw(rng, undesirable_rows, n_undesirable, replacement, "undesirable")
+    rows = draw(rng, desirable_rows, n_desirable, replacement, LABEL_NAMES[0])
+    rows += draw(rng, undesirable_rows, n_undesirable, replacement, LABEL_NAMES[1])
     return arrange(rows, labels, order, rng, batch_size, prompts)
 
 
@@ -2454,7 +2467,7 @@ def length_matched_indices(
         pools = tuple([i for i in rows if stratum[i] == level] for rows in (desirable_rows, undesirable_rows))
         n_undesirable = min(len(pools[1]), math.floor(len(pools[0]) / (ratio or 1)))
         counts = (min(len(pools[0]), round((ratio or 1) * n_undesirable)), n_undesirable)
-        for taken, pool, count, label in zip(picked, pools, counts, ("desirable", "undesirable")):
+        for taken, pool, count, label in zip(picked, pools, counts, LABEL_NAMES):
             taken += draw(rng, pool, count, False, label)
     if not picked[0] or not picked[1]:
         raise OptionError(

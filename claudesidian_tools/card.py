@@ -16,7 +16,7 @@ import yaml
 import claudesidian_synthetic as cs
 from claudesidian_tools.infos import portable_layout
 from claudesidian_tools.lengths import TRL_DEFAULT_MAX_LENGTH, long_prompt_fate
-from claudesidian_tools.manifest import SCRIPT_PATH
+from claudesidian_tools.manifest import CARD, SCHEMAS_COPY, SCRIPT_PATH
 from claudesidian_tools.stats import WELL_FORMED_BUT_FAILING, reason_text
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "card_template.md")
@@ -67,6 +67,8 @@ def location_text(location: str, is_repo: bool) -> dict[str, str]:
                         f"`./{location}`: after renaming the folder, change `dataset_name` in them too)",
             "offline": "This folder needs no network: every config loads from its Parquet files.",
             "script": f'script = "{location}/{SCRIPT_PATH}"',
+            "builder": f'import sys\nsys.path.insert(0, "{location}/{os.path.dirname(SCRIPT_PATH)}")',
+            "schemas": repr(f"{location}/{SCHEMAS_COPY}"),
             "fetch": "",
             "recipes": f"{location}/recipes",
         }
@@ -78,6 +80,10 @@ def location_text(location: str, is_repo: bool) -> dict[str, str]:
         "--local-dir DIR`), then `load_dataset(DIR, name=...)`.",
         "script": f'from huggingface_hub import hf_hub_download\n'
                   f'script = hf_hub_download("{location}", "{SCRIPT_PATH}", repo_type="dataset")',
+        "builder": f'import os\nimport sys\nfrom huggingface_hub import hf_hub_download, snapshot_download\n'
+                   f'sys.path.insert(0, os.path.join(snapshot_download("{location}", repo_type="dataset", '
+                   f'allow_patterns="{os.path.dirname(SCRIPT_PATH)}/*"), "{os.path.dirname(SCRIPT_PATH)}"))',
+        "schemas": f'hf_hub_download("{location}", "{SCHEMAS_COPY}", repo_type="dataset")',
         "fetch": f"hf download {location} {{recipe}} --repo-type dataset --local-dir .\n",
         "recipes": "recipes",
     }
@@ -140,13 +146,14 @@ def card_context(manifest: Mapping, location: str, is_repo: bool) -> dict:
                 if labelled else "-",
                 "weights": f"{weights['desirable_weight']}, {weights['undesirable_weight']}" if weights else "-",
             })
-            tool_rows += _tool_rows(entry["name"], split, stats)
+            tool_rows += _tool_rows(entry["name"], split, stats, cs.LAYOUTS[entry["layout"]])
             reasons += _reason_lines(entry["name"], split, stats)
         lengths.append(_length_row(entry, "train"))
-    pairs = next((entry for entry in entries if entry["layout"] == "preference"), None)
+    pairs = next((entry for entry in entries if cs.LAYOUTS[entry["layout"]].labels == "pairs"), None)
     evaluated = [entry["name"] for entry in entries if "test" in entry["stats"]]
     leaks = manifest["held_out_leaks"]
     untested = [f"`{entry['name']}`" for entry in entries if "test" not in entry["stats"]]
+    json_values = [entry for entry in entries if cs.LAYOUTS[entry["layout"]].oldest_datasets == cs.JSON_DATASETS]
     return {
         "names": ", ".join(f"`{entry['name']}`" for entry in entries),
         "table": table,
@@ -162,7 +169,7 @@ def card_context(manifest: Mapping, location: str, is_repo: bool) -> dict:
                    "sha256": manifest["source"]["sha256"]},
         "leaks": leaks if len(evaluated) > 1 else [],
         "evaluated": ", ".join(f"`{name}`" for name in evaluated),
-        "untested": (", ".join(untested[:-1]) + " and " + untested[-1] if len(untested) > 1 else "".join(untested)),
+        "untested": _listed(untested),
         "layouts": [{"title": layout.title, "columns": layout.columns}
                     for layout in cs.LAYOUTS.values() if any(entry["layout"] == layout.name for entry in entries)],
         "where": where,
@@ -183,6 +190,11 @@ def card_context(manifest: Mapping, location: str, is_repo: bool) -> dict:
         "has_sft": any(entry["trainer"] == "sft" for entry in entries),
         "decisions": _decision_lines(entries),
         "labelling_why": cs.LABELLING_WHY,
+        "versions": [{"name": entry["name"], "oldest": cs.LAYOUTS[entry["layout"]].oldest_datasets}
+                     for entry in entries],
+        "oldest": cs.OLDEST_DATASETS,
+        "json": json_values and {"names": _listed([f"`{entry['name']}`" for entry in json_values]),
+                                 "version": cs.JSON_DATASETS, "block": _builder_block(json_values, manifest, where)},
     }
 
 
@@ -213,19 +225,37 @@ def _decision_lines(entries: list) -> list[str]:
                              + f"; {counts['undesirable_rows']:,} undesirable rows gave one each ({rules})")
     return lines
 
+def _listed(names: list[str]) -> str:
+    """`a`, `b` and `c`."""
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
 
-def _tool_rows(name: str, split: str, stats: Mapping) -> list[dict]:
+
+def _builder_block(entries: list, manifest: Mapping, where: Mapping) -> str:
+    """Python that builds these configs as the export did, on any `datasets`, with the builder the export
+    holds beside its loading script: the card's way for a `datasets` too old to read their Parquet."""
+    wide = {}
+    if manifest["source"]["revision"] not in (None, "main"):
+        wide["revision"] = repr(manifest["source"]["revision"])
+    if not manifest["tool_schemas"]["pinned"]:  # the copy the export keeps
+        wide["tool_schemas"] = where["schemas"]
+    calls = []
+    for entry in entries:
+        given = {key: repr(value) for key, value in entry["options"].items()}
+        options = "".join(f", {key}={value}" for key, value in {**given, **wide}.items())
+        calls.append(f'    "{entry["name"]}": cs.load("{entry["config"]}"{options}),')
+    return "\n".join([where["builder"], "import claudesidian_synthetic as cs", "built = {", *calls, "}"])
+
+
+def _tool_rows(name: str, split: str, stats: Mapping, layout: cs.Layout) -> list[dict]:
     """The funnel of a split, one row per label it holds: rows passing each check in order."""
     funnel = stats.get("tool_calls")
     if not funnel:
         return []
-    pairs = "desirable" not in stats
     rows = []
     for label in cs.LABEL_NAMES:
         numbers = funnel[label]
         if numbers["rows"]:
-            rows.append({"name": name, "split": split, "label": {"desirable": "chosen", "undesirable": "rejected"}
-                         [label] if pairs else label, "rows": numbers["rows"],
+            rows.append({"name": name, "split": split, "label": layout.label_words[label], "rows": numbers["rows"],
                          "passing": [numbers["passing"][check] for check in cs.CHECKS],
                          "bad_format": numbers.get("bad_format", "-"),
                          "elsewhere": numbers.get("well_formed_but_failing", "-"),
@@ -373,6 +403,16 @@ def card_data(manifest: Mapping) -> huggingface_hub.DatasetCardData:
                               if portable_layout(entry["layout"])})
     infos.to_dataset_card_data(data)
     return data
+
+
+def render_texts(manifest: Mapping, *, location: str, is_repo: bool = False) -> dict[str, str]:
+    """The card and every recipe of an export, by path, for the folder named `location` or the repository
+    `location`: what export writes, what push uploads, and what verify compares a repository's files with."""
+    texts = {CARD: render_card(manifest, location=location, is_repo=is_repo)}
+    for entry in manifest["configs"]:
+        if entry["recipe"]:
+            texts[entry["recipe"]] = render_recipe(entry, location=location, is_repo=is_repo)
+    return texts
 
 
 def render_card(manifest: Mapping, *, location: str, is_repo: bool = False) -> str:

@@ -259,13 +259,14 @@ def command_stats(args: argparse.Namespace) -> None:
             print(f"{name}: {said}", file=sys.stderr)
     results = {name: config_stats(splits, batch_size=args.batch_size, max_length=args.max_length)
                for name, splits in counted.items()}
+    layouts = {name: next(iter(splits.values())).layout for name, splits in counted.items()}
     if args.plot:
         (name, stats), = results.items()
-        draw_figure(args.plot, name, stats, args.batch_size)
+        draw_figure(args.plot, name, stats, layouts[name], args.batch_size)
         print(f"drew {args.plot}", file=sys.stderr)
     if len(results) == 1:
         (name, stats), = results.items()
-        print(json.dumps(stats)) if args.json else print_stats(name, stats)
+        print(json.dumps(stats)) if args.json else print_stats(name, stats, layouts[name])
         return
     leaks = held_out_leaks({name: {split: each.prompts() for split, each in splits.items()}
                             for name, splits in counted.items()})
@@ -273,7 +274,7 @@ def command_stats(args: argparse.Namespace) -> None:
         print(json.dumps({"configs": results, "held_out_leaks": leaks}))
         return
     for name, stats in results.items():
-        print_stats(name, stats)
+        print_stats(name, stats, layouts[name])
     for leak in leaks:
         print(f"prompts of {leak['test']}'s test split in {leak['train']}'s train split: {leak['shared']}")
 

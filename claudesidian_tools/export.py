@@ -29,12 +29,11 @@ import pyarrow.parquet
 from datasets.info import DatasetInfosDict
 
 import claudesidian_synthetic as cs
-from claudesidian_tools.card import recipe_max_length, render_card, render_recipe
+from claudesidian_tools.card import recipe_max_length, render_texts
 from claudesidian_tools.infos import dataset_info, portable_info, portable_layout, write_infos
 from claudesidian_tools.interrupts import interrupt_deferred
 from claudesidian_tools.lengths import check_max_length, load_tokenizer
 from claudesidian_tools.manifest import (
-    CARD,
     MANIFEST,
     MANIFEST_FORMAT,
     SCHEMAS_COPY,
@@ -248,11 +247,8 @@ def _export(folder: str, target: str, specs: list[ConfigSpec], named_by_user: bo
         _copy_script(staging)
         if not manifest["tool_schemas"]["pinned"]:
             shutil.copyfile(schemas.path, os.path.join(staging, SCHEMAS_COPY))
-        location = os.path.basename(target)
-        _write_text(staging, CARD, render_card(manifest, location=location))
-        for entry in manifest["configs"]:
-            if entry["recipe"]:
-                _write_text(staging, entry["recipe"], render_recipe(entry, location=location))
+        for path, text in render_texts(manifest, location=os.path.basename(target)).items():
+            _write_text(staging, path, text)
         # Every file the export wrote, with its sha256: the next export replaces those, and only while
         # they are as written (the manifest itself, rewritten each time, has none).
         manifest["files"] = {**{path: cs.file_sha256(os.path.join(staging, path)) for path in _files_under(staging)},
@@ -464,7 +460,7 @@ def _write_figures(folder: str, exported: list[ExportedConfig]) -> bool:
     for item in exported:
         item.figure = f"figures/{item.spec.export_name}.png"
         if not draw_figure(os.path.join(folder, item.figure), item.spec.export_name, item.stats,
-                           item.config.batch_size):
+                           cs.LAYOUTS[item.config.layout], item.config.batch_size):
             for each in exported:
                 each.figure = None
             shutil.rmtree(os.path.join(folder, "figures"))

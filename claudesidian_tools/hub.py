@@ -17,9 +17,9 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 from huggingface_hub.utils import EntryNotFoundError, HFValidationError, OfflineModeIsEnabled, RepositoryNotFoundError
 
 import claudesidian_synthetic as cs
-from claudesidian_tools.card import render_card, render_recipe
+from claudesidian_tools.card import render_texts
 from claudesidian_tools.interrupts import raise_if_interrupted
-from claudesidian_tools.manifest import CARD, MANIFEST, config_names, read_manifest
+from claudesidian_tools.manifest import MANIFEST, config_names, read_manifest
 
 IGNORED_PREFIXES = (".git/", ".cache/huggingface/")  # never uploaded, as in upload_folder
 # One quick request without retries first: an unreachable Hub fails in this many seconds, not after
@@ -187,10 +187,7 @@ def push(
             "into a new folder (claudesidian-synthetic export NEW_FOLDER) and push that"
         )
     _check_repo_id(repo_id, [])
-    rendered = {CARD: render_card(manifest, location=repo_id, is_repo=True)}
-    for entry in manifest["configs"]:
-        if entry["recipe"]:
-            rendered[entry["recipe"]] = render_recipe(entry, location=repo_id, is_repo=True)
+    rendered = render_texts(manifest, location=repo_id, is_repo=True)
     missing = [path for path in manifest["files"] if path not in rendered and not os.path.isfile(
         os.path.join(folder, path))]
     if missing:

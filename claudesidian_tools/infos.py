@@ -18,11 +18,11 @@ INFOS_FILENAME = "dataset_infos.json"
 
 
 def portable_layout(layout: str) -> bool:
-    """Whether the layout's infos belong in a card or a `dataset_infos.json` that every `datasets` reads. A
-    tools layout's features hold `Json`, which `datasets` below 4.7 cannot even parse, and one such entry
-    would stop it from loading any config; `datasets` 4.7 and later read those features from the Parquet
-    files' own types."""
-    return not cs.LAYOUTS[layout].tools
+    """Whether the layout's infos belong in a card or a `dataset_infos.json` that every `datasets` reads: the
+    oldest loads its Parquet. A tools layout's features hold `Json`, which an older `datasets` cannot even
+    parse, and one such entry would stop it from loading any config; the `datasets` that reads `Json` reads
+    those features from the Parquet files' own types."""
+    return cs.LAYOUTS[layout].oldest_datasets == cs.OLDEST_DATASETS
 
 
 def dataset_info(features: datasets.Features, name: str, splits: dict, download_size: int) -> datasets.DatasetInfo:

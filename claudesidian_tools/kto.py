@@ -14,9 +14,6 @@ import numpy as np
 
 import claudesidian_synthetic as cs
 
-# KTO paper, Eq. 8: desirable_weight * n_desirable / (undesirable_weight * n_undesirable) in [1, 4/3].
-KTO_RATIO_RANGE = (1.0, 4 / 3)
-
 
 def _labels_of(dataset_or_labels) -> list[bool]:
     """Labels of a Dataset (its "label" column) or of any iterable of booleans."""
@@ -50,12 +47,6 @@ def weights_for_counts(n_desirable: int, n_undesirable: int) -> dict[str, float]
     if n_desirable >= n_undesirable:
         return {"desirable_weight": 1.0, "undesirable_weight": math.floor(n_desirable / n_undesirable * 1e4) / 1e4}
     return {"desirable_weight": math.ceil(n_undesirable / n_desirable * 1e4) / 1e4, "undesirable_weight": 1.0}
-
-
-def weighted_ratio(weights: dict[str, float], labels: Sequence[bool]) -> float:
-    """Eq. 8's quantity for these weights and labels (TRL warns outside [1, 4/3])."""
-    n_desirable = sum(labels)
-    return weights["desirable_weight"] * n_desirable / (weights["undesirable_weight"] * (len(labels) - n_desirable))
 
 
 class MixedLabelBatchSampler:

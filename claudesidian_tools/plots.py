@@ -24,9 +24,9 @@ import claudesidian_synthetic as cs
 INSTALL_PLOTS = "install the plots extra (pip install 'claudesidian-synthetic[plots]')"
 FIGURE_SIZE = (15.0, 4.8)  # inches
 DPI = 100
-# Okabe-Ito blue and vermillion: told apart with the common colour-vision deficiencies.
-COLORS = {"desirable": "#0072B2", "undesirable": "#D55E00"}
 LABEL_NAMES = cs.LABEL_NAMES
+# Okabe-Ito blue and vermillion: told apart with the common colour-vision deficiencies.
+COLORS = dict(zip(LABEL_NAMES, ("#0072B2", "#D55E00")))
 PNG_METADATA = {"Software": None}  # matplotlib writes its version here by default; the bytes must not depend on it
 
 
@@ -102,7 +102,7 @@ def _draw_histogram(ax, histogram: Mapping, names: Mapping[str, str]) -> dict:
         ax.text(0.5, 0.5, "no rows", ha="center", va="center", transform=ax.transAxes)
         return {**drawn, "desirable": [], "undesirable": []}
     middles = np.expm1((np.log1p(edges[:-1]) + np.log1p(edges[1:])) / 2)
-    halves = {"desirable": (edges[:-1], middles), "undesirable": (middles, edges[1:])}
+    halves = dict(zip(LABEL_NAMES, ((edges[:-1], middles), (middles, edges[1:]))))
     for name in LABEL_NAMES:
         left, right = halves[name]
         counts = histogram[name]
@@ -125,7 +125,8 @@ def _draw_splits(ax, splits: Mapping[str, Mapping[str, int]], label_names: Mappi
     """Stacked bars per split, desirable below; each part labelled with its count where it has room.
     A label no split holds (SFT's undesirable) is left out of the legend and the ticks."""
     names = list(splits)
-    held = [label for label in LABEL_NAMES if any(int(splits[name].get(label, 0)) for name in names)] or ["desirable"]
+    held = [label for label in LABEL_NAMES if any(int(splits[name].get(label, 0)) for name in names)] \
+        or [LABEL_NAMES[0]]
     positions = np.arange(len(names))
     totals = np.array([sum(int(splits[name].get(label, 0)) for label in LABEL_NAMES) for name in names])
     top = max(int(totals.max()) if totals.size else 0, 1)
@@ -173,7 +174,9 @@ def _draw_first_batches(ax, matplotlib, first_labels: Sequence[bool], batch_size
         ax.text(0.5, 0.5, note or "no rows", ha="center", va="center", wrap=True, transform=ax.transAxes)
         return {"cells": [], "one_label_batches": []}
     grid = _label_grid(first_labels, batch_size)
-    colormap = matplotlib.colors.ListedColormap([COLORS["undesirable"], COLORS["desirable"]]).with_extremes(bad="white")
+    # False (0) takes the undesirable colour, True (1) the desirable one.
+    colormap = matplotlib.colors.ListedColormap([COLORS[name] for name in reversed(LABEL_NAMES)]).with_extremes(
+        bad="white")
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=colormap, vmin=0, vmax=1, aspect="auto",
                       interpolation="nearest")
     # Complete batches only, as kto.homogeneous_batches counts them: the last line may be cut by the sample.
@@ -250,23 +253,22 @@ def plot_config(
     return drawn
 
 
-def draw_figure(path: str, name: str, stats: Mapping, batch_size: int | None = None) -> bool:
-    """The config's figure (reply lengths by label, rows per split, the first batches' labels) from its
-    stats; False when matplotlib is missing."""
+def draw_figure(path: str, name: str, stats: Mapping, layout: cs.Layout, batch_size: int | None = None) -> bool:
+    """The figure of a config in `layout` (reply lengths by label, rows per split, the first batches'
+    labels) from its stats; False when matplotlib is missing."""
     train = stats["train"]
-    pairs = "desirable" not in train  # preference pairs: a chosen and a rejected reply per row
+    pairs = layout.labels == "pairs"  # a chosen and a rejected reply per row
     splits = {split: numbers for split, numbers in stats.items() if isinstance(numbers, Mapping)}
     try:
         plot_config(
             path,
             title=name,
             histogram=train["completion_histogram"],
-            splits={split: {"desirable": numbers["rows"]} if pairs else
-                    {"desirable": numbers["desirable"], "undesirable": numbers["undesirable"]}
-                    for split, numbers in splits.items()},
+            splits={split: {LABEL_NAMES[0]: numbers["rows"]} if pairs else
+                    {name: numbers[name] for name in LABEL_NAMES} for split, numbers in splits.items()},
             first_labels=train.get("first_labels", []),
             batch_size=batch_size or 4,
-            label_names={"desirable": "chosen", "undesirable": "rejected"} if pairs else None,
+            label_names=layout.label_words,
             note="preference pairs: each row holds both replies" if pairs else "one label: no batch mix to show",
         )
     except PlotsUnavailable:

@@ -320,8 +320,8 @@ def held_out_leaks(prompts_by_config: Mapping[str, Mapping[str, np.ndarray]]) ->
     ]
 
 
-def print_stats(name: str, stats: Mapping) -> None:
-    """The text form of `stats`: one line per number, its name in a column of its own."""
+def print_stats(name: str, stats: Mapping, layout: cs.Layout) -> None:
+    """The text form of `stats` of a config in `layout`: one line per number, its name in a column of its own."""
     def line(label: str, value) -> None:
         print(f"{label:<26} {value}")
 
@@ -347,21 +347,20 @@ def print_stats(name: str, stats: Mapping) -> None:
             if weights:
                 line("KTO weights", f"desirable_weight={weights['desirable_weight']}, "
                                     f"undesirable_weight={weights['undesirable_weight']}")
-        trainer = numbers["loss"]["trainer"] if "loss" in numbers else None
-        print(format_lengths(numbers["lengths"], "preference" if "desirable" not in numbers else "labels", trainer))
+        print(format_lengths(numbers["lengths"], layout.label_words, layout.trainer))
         if "loss" in numbers:
             print(format_loss(numbers["loss"]))
         if "tool_calls" in numbers:
-            print(format_tool_calls(numbers["tool_calls"], "preference" if "desirable" not in numbers else "labels"))
+            print(format_tool_calls(numbers["tool_calls"], layout.label_words))
         if numbers.get("unrenderable", {}).get("rows"):
-            print(format_unrenderable(numbers["unrenderable"], trainer))
+            print(format_unrenderable(numbers["unrenderable"], layout.trainer))
     if "shared_prompts" in stats:
         line("prompts shared by splits", stats["shared_prompts"])
 
 
-def format_tool_calls(funnel: Mapping, kind: str = "labels") -> str:
-    """The tool-call funnel as text: per label the rows passing each check in order, and the top reasons."""
-    names = {"desirable": "chosen", "undesirable": "rejected"} if kind == "preference" else {}
+def format_tool_calls(funnel: Mapping, words: Mapping[str, str]) -> str:
+    """The tool-call funnel as text: per label (called `words[label]`) the rows passing each check in order,
+    and the top reasons."""
     lines = [f"{'tool calls checked against':<26} tool schemas sha256 {funnel['schemas_sha256']}"]
     for label in cs.LABEL_NAMES:
         numbers = funnel[label]
@@ -374,7 +373,7 @@ def format_tool_calls(funnel: Mapping, kind: str = "labels") -> str:
                      f"{numbers['well_formed_but_failing']}")
         if numbers.get("calls_without_result"):
             text += f"; {cs.plural(numbers['calls_without_result'], 'row')} with a call that got no result"
-        lines.append(f"{names.get(label, label) + ' tool calls':<26} {text}")
+        lines.append(f"{words[label] + ' tool calls':<26} {text}")
         reasons = "; ".join(f"{reason_text(reason)} {reason['count']}" for reason in numbers["top_reasons"][:5])
         if reasons:
             lines.append(f"{'  top reasons':<26} {reasons}")
@@ -407,9 +406,9 @@ def format_unrenderable(unrenderable: Mapping, trainer: str | None) -> str:
             "them out (`dataset.select`) or train with a template that renders them")
 
 
-def format_lengths(report: Mapping, kind: str = "labels", trainer: str | None = None) -> str:
-    """The length report as text: per label the reply (and prompt) lengths, the distance, truncation."""
-    names = {"desirable": "chosen", "undesirable": "rejected"} if kind == "preference" else {}
+def format_lengths(report: Mapping, words: Mapping[str, str], trainer: str | None = None) -> str:
+    """The length report as text: per label (called `words[label]`) the reply (and prompt) lengths, the
+    distance, truncation (what `trainer` does with a row too long)."""
     lines = []
     for label in cs.LABEL_NAMES:
         numbers = report[label]
@@ -420,7 +419,7 @@ def format_lengths(report: Mapping, kind: str = "labels", trainer: str | None = 
                               ("prompt_tokens", "prompt tokens")):
             if column in numbers:
                 summary = numbers[column]
-                lines.append(f"{names.get(label, label) + ' ' + title:<26} min {summary['min']}, quartiles "
+                lines.append(f"{words[label] + ' ' + title:<26} min {summary['min']}, quartiles "
                              f"{summary['q1']:g} / {summary['median']:g} / {summary['q3']:g}, max {summary['max']}"
                              + (_COLUMN_NOTES.get(column, "") if "tools_chars" in numbers else ""))
     if report.get("ks_completion_chars") is not None:

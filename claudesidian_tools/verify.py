@@ -16,7 +16,7 @@ import pyarrow
 import pyarrow.parquet
 
 import claudesidian_synthetic as cs
-from claudesidian_tools.card import render_card, render_recipe
+from claudesidian_tools.card import render_texts
 from claudesidian_tools.manifest import CARD, MANIFEST, SCHEMAS_COPY, read_manifest
 from claudesidian_tools.replace import recover
 from claudesidian_tools.stats import schemas_option
@@ -120,12 +120,7 @@ def _local(folder_or_repo: str, revision: str | None) -> str:
 def _changed_files(folder: str, manifest: dict, repo_id: str | None) -> list[str]:
     """A line for each file the manifest lists that is missing or not what the export wrote (in a Hub
     repository, the card and recipes are compared with what push renders for it)."""
-    rendered = {}
-    if repo_id is not None:
-        rendered[CARD] = render_card(manifest, location=repo_id, is_repo=True)
-        for entry in manifest["configs"]:
-            if entry["recipe"]:
-                rendered[entry["recipe"]] = render_recipe(entry, location=repo_id, is_repo=True)
+    rendered = render_texts(manifest, location=repo_id, is_repo=True) if repo_id is not None else {}
     lines = []
     for path, sha256 in manifest["files"].items():
         full = os.path.join(folder, path)

@@ -64,7 +64,7 @@ def test_the_labelled_turn_holds_the_first_call_that_fails_else_it_is_the_first(
     assert (decisions.turns, decisions.labelled, decisions.rule) == ([0, 2, 4], 1, "first_failing_call")
     passing = cs.parse_reply(opening + "Opened.")
     checked = cs.check_reply(passing, schemas)
-    assert checked.passed
+    assert checked.first_failed == len(cs.CHECKS)  # it passes every check
     decisions = cs.reply_decisions(passing, checked)
     assert (decisions.turns, decisions.labelled, decisions.rule) == ([0, 2], 0, "first_turn")
     # A failing call after a call without a result is past the decisions: the first turn carries the label.

@@ -20,7 +20,7 @@ from tiny_model import need_trl
 
 import claudesidian_synthetic as cs
 from claudesidian_tools import export as exporter
-from claudesidian_tools.card import EXAMPLE_MODEL, render_card, render_recipe
+from claudesidian_tools.card import EXAMPLE_MODEL, render_texts
 from claudesidian_tools.cli import option_default_text
 from claudesidian_tools.stats import WELL_FORMED_BUT_FAILING, split_stats
 
@@ -164,6 +164,25 @@ def test_readme_configs_list_is_the_configs_table():
         assert row[3] == ("yes" if named.exported else "no")
 
 
+def test_readme_says_which_exported_configs_each_datasets_loads_as_the_layouts_say():
+    """The last column of the version table: every config of the default export whose layout's oldest
+    `datasets` is at most the row's, and the others named."""
+    from packaging.version import Version
+
+    rows = _table("## Which `datasets` takes which path\n")
+    assert [row[0].split()[0] for row in rows] == ["3.6", "4.7", "5.x"]
+    for row in rows:
+        version = Version(row[0].split()[0].replace(".x", ""))
+        cell = row[3]
+        assert cell.startswith("every config"), cell
+        named = re.findall(r"`(\w+)`", cell.split(" but ")[1]) if " but " in cell else []
+        newer = [name for name in exporter.DEFAULT_EXPORTS
+                 if Version(cs.LAYOUTS[cs.CONFIGS[name].option_defaults()["layout"]].oldest_datasets) > version]
+        assert named == newer, (row[0], cell)
+    text = " ".join(README.split("## Which `datasets` takes which path")[1].split("\n## ")[0].split())
+    assert f"`sft_tools` and `kto_tools` store `Json` values, which `datasets` reads from {cs.JSON_DATASETS} on" in text
+
+
 def test_readme_option_list_is_the_declarations():
     listed = re.findall(r"^- `(\w+)` \(`(--[a-z-]+)`\): (.*)$", README.split("### Options")[1], flags=re.M)
     assert [name for name, _, _ in listed] == [field.name for field in cs.OPTIONS]
@@ -245,11 +264,12 @@ def card_folder(session_export):
 
 def test_card_python_blocks_run(card_folder, tmp_path):
     card = (card_folder / "README.md").read_text(encoding="utf-8")
-    first, legacy = blocks(card, "python")
+    first, builder, legacy = blocks(card, "python")
     output = run([sys.executable, "-c", first + "\nprint('ROWS', len(ds))"], cwd=card_folder.parent)
     assert "ROWS 508" in output
-    print("not run here: the loading-script block needs datasets<4; tests/compat runs it under datasets 3.6")
-    assert "trust_remote_code=True" in legacy
+    print("not run here: the builder block for a datasets without Json runs in tests/compat under each datasets "
+          "of CI's matrix, the loading-script block (datasets<4) under datasets 3.6")
+    assert "cs.load(" in builder and "trust_remote_code=True" in legacy
 
 
 @pytest.mark.slow
@@ -276,27 +296,39 @@ def test_card_trl_blocks_run(card_folder, model, tmp_path):
 
 def test_pushed_card_fetches_from_the_repository_it_names(card_folder, tmp_path):
     """The card `push` uploads: its download lines run against the Hub (a fake one at HF_ENDPOINT)."""
-    repo = tmp_path / "repo"
+    repo_id, repo = "me/claudesidian-kto", tmp_path / "repo"
     shutil.copytree(card_folder, repo)
     manifest = exporter.read_manifest(str(repo))
-    (repo / "README.md").write_text(render_card(manifest, location="me/claudesidian-kto", is_repo=True))
-    for entry in manifest["configs"]:  # what `push` uploads: the card and the recipes rendered for the repository
-        if entry["recipe"]:
-            (repo / entry["recipe"]).write_text(render_recipe(entry, location="me/claudesidian-kto", is_repo=True))
+    # What `push` uploads: the card and the recipes rendered for the repository.
+    for path, text in render_texts(manifest, location=repo_id, is_repo=True).items():
+        (repo / path).write_text(text)
     hub = FakeHub()
-    hub.add("me/claudesidian-kto", "main", str(repo))
+    hub.add(repo_id, "main", str(repo))
     try:
         card = (repo / "README.md").read_text(encoding="utf-8")
         for command in blocks(card, "bash"):
             fetch = command.strip().splitlines()[0]
-            assert fetch.startswith("hf download me/claudesidian-kto recipes/")
+            assert fetch.startswith(f"hf download {repo_id} recipes/")
             env = {"HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "home")}
             run(["bash", "-c", fetch.replace("hf download", f"{BIN}/hf download")], cwd=tmp_path, env=env)
             recipe = yaml.safe_load((tmp_path / fetch.split()[3]).read_text(encoding="utf-8"))
-            assert recipe["dataset_name"] == "me/claudesidian-kto"
+            assert recipe["dataset_name"] == repo_id
         offline = re.search(r"`(hf download [^`]+)`", card).group(1)
         run(["bash", "-c", offline.replace("DIR", "whole").replace("hf download", f"{BIN}/hf download")],
             cwd=tmp_path, env=env)
         assert (tmp_path / "whole" / "data" / "full_eval" / "test-00000-of-00001.parquet").is_file()
+        # The builder block fetches the builder from the repository and builds the Json configs from the source.
+        (tmp_path / "source").mkdir()
+        shutil.copyfile(DATA / cs.SOURCE_FILENAME, tmp_path / "source" / cs.SOURCE_FILENAME)
+        hub.add(cs.SOURCE_REPO_ID, "main", str(tmp_path / "source"))
+        (builder,) = [code for code in blocks(card, "python") if "cs.load(" in code]
+        output = run([sys.executable, "-c", builder + "\nprint('BUILT', {name: {split: len(rows) for split, rows in "
+                      "dataset.items()} for name, dataset in built.items()}, cs.__file__)"], cwd=tmp_path, env=env)
+        (line,) = [line for line in output.splitlines() if line.startswith("BUILT ")]
+        sizes, path = line.removeprefix("BUILT ").rsplit(" ", 1)
+        assert path.startswith(str(tmp_path / "home")) and path.endswith(os.path.join("loading_script",
+                                                                                       "claudesidian_synthetic.py"))
+        assert sizes == str({entry["name"]: {split: stats["rows"] for split, stats in entry["stats"].items()}
+                             for entry in manifest["configs"] if entry["name"] in ("sft_tools", "kto_tools")})
     finally:
         hub.close()

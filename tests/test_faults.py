@@ -244,6 +244,7 @@ def test_readme_quotes_the_committed_benchmark_results():
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         quoted.append(([_quoted_run(cell) for cell in cells[1:-1]], cells[-1]))
         met = "met in every run" if row["met"] else "missed"
+        assert len(row["medians"]) == len(row["spreads"])
         expected.append(([[median, *spread] for median, spread in zip(row["medians"], row["spreads"])],
                          f"<= {row['target_at_most']:g} ({met})"))
     assert quoted == expected
@@ -281,7 +282,7 @@ def test_readme_quotes_the_committed_comparison_with_the_code_before():
     assert len(table) == len(expected) == 5
     for line, (name, size, figures) in zip(table, expected):
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        assert cells[:2] == [name, size]
+        assert cells[:2] == [name, size] and len(cells) == 4
         for cell, key, unit in zip(cells[2:], ("wall_s", "peak_rss_mib"), ("s", "MiB")):
             figure = figures[key]
             spread = f"{figure['ratio_lowest']:.3f}-{figure['ratio_highest']:.3f}"

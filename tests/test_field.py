@@ -74,7 +74,7 @@ def cache_files(cache) -> list[str]:
     return sorted(str(path.relative_to(cache)) for path in Path(cache).rglob("*") if path.is_file())
 
 
-def quick_draw(path, name, stats, batch_size=None) -> bool:
+def quick_draw(path, name, stats, layout, batch_size=None) -> bool:
     """A figure as a few bytes of its stats: matplotlib takes 90% of a small export's time."""
     Path(path).write_bytes(json.dumps([name, stats["train"]["rows"], batch_size]).encode())
     return True

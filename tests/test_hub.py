@@ -22,6 +22,8 @@ from claudesidian_tools.manifest import MANIFEST
 BIN = os.path.dirname(sys.executable)
 V1 = ["balanced_254", "full_eval=full:test_size=0.1,order=mixed,batch_size=4"]
 V2 = ["full_eval=full:test_size=0.1,order=mixed,batch_size=4,seed=7"]  # other rows; balanced_254 gone
+REPO_ID = "me/kto"  # the repository most tests push to
+
 
 def card_files(card: bytes) -> set[str]:
     return {path for config in yaml.safe_load(card.decode().split("---")[1])["configs"]
@@ -58,53 +60,53 @@ def v1(exports, tmp_path):
 def test_every_config_and_split_loads_from_the_hub_as_from_the_folder_and_a_sha_pins_it(fake_hub, exports, v1,
                                                                                        tmp_path):
     hub, home = fake_hub, tmp_path / "home"
-    first = pushed_sha(push(v1, "me/kto", hub, home))
-    assert [commit.sha for commit in hub.commits("me/kto")][:1] == [first] and len(hub.commits("me/kto")) == 2
+    first = pushed_sha(push(v1, REPO_ID, hub, home))
+    assert [commit.sha for commit in hub.commits(REPO_ID)][:1] == [first] and len(hub.commits(REPO_ID)) == 2
     pairs = configs_and_splits(v1)
     assert [pair[1:] for pair in pairs] == [["balanced_254", "train"], ["full_eval", "train"], ["full_eval", "test"]]
     for streaming in (False, True):
-        results = load(hub, home, "me/kto", pairs, streaming=streaming)
+        results = load(hub, home, REPO_ID, pairs, streaming=streaming)
         assert [(r.get("rows"), r.get("same"), r.get("features")) for r in results] == [
             (508, True, True), (900, True, True), (100, True, True)], results
     # A file of the user's own survives the next push; the files of the config V2 no longer has do not.
     code = ("from huggingface_hub import HfApi; HfApi().upload_file(path_or_fileobj=b'mine', path_in_repo='notes.md',"
-            " repo_id='me/kto', repo_type='dataset')")
+            f" repo_id={REPO_ID!r}, repo_type='dataset')")
     assert run([sys.executable, "-c", code], hub, home, "hf_good").returncode == 0
     v2 = shutil.copytree(exports["v2"], tmp_path / "v2")
-    second = pushed_sha(push(v2, "me/kto", hub, home))
-    assert second != first and len(hub.commits("me/kto")) == 4
-    files = hub.files("me/kto")
+    second = pushed_sha(push(v2, REPO_ID, hub, home))
+    assert second != first and len(hub.commits(REPO_ID)) == 4
+    files = hub.files(REPO_ID)
     assert "notes.md" in files and not [path for path in files if "balanced_254" in path]
     assert {path for path in files if path.startswith("data/")} == card_files(files["README.md"])
     # The old sha still gives the old rows, the repository's head the new ones.
-    old = load(hub, home, "me/kto", pairs, revision=first)
+    old = load(hub, home, REPO_ID, pairs, revision=first)
     assert [(r.get("rows"), r.get("same")) for r in old] == [(508, True), (900, True), (100, True)], old
-    assert [r.get("same") for r in load(hub, home, "me/kto", pairs[1:], revision=first, streaming=True)] == [True] * 2
-    new = load(hub, home, "me/kto", configs_and_splits(v2))
+    assert [r.get("same") for r in load(hub, home, REPO_ID, pairs[1:], revision=first, streaming=True)] == [True] * 2
+    new = load(hub, home, REPO_ID, configs_and_splits(v2))
     assert [(r.get("rows"), r.get("same")) for r in new] == [(900, True), (100, True)], new
-    old_rows = load(hub, home, "me/kto", [[str(v2), "full_eval", "train"]], revision=first)
+    old_rows = load(hub, home, REPO_ID, [[str(v2), "full_eval", "train"]], revision=first)
     assert old_rows[0]["same"] is False  # seed 7 is another order: the pin is what keeps the old one
     assert hub.unanswered == []
 
 
 @pytest.mark.slow
 def test_three_hundred_shards_are_pushed_in_one_commit(fake_hub, exports, tmp_path):
-    hub, folder = fake_hub, shutil.copytree(exports["sharded"], tmp_path / "sharded")
+    hub, folder, repo_id = fake_hub, shutil.copytree(exports["sharded"], tmp_path / "sharded"), "me/sharded"
     assert len(list((folder / "data" / "full").iterdir())) == 300
-    sha = pushed_sha(push(folder, "me/sharded", hub, tmp_path / "home"))
-    initial, pushed = reversed(hub.commits("me/sharded"))
+    sha = pushed_sha(push(folder, repo_id, hub, tmp_path / "home"))
+    initial, pushed = reversed(hub.commits(repo_id))
     assert pushed.sha == sha and list(pushed.files) != list(initial.files)
-    assert card_files(hub.files("me/sharded", sha)["README.md"]) <= set(pushed.files)  # the card holds its shards
+    assert card_files(hub.files(repo_id, sha)["README.md"]) <= set(pushed.files)  # the card holds its shards
     assert len([path for path in pushed.files if path.startswith("data/full/")]) == 300
-    (result,) = load(hub, tmp_path / "home", "me/sharded", [[str(folder), "full", "train"]], revision=sha)
+    (result,) = load(hub, tmp_path / "home", repo_id, [[str(folder), "full", "train"]], revision=sha)
     assert (result.get("rows"), result.get("same")) == (1000, True), result
     # huggingface_hub's own readers: the tree in pages of 50 (expanded), paths-info, ranged reads.
     code = (
         "import json\nfrom huggingface_hub import HfApi, HfFileSystem\napi = HfApi()\n"
-        "tree = api.list_repo_tree('me/sharded', repo_type='dataset', recursive=True, expand=True)\n"
+        f"tree = api.list_repo_tree({repo_id!r}, repo_type='dataset', recursive=True, expand=True)\n"
         "files = {e.path: e.last_commit.oid for e in tree if hasattr(e, 'size')}\n"
-        "info = api.get_paths_info('me/sharded', ['README.md', 'data/full', 'nothing'], repo_type='dataset')\n"
-        "with HfFileSystem().open('datasets/me/sharded/data/full/train-00299-of-00300.parquet', 'rb') as f:\n"
+        f"info = api.get_paths_info({repo_id!r}, ['README.md', 'data/full', 'nothing'], repo_type='dataset')\n"
+        f"with HfFileSystem().open('datasets/{repo_id}/data/full/train-00299-of-00300.parquet', 'rb') as f:\n"
         "    f.seek(4)\n    head = f.read(8).hex()\n"
         "print(json.dumps([files, [e.path for e in info], head]))"
     )
@@ -113,8 +115,8 @@ def test_three_hundred_shards_are_pushed_in_one_commit(fake_hub, exports, tmp_pa
     files, info, head = json.loads(listed.stdout)
     assert files == {path: (sha if path != ".gitattributes" else initial.sha) for path in pushed.files}
     assert info == ["README.md", "data/full"]
-    assert head == hub.files("me/sharded")["data/full/train-00299-of-00300.parquet"][4:12].hex()
-    pages = [request for request in hub.requests if request[1] == "/api/datasets/me/sharded/tree/main"]
+    assert head == hub.files(repo_id)["data/full/train-00299-of-00300.parquet"][4:12].hex()
+    pages = [request for request in hub.requests if request[1] == f"/api/datasets/{repo_id}/tree/main"]
     entries = {"/".join(path.split("/")[:depth]) for path in pushed.files for depth in range(1, path.count("/") + 2)}
     assert len(pages) == -(-len(entries) // 50) == 7  # files and folders, 50 to a page
     assert hub.unanswered == []
@@ -132,7 +134,7 @@ def test_commit_folder_replaces_what_an_export_wrote_and_keeps_the_users_files(f
         (folder / path).write_text(text)
     code = (
         "import json, sys\nfrom claudesidian_tools.hub import commit_folder\n"
-        "print(json.dumps(commit_folder(sys.argv[1], 'me/kto', json.loads(sys.argv[2]))))"
+        f"print(json.dumps(commit_folder(sys.argv[1], {REPO_ID!r}, json.loads(sys.argv[2]))))"
     )
 
     def commit(*paths):
@@ -142,14 +144,14 @@ def test_commit_folder_replaces_what_an_export_wrote_and_keeps_the_users_files(f
         return json.loads(result.stdout)
 
     first, made = commit(*written, MANIFEST, "notes.md", "other/x.txt")
-    assert made and fake_hub.head("me/kto") == first
+    assert made and fake_hub.head(REPO_ID) == first
     assert commit(*written, MANIFEST) == [first, False]
     (folder / "data" / "b").mkdir()
     (folder / "data" / "b" / "train.parquet").write_text("b")
     (folder / MANIFEST).write_text(json.dumps({"files": dict.fromkeys(["README.md", "data/b/train.parquet"])}))
     second, made = commit("README.md", "data/b/train.parquet", MANIFEST)
-    assert made and second != first and len(fake_hub.commits("me/kto")) == 3  # initial commit, two pushes
-    assert sorted(fake_hub.files("me/kto")) == [".gitattributes", "README.md", MANIFEST, "data/b/train.parquet",
+    assert made and second != first and len(fake_hub.commits(REPO_ID)) == 3  # initial commit, two pushes
+    assert sorted(fake_hub.files(REPO_ID)) == [".gitattributes", "README.md", MANIFEST, "data/b/train.parquet",
                                                 "notes.md", "other/x.txt"]
     assert fake_hub.unanswered == []
 
@@ -159,15 +161,15 @@ def test_commit_folder_replaces_what_an_export_wrote_and_keeps_the_users_files(f
     [
         (None, ["no Hugging Face token", "set HF_TOKEN or run `hf auth login`"]),
         ("hf_n0t_a_t0ken", ["refused your token", "hf auth login"]),
-        ("hf_read", ["may not write to the dataset repository me/kto", "write access"]),
-        ("hf_you", ["may not write to the dataset repository me/kto", "write access"]),
+        ("hf_read", [f"may not write to the dataset repository {REPO_ID}", "write access"]),
+        ("hf_you", [f"may not write to the dataset repository {REPO_ID}", "write access"]),
     ],
 )
 def test_a_push_without_a_token_that_may_write_is_one_line_and_commits_nothing(fake_hub, v1, tmp_path, token,
                                                                                 words):
-    line = one_line_error(push(v1, "me/kto", fake_hub, tmp_path / "home", token=token), *words)
+    line = one_line_error(push(v1, REPO_ID, fake_hub, tmp_path / "home", token=token), *words)
     assert token is None or token not in line
-    assert "me/kto" not in fake_hub.repos
+    assert REPO_ID not in fake_hub.repos
     assert not [request for request in fake_hub.requests if request[0] == "POST" and "/commit/" in request[1]]
     assert fake_hub.unanswered == []
 
@@ -182,54 +184,54 @@ def test_a_repository_id_that_cannot_work_is_refused_before_any_request(fake_hub
 def test_a_repository_named_like_the_loading_script_loads_its_parquet(fake_hub, v1, tmp_path):
     """The loading script lies below the root (loading_script/), so `datasets` 4 and 5 read the Parquet of a
     repository named after it instead of refusing it as a script."""
-    hub, home = fake_hub, tmp_path / "home"
-    sha = pushed_sha(push(v1, "me/claudesidian_synthetic", hub, home))
-    assert "loading_script/claudesidian_synthetic.py" in hub.files("me/claudesidian_synthetic", sha)
-    results = load(hub, home, "me/claudesidian_synthetic", configs_and_splits(v1), revision=sha)
+    hub, home, repo_id = fake_hub, tmp_path / "home", "me/claudesidian_synthetic"
+    sha = pushed_sha(push(v1, repo_id, hub, home))
+    assert "loading_script/claudesidian_synthetic.py" in hub.files(repo_id, sha)
+    results = load(hub, home, repo_id, configs_and_splits(v1), revision=sha)
     assert [(r.get("rows"), r.get("same")) for r in results] == [(508, True), (900, True), (100, True)], results
     assert hub.unanswered == []
 
 
 @pytest.mark.slow
 def test_a_private_repository_loads_only_with_the_token(fake_hub, v1, tmp_path):
-    hub, home = fake_hub, tmp_path / "home"
-    sha = pushed_sha(push(v1, "me/private", hub, home, "--private"))
-    assert hub.repos["me/private"].private and hub.head("me/private") == sha
+    hub, home, repo_id = fake_hub, tmp_path / "home", "me/private"
+    sha = pushed_sha(push(v1, repo_id, hub, home, "--private"))
+    assert hub.repos[repo_id].private and hub.head(repo_id) == sha
     pair = [[str(v1), "balanced_254", "train"]]
-    (refused,) = load(hub, home, "me/private", pair)
-    assert refused == {"error": "DatasetNotFoundError: Dataset 'me/private' doesn't exist on the Hub or cannot be "
+    (refused,) = load(hub, home, repo_id, pair)
+    assert refused == {"error": f"DatasetNotFoundError: Dataset '{repo_id}' doesn't exist on the Hub or cannot be "
                                 "accessed."}
-    (loaded,) = load(hub, home, "me/private", pair, token="hf_good")
+    (loaded,) = load(hub, home, repo_id, pair, token="hf_good")
     assert (loaded.get("rows"), loaded.get("same")) == (508, True), loaded
     assert hub.unanswered == []
 
 
 def test_private_is_refused_for_an_existing_public_repository(fake_hub, v1, tmp_path):
-    sha = pushed_sha(push(v1, "me/kto", fake_hub, tmp_path / "home"))
-    one_line_error(push(v1, "me/kto", fake_hub, tmp_path / "home", "--private"), "exists and is public")
-    assert fake_hub.head("me/kto") == sha and not fake_hub.repos["me/kto"].private
+    sha = pushed_sha(push(v1, REPO_ID, fake_hub, tmp_path / "home"))
+    one_line_error(push(v1, REPO_ID, fake_hub, tmp_path / "home", "--private"), "exists and is public")
+    assert fake_hub.head(REPO_ID) == sha and not fake_hub.repos[REPO_ID].private
     assert fake_hub.unanswered == []
 
 
 def test_pushing_an_unchanged_folder_again_makes_no_commit_and_prints_the_head(fake_hub, v1, tmp_path):
-    first = push(v1, "me/kto", fake_hub, tmp_path / "home")
-    commits = len(fake_hub.commits("me/kto"))
-    again = push(v1, "me/kto", fake_hub, tmp_path / "home")
-    assert pushed_sha(again) == pushed_sha(first) == fake_hub.head("me/kto")
-    assert len(fake_hub.commits("me/kto")) == commits
+    first = push(v1, REPO_ID, fake_hub, tmp_path / "home")
+    commits = len(fake_hub.commits(REPO_ID))
+    again = push(v1, REPO_ID, fake_hub, tmp_path / "home")
+    assert pushed_sha(again) == pushed_sha(first) == fake_hub.head(REPO_ID)
+    assert len(fake_hub.commits(REPO_ID)) == commits
     assert again.stdout == first.stdout  # the same pinned load lines
     assert fake_hub.unanswered == []
 
 
 def test_hf_download_gets_the_pushed_files(fake_hub, v1, tmp_path):
-    pushed_sha(push(v1, "me/kto", fake_hub, tmp_path / "home"))
-    result = run([f"{BIN}/hf", "download", "me/kto", "--repo-type", "dataset", "--local-dir", str(tmp_path / "d")],
+    pushed_sha(push(v1, REPO_ID, fake_hub, tmp_path / "home"))
+    result = run([f"{BIN}/hf", "download", REPO_ID, "--repo-type", "dataset", "--local-dir", str(tmp_path / "d")],
                  fake_hub, tmp_path / "other-home")
     assert result.returncode == 0, result.stderr
-    for path, data in fake_hub.files("me/kto").items():
+    for path, data in fake_hub.files(REPO_ID).items():
         assert (tmp_path / "d" / path).read_bytes() == data, path
     card = (tmp_path / "d" / "README.md").read_text(encoding="utf-8")
-    assert 'load_dataset("me/kto"' in card and 'load_dataset("./export"' not in card  # it names the repository
+    assert f'load_dataset("{REPO_ID}"' in card and 'load_dataset("./export"' not in card  # it names the repository
     assert 'load_dataset("./export"' in (v1 / "README.md").read_text(encoding="utf-8")  # the folder's own, the folder
     assert fake_hub.unanswered == []
 
@@ -242,7 +244,7 @@ def test_an_unreachable_hub_fails_in_seconds(v1, tmp_path):
     silent.listen(8)
     code = (
         "import sys, time\nfrom claudesidian_tools.hub import commit_folder, PushError\nstart = time.monotonic()\n"
-        "try:\n    commit_folder(sys.argv[1], 'me/kto')\nexcept PushError as error:\n"
+        f"try:\n    commit_folder(sys.argv[1], {REPO_ID!r})\nexcept PushError as error:\n"
         "    print(round(time.monotonic() - start, 1), error)"
     )
     endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
@@ -256,4 +258,4 @@ def test_an_unreachable_hub_fails_in_seconds(v1, tmp_path):
         silent.close()
     seconds, message = result.stdout.split(" ", 1)
     assert float(seconds) < 5 and elapsed < 20, (seconds, elapsed)
-    assert message.startswith(f"could not reach the Hub at {endpoint} to push the dataset repository me/kto")
+    assert message.startswith(f"could not reach the Hub at {endpoint} to push the dataset repository {REPO_ID}")

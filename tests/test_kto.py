@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tiny_model import need_trl, tiny_model_and_tokenizer
 
 import claudesidian_synthetic as cs
-from claudesidian_tools.kto import MixedLabelBatchSampler, homogeneous_batches, kto_weights, weighted_ratio
+from claudesidian_tools.kto import MixedLabelBatchSampler, homogeneous_batches, kto_weights
 
 labels_strategy = st.lists(st.booleans(), min_size=2, max_size=300).filter(lambda labels: 0 < sum(labels) < len(labels))
 
@@ -39,8 +39,9 @@ def test_weights_of_full_and_balanced(source_path):
 @given(labels=labels_strategy)
 def test_weights_sit_inside_eq_8(labels):
     weights = kto_weights(labels)
-    assert 1.0 <= weighted_ratio(weights, labels) <= 4 / 3
     n_d, n_u = sum(labels), len(labels) - sum(labels)
+    # KTO paper, Eq. 8: desirable_weight * n_desirable / (undesirable_weight * n_undesirable) in [1, 4/3]
+    assert 1.0 <= weights["desirable_weight"] * n_d / (weights["undesirable_weight"] * n_u) <= 4 / 3
     minority_weight = weights["undesirable_weight"] if n_u < n_d else weights["desirable_weight"]
     assert minority_weight >= 1.0 and max(weights.values()) == minority_weight
 

@@ -126,6 +126,7 @@ def test_length_bias_of_the_published_balanced_subset(source_path):
 def test_both_layouts_give_the_same_lengths(source_path):
     kto = char_columns(cs.load("balanced_254", split="train", source=source_path))
     conversations = char_columns(cs.load("balanced_254", split="train", source=source_path, layout="conversations"))
+    assert len(kto) == len(conversations)
     for ours, theirs in zip(kto, conversations):
         assert np.array_equal(ours, theirs)
 
@@ -252,6 +253,7 @@ def test_batches_give_what_one_row_at_a_time_gives(tokenizer, source_path, monke
     batched = token_lengths(tokenizer, prompts, completions)
     monkeypatch.setattr(lengths, "TOKENIZE_BATCH_SIZE", 1)
     one_by_one = token_lengths(tokenizer, prompts, completions)
+    assert len(batched) == len(one_by_one)
     assert all(np.array_equal(ours, theirs) for ours, theirs in zip(batched, one_by_one))
 
 

@@ -48,16 +48,16 @@ def test_reply_without_call_is_only_an_answer():
 def test_one_call_with_result_and_answer():
     text = 'tool_call: a_b\narguments: {"x": 1}\n\nResult: {"ok": true}\n\nAll done.'
     assert tc.parse_reply(text) == ParsedReply(
-        (Call(1, "a_b", '{"x": 1}', {"x": 1}, 0), Result(1, '{"ok": true}', 36)), "All done.", ())
+        (Call(1, "a_b", {"x": 1}, 0), Result(1, '{"ok": true}', 36)), "All done.", ())
 
 
 def test_text_before_and_between_calls_and_back_to_back_calls():
     text = ("Let me look.\n\ntool_call: a_b\narguments: {}\n\nResult: {}\n\nNow the second.\n\n"
             "tool_call: c_d\narguments: {\"y\": [1]}\n\ntool_call: e_f\narguments: {}\n\nResult: {\"z\": 2}")
     parsed = tc.parse_reply(text)
-    assert parsed.parts == (Text("Let me look."), Call(1, "a_b", "{}", {}, 14), Result(1, "{}", 44),
-                            Text("Now the second."), Call(2, "c_d", '{"y": [1]}', {"y": [1]}, 73),
-                            Call(3, "e_f", "{}", {}, 111), Result(3, '{"z": 2}', 141))
+    assert parsed.parts == (Text("Let me look."), Call(1, "a_b", {}, 14), Result(1, "{}", 44),
+                            Text("Now the second."), Call(2, "c_d", {"y": [1]}, 73),
+                            Call(3, "e_f", {}, 111), Result(3, '{"z": 2}', 141))
     assert parsed.answer == ""
     assert parsed.findings == ()
 
@@ -65,7 +65,7 @@ def test_text_before_and_between_calls_and_back_to_back_calls():
 def test_arguments_may_span_lines():
     text = 'tool_call: a_b\narguments: {\n  "x": {\n    "y": 1\n  }\n}\n\nResult: {}\n\nok'
     parsed = tc.parse_reply(text)
-    assert parsed.calls == (Call(1, "a_b", '{\n  "x": {\n    "y": 1\n  }\n}', {"x": {"y": 1}}, 0),)
+    assert parsed.calls == (Call(1, "a_b", {"x": {"y": 1}}, 0),)
     assert parsed.answer == "ok"
     assert parsed.findings == ()
 
@@ -89,7 +89,7 @@ def test_arguments_not_json_resynchronises_at_the_blank_line():
     # The data's own mistake (rows 913-961): a closing parenthesis instead of a brace.
     text = 'tool_call: a_b\narguments: {"x": 1)\n\nResult: {"ok": true}\n\nok'
     parsed = tc.parse_reply(text)
-    assert parsed.parts == (Call(1, "a_b", '{"x": 1)', None, 0), Result(1, '{"ok": true}', 36))
+    assert parsed.parts == (Call(1, "a_b", None, 0), Result(1, '{"ok": true}', 36))
     assert parsed.findings == (Finding("arguments_not_json", 33, 1, "Expecting ',' delimiter"),)
     assert parsed.answer == "ok"
 
@@ -98,7 +98,7 @@ def test_arguments_missing_brace_before_the_answer():
     # Rows 900 and 934: the object is never closed, the answer follows after a blank line.
     text = 'tool_call: a_b\narguments: {"x": [1]\n\nGreat, saved.'
     parsed = tc.parse_reply(text)
-    assert parsed.calls == (Call(1, "a_b", '{"x": [1]', None, 0),)
+    assert parsed.calls == (Call(1, "a_b", None, 0),)
     assert parsed.findings == (Finding("arguments_not_json", 37, 1, "Expecting ',' delimiter"),)
     assert parsed.answer == "Great, saved."
 
@@ -106,22 +106,22 @@ def test_arguments_missing_brace_before_the_answer():
 def test_text_after_the_arguments_on_the_same_line():
     text = 'tool_call: a_b\narguments: {"x": 1} please\n\nok'
     parsed = tc.parse_reply(text)
-    assert parsed.calls == (Call(1, "a_b", '{"x": 1} please', {"x": 1}, 0),)
+    assert parsed.calls == (Call(1, "a_b", {"x": 1}, 0),)
     assert parsed.findings == (Finding("arguments_trailing_text", 34, 1, "'please'"),)
 
 
 def test_arguments_that_are_not_an_object():
     parsed = tc.parse_reply('tool_call: a_b\narguments: [1, 2]\n\nok')
-    assert parsed.calls == (Call(1, "a_b", "[1, 2]", None, 0),)
+    assert parsed.calls == (Call(1, "a_b", None, 0),)
     assert parsed.findings == (Finding("arguments_not_object", 26, 1, "list"),)
 
 
 def test_missing_arguments_line_and_missing_name():
     parsed = tc.parse_reply("tool_call: a_b\n\nResult: {}\n\nok")
-    assert parsed.parts == (Call(1, "a_b", None, None, 0), Result(1, "{}", 16))
+    assert parsed.parts == (Call(1, "a_b", None, 0), Result(1, "{}", 16))
     assert parsed.findings == (Finding("arguments_missing", 14, 1, "the next line must start with arguments:"),)
     parsed = tc.parse_reply("tool_call:\narguments: {}")
-    assert parsed.calls == (Call(1, "", "{}", {}, 0),)
+    assert parsed.calls == (Call(1, "", {}, 0),)
     assert parsed.findings == (Finding("name_missing", 0, 1),)
 
 
@@ -175,17 +175,17 @@ def check(schemas, *calls):
 
 
 def test_row_without_calls_passes(schemas):
-    assert tc.check_reply(tc.parse_reply("Hi"), schemas) == RowCheck(True, 6, ())
+    assert tc.check_reply(tc.parse_reply("Hi"), schemas) == RowCheck(6, ())
 
 
 def test_valid_call_passes(schemas):
     args = json.dumps({"context": CTX, "path": "a.md", "mode": "split", "focus": True})
-    assert check(schemas, ("vaultManager_openNote", args)) == RowCheck(True, 6, ())
+    assert check(schemas, ("vaultManager_openNote", args)) == RowCheck(6, ())
 
 
 def test_arguments_reasons(schemas):
     assert check(schemas, ("vaultManager_openNote", '{"path": "a.md")')) == RowCheck(
-        False, 0, (Reason("arguments_not_json", 1, "vaultManager_openNote", "", "char 59 Expecting ',' delimiter"),))
+        0, (Reason("arguments_not_json", 1, "vaultManager_openNote", "", "char 59 Expecting ',' delimiter"),))
     assert check(schemas, ("vaultManager_openNote", '"a.md"')).reasons == (
         Reason("arguments_not_object", 1, "vaultManager_openNote", "", "char 44 str"),)
     parsed = tc.parse_reply("tool_call: vaultManager_openNote\n\nok")
@@ -196,13 +196,13 @@ def test_arguments_reasons(schemas):
 
 def test_unknown_tool(schemas):
     assert check(schemas, ("vaultManager_readContent", "{}")) == RowCheck(
-        False, 1, (Reason("unknown_tool", 1, "vaultManager_readContent", "", ""),))
+        1, (Reason("unknown_tool", 1, "vaultManager_readContent", "", ""),))
 
 
 def test_missing_required_keeps_every_reason(schemas):
     result = check(schemas, ("vaultManager_moveNote", json.dumps({"context": CTX, "overwrite": "yes"})))
-    assert result == RowCheck(False, 2, (Reason("missing_required", 1, "vaultManager_moveNote", "path", ""),
-                                         Reason("missing_required", 1, "vaultManager_moveNote", "newPath", "")))
+    assert result == RowCheck(2, (Reason("missing_required", 1, "vaultManager_moveNote", "path", ""),
+                                  Reason("missing_required", 1, "vaultManager_moveNote", "newPath", "")))
 
 
 def test_context_is_implied_for_every_tool(schemas):
@@ -213,7 +213,7 @@ def test_context_is_implied_for_every_tool(schemas):
 def test_unknown_parameter(schemas):
     args = json.dumps({"context": CTX, "path": "a", "force": True, "snapshot": {}})
     assert check(schemas, ("vaultManager_deleteNote", args)) == RowCheck(
-        False, 3, (Reason("unknown_parameter", 1, "vaultManager_deleteNote", "force", ""),
+        3, (Reason("unknown_parameter", 1, "vaultManager_deleteNote", "force", ""),
                    Reason("unknown_parameter", 1, "vaultManager_deleteNote", "snapshot", "")))
 
 
@@ -257,7 +257,7 @@ def test_types(schemas, tool, param, value, ok):
     args.update({"context": CTX, param: value})
     result = check(schemas, (tool, json.dumps(args)))
     if ok:
-        assert result == RowCheck(True, 6, ())
+        assert result == RowCheck(6, ())
     else:
         assert result.first_failed == 4
         assert [(r.code, r.parameter) for r in result.reasons] == [("wrong_type", param)]
@@ -272,7 +272,7 @@ def test_wrong_type_detail_names_type_and_value(schemas):
 def test_context_reasons(schemas):
     ctx = {k: v for k, v in CTX.items() if k not in ("subgoal", "toolContext")}
     assert check(schemas, ("get_tools", json.dumps({"context": ctx, "managers": ["a"]}))) == RowCheck(
-        False, 5, (Reason("context_missing_field", 1, "get_tools", "toolContext", ""),
+        5, (Reason("context_missing_field", 1, "get_tools", "toolContext", ""),
                    Reason("context_missing_field", 1, "get_tools", "subgoal", "")))
     ctx = dict(CTX, mood="happy", sessionMemory=3)
     assert check(schemas, ("vaultManager_deleteNote", json.dumps({"context": ctx, "path": "a"}))).reasons == (
@@ -280,7 +280,8 @@ def test_context_reasons(schemas):
         Reason("context_wrong_type", 1, "vaultManager_deleteNote", "sessionMemory", "expected string, got 3"))
     # workspaceId is optional in CommonParameters and in vaultLibrarian_searchContent's context_schema...
     ctx = {k: v for k, v in CTX.items() if k != "workspaceId"}
-    assert check(schemas, ("vaultLibrarian_searchContent", json.dumps({"context": ctx, "query": "q"}))).passed
+    assert check(schemas, ("vaultLibrarian_searchContent", json.dumps({"context": ctx, "query": "q"}))).first_failed \
+        == len(tc.CHECKS)
     # ...but required in get_tools' context_schema.
     assert check(schemas, ("get_tools", json.dumps({"context": ctx, "managers": []}))).reasons == (
         Reason("context_missing_field", 1, "get_tools", "workspaceId", ""),)
@@ -291,7 +292,7 @@ def test_a_call_stops_at_its_first_failing_check(schemas):
     # missing `newPath` (required), `force` (unknown), path 1 (types), no subgoal (context): only `required` counts
     args = json.dumps({"context": ctx, "path": 1, "force": True})
     assert check(schemas, ("vaultManager_moveNote", args)) == RowCheck(
-        False, 2, (Reason("missing_required", 1, "vaultManager_moveNote", "newPath", ""),))
+        2, (Reason("missing_required", 1, "vaultManager_moveNote", "newPath", ""),))
     args = json.dumps({"context": ctx, "path": 1, "newPath": "b", "force": True})
     assert check(schemas, ("vaultManager_moveNote", args)).first_failed == 3
     args = json.dumps({"context": ctx, "path": 1, "newPath": "b"})
@@ -304,9 +305,8 @@ def test_row_fails_at_its_earliest_check_and_keeps_each_calls_reasons(schemas):
     result = check(schemas, ("vaultManager_deleteNote", json.dumps({"context": CTX, "path": 1})),
                    ("nope_tool", "{}"),
                    ("vaultManager_deleteNote", json.dumps({"context": CTX, "path": "a"})))
-    assert result == RowCheck(False, 1, (Reason("wrong_type", 1, "vaultManager_deleteNote", "path",
-                                                "expected string, got 1"),
-                                         Reason("unknown_tool", 2, "nope_tool", "", "")))
+    assert result == RowCheck(1, (Reason("wrong_type", 1, "vaultManager_deleteNote", "path", "expected string, got 1"),
+                                  Reason("unknown_tool", 2, "nope_tool", "", "")))
 
 
 # ---------------------------------------------------------------- schema file
@@ -547,7 +547,7 @@ def test_every_real_reply_parses(schemas):
         parsed = tc.parse_reply(row["conversations"][-1]["content"])
         calls += len(parsed.calls)
         bad_arguments += sum(f.code in tc.FORMAT_CODES for f in parsed.findings)
-        passing += tc.check_reply(parsed, schemas).passed
+        passing += tc.check_reply(parsed, schemas).first_failed == len(tc.CHECKS)
     assert (calls, bad_arguments, passing) == (1259, 36, 818)
 
 

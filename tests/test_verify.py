@@ -140,13 +140,13 @@ def test_an_unknown_source_version_cannot_be_verified_without_that_source(source
 def test_a_pushed_repository_verifies_at_a_pinned_revision(exported, fake_hub, source_path, tmp_path):
     """Through the fake Hub: the first push verifies at its sha; a later push of a changed file does not,
     and the first sha still does."""
-    hub, home = fake_hub, tmp_path / "home"
+    hub, home, repo_id = fake_hub, tmp_path / "home", "me/kto"
     folder = shutil.copytree(exported, tmp_path / "first")
-    good = pushed_sha(push(folder, "me/kto", hub, home))
+    good = pushed_sha(push(folder, repo_id, hub, home))
     change_one_row(folder, "pairs", "train", 5)
-    bad = pushed_sha(push(folder, "me/kto", hub, home))
+    bad = pushed_sha(push(folder, repo_id, hub, home))
     assert bad != good
-    verify = ["-m", "claudesidian_tools", "verify", "me/kto", "--source", source_path, "--revision"]
+    verify = ["-m", "claudesidian_tools", "verify", repo_id, "--source", source_path, "--revision"]
     at_good = run([sys.executable, *verify, good], hub, home)
     assert at_good.returncode == 0, at_good.stderr
     assert at_good.stdout.splitlines()[-1] == "pairs: 43 rows identical (train 40, test 3)"
