@@ -41,11 +41,43 @@ __version__ = "1.3.0"
 
 # --- source pin and schema -------------------------------------------------------------------
 
-SOURCE_FILENAME = "syngen_toolset_v1.0.0_claude.jsonl"
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One source file of the syngen_toolset family (the same generator run with one model), pinned: its file
+    name, version, bytes (sha256, size, rows), where it downloads from and its licence."""
+
+    name: str
+    file: str
+    version: str
+    sha256: str
+    size: int
+    rows: int
+    url: Optional[str]  # None: the Hub dataset repository SOURCE_REPO_ID, at the `revision` option
+    licence: str = "MIT, copyright 2025 ProfSynapse"
+
+
 SOURCE_REPO_ID = "professorsynapse/claudesidian-synthetic-dataset"
+# The author's repository at the commit the two other members are pinned to (unchanged since 2025-11-25).
+_ARCHIVE = ("https://raw.githubusercontent.com/ProfSynapse/Synaptic-Tuner/3da8e857e953ba18e1177b77ae2da39da29139ab/"
+            "Datasets/archived%20datasets/")
+MEMBERS = {
+    member.name: member
+    for member in (
+        # The source of every single-file config: the v1.0.0 file published on the Hub, 746 / 254.
+        Member("claude", "syngen_toolset_v1.0.0_claude.jsonl", "1.0.0",
+               "861a7d7d575f2f1f6108b846d4e54ca6a70b2a4316e56ffef7eaeda61a5426a4", 1_627_040, 1_000, None),
+        Member("chatgpt", "syngen_toolset_v1.0.0_chatgpt.jsonl", "1.0.0",
+               "493883ebc87c877b5dd1c6908f18bce2c869139dfabffad2827bd5bb2074c53b", 1_072_882, 787,
+               _ARCHIVE + "syngen_toolset_v1.0.0_chatgpt.jsonl"),
+        Member("copilot", "syngen_toolset_v1.0.1_copilot.jsonl", "1.0.1",
+               "46b37290f7865c622aa9b209e6e742c672fcabc9de9c41d8cbc640499551891b", 1_472_842, 1_438,
+               _ARCHIVE + "syngen_toolset_v1.0.1_copilot.jsonl"),
+    )
+}
+SOURCE_FILENAME = MEMBERS["claude"].file
 # Pinned configs promise these exact bytes (the v1.0.0 file, 1000 rows, 746 / 254).
-SOURCE_SHA256 = "861a7d7d575f2f1f6108b846d4e54ca6a70b2a4316e56ffef7eaeda61a5426a4"
-SOURCE_NUM_BYTES = 1_627_040
+SOURCE_SHA256 = MEMBERS["claude"].sha256
+SOURCE_NUM_BYTES = MEMBERS["claude"].size
 PUBLISHED_SEED = 42
 # The dataset author's tool schemas (ProfSynapse/Synaptic-Tuner, tools/tool_schemas.json at 3da8e857, 47
 # tools), shipped in claudesidian_tools/ with its MIT licence notice: what the tool-call checks use unless
@@ -154,8 +186,9 @@ class Layout:
     @property
     def oldest_datasets(self) -> str:
         """The oldest `datasets` that loads an exported config of this layout from its Parquet files: the card
-        and the README say it per config, CI's version cells check it."""
-        return JSON_DATASETS if self.tools else OLDEST_DATASETS
+        and the README say it per config, CI's version cells check it. (Exported by a `datasets` without
+        `Json`, a tools layout holds JSON text, which every version reads.)"""
+        return OLDEST_DATASETS if self.plain else JSON_DATASETS
 
 
 _MESSAGE = {"role": datasets.Value("string"), "content": datasets.Value("string")}
@@ -384,10 +417,15 @@ LAYOUTS = {
 }
 
 
+# A family config's rows name their member (claude, chatgpt or copilot) in one more column, after the layout's.
+SOURCE_COLUMN = {"source": datasets.Value("string")}
+
+
 def layout_of(column_names: Sequence[str]) -> Layout:
-    """The layout whose columns these are."""
+    """The layout whose columns these are (a family's `source` column aside)."""
+    columns = [column for column in column_names if column not in SOURCE_COLUMN]
     for layout in LAYOUTS.values():
-        if list(layout.features) == list(column_names):
+        if list(layout.features) == columns:
             return layout
     raise OptionError(f"columns {', '.join(column_names)} are none of the layouts {', '.join(LAYOUTS)}")
 
@@ -520,6 +558,9 @@ _POSITIVE = Rule(
 )
 _FLAG = Rule("True or False", lambda value: isinstance(value, bool))
 _TEXT = Rule("text", lambda value: isinstance(value, str))
+_SOURCE = Rule("a path or URL (text), or a mapping of member name to path or URL",
+               lambda value: isinstance(value, str) or (isinstance(value, Mapping) and all(
+                   isinstance(key, str) and isinstance(item, str) for key, item in value.items())))
 _TEST_SIZE = Rule(
     "a fraction of the source between 0 and 1 (e.g. 0.1), a whole number of rows (at least 1), or 0 for no test "
     "split",
@@ -538,8 +579,11 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
     Each option is declared once, here (its type tells the command line how to read it); the
     command line, its `--help` and the docs read these."""
 
-    source: Optional[str] = _option(
-        None, _TEXT, f"local path or URL of {SOURCE_FILENAME}", "the Hub file at the revision, cached"
+    source: Optional[Union[str, Mapping]] = _option(
+        None, _SOURCE, f"local path or URL of {SOURCE_FILENAME}, or a folder holding the source files under their "
+        f"pinned names ({', '.join(member.file for member in MEMBERS.values())}; a family config reads them all)",
+        "each file downloaded and cached: claude's from the Hub at the revision, the others from the author's "
+        "repository at their pinned commit",
     )
     revision: str = _option("main", _TEXT, "Hub revision (branch, tag or commit) of the default source")
     desirable: Optional[int] = _option(
@@ -564,6 +608,10 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
                         f"({PUBLISHED_SEED} is the published one)")
     replacement: bool = _option(False, _FLAG, "draw with replacement, so a label can be oversampled past its size")
     dedupe: bool = _option(False, _FLAG, "drop exact duplicate lines before selecting, from both splits")
+    per_member: bool = _option(
+        False, _FLAG, "balance the labels within each member of the family (each member's smaller label kept whole, "
+        "or the ratio), as the dataset's author balances within each category, instead of over all its rows",
+    )
     order: str = _option(
         "shuffle",
         _choice(*ORDERS),
@@ -615,6 +663,11 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
         if "order" in given and self.order != "mixed" and "batch_size" not in given:
             self.batch_size = None  # a config's own batch size is its mixed order's: another order drops it
         refused = sorted(given - named.takes)
+        if refused == ["per_member"] and not named.family:
+            raise OptionError("{given} balances the labels within each member of the family, and {config} reads one "
+                              f"file ({SOURCE_FILENAME}): use " + "{family} for the family",
+                              given=Mention("per_member", True), config=Mention("name", self.name),
+                              family=Mention("name", "family_balanced"))
         if refused:
             option = refused[0]
             raise OptionError(
@@ -646,6 +699,11 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
                     "leave it out (a ratio still applies)",
                     strata=Mention("length_strata", self.length_strata), clash=clash,
                 )
+        if self.per_member and (counts or self.length_strata is not None):
+            raise OptionError("{per_member} balances each member by its own smaller label (or the ratio); {clash} "
+                              "cannot apply to each member: leave one of them out",
+                              per_member=Mention("per_member", True),
+                              clash=counts or (Mention("length_strata", self.length_strata),))
         if self.order == "mixed" and self.batch_size is None:
             raise OptionError("{order} needs {batch_size} (your per_device_train_batch_size)",
                               order=Mention("order", "mixed"), batch_size=Mention("batch_size"))
@@ -733,12 +791,18 @@ class NamedConfig:
     defaults: dict = dataclasses.field(default_factory=dict)
     only: Optional[frozenset] = None  # the options it takes, when fewer than its selection's
     why_only: str = ""
-    pinned: bool = False  # promises the v1.0.0 bytes, so it checks the source's sha256
+    pinned: bool = False  # promises its members' pinned bytes (v1.0.0 for claude), so it checks each sha256
     exported: bool = False  # in the default export
+    members: tuple = ("claude",)  # the source files it reads (MEMBERS): one, or the family
+
+    @property
+    def family(self) -> bool:
+        """It reads several members, and each row names its own in a `source` column."""
+        return len(self.members) > 1
 
     @property
     def takes(self) -> frozenset:
-        takes = SELECTIONS[self.selection].takes
+        takes = SELECTIONS[self.selection].takes - (set() if self.family else {"per_member"})
         return takes & (self.only | {"source", "revision"}) if self.only is not None else takes
 
     @property
@@ -752,6 +816,7 @@ class NamedConfig:
 
 
 _HELD_OUT = {"test_size": 0.1}
+_FAMILY = tuple(MEMBERS)
 CONFIGS = {
     named.name: named
     for named in (
@@ -792,6 +857,24 @@ CONFIGS = {
             _HELD_OUT,
             exported=True,
         ),
+        NamedConfig(
+            "family", "every row of the three members (claude, chatgpt, copilot), a tenth held out as the test split, "
+            "in mixed batches of 4", "every_row", {**_HELD_OUT, "order": "mixed", "batch_size": 4}, pinned=True,
+            exported=True, members=_FAMILY,
+        ),
+        NamedConfig(
+            "family_sft_tools", "the desirable conversations of the three members whose tool calls pass the checks, "
+            "with structured tool calls, for SFT", "desirable_only",
+            {**_HELD_OUT, "gate": "drop", "layout": "messages_tools"}, pinned=True, exported=True, members=_FAMILY,
+        ),
+        NamedConfig(
+            "family_kto_tools", "every row of the three members as decisions with structured tool calls (as "
+            "kto_tools), a tenth held out as the test split, in mixed batches of 8", "every_row",
+            {**_HELD_OUT, "order": "mixed", "batch_size": 8, "gate": "relabel", "layout": "kto_tools"},
+            pinned=True, exported=True, members=_FAMILY,
+        ),
+        NamedConfig("family_balanced", "your own balanced subset of the three members", "balanced",
+                    members=_FAMILY),
     )
 }
 DEFAULT_CONFIG_NAME = "balanced_254"
@@ -816,11 +899,11 @@ def random_stream(seed: int, stream: str, epoch: int = 0) -> random.Random:
 
 @dataclasses.dataclass
 class SplitPlan:
-    """One split of a config: the source file and, in output order, where each example's source line
-    lies (offsets and lengths; two of each per example for a pair), each example's label where the gate
-    relabelled some, and what the planning dropped or relabelled (`notes`)."""
+    """One split of a config: the source files (read as one stream) and, in output order, where each
+    example's source line lies (offsets and lengths; two of each per example for a pair), each example's label
+    where the gate relabelled some, and what the planning dropped or relabelled (`notes`)."""
 
-    path: str
+    files: "SourceFiles"
     offsets: np.ndarray
     lengths: np.ndarray
     labels: Optional[np.ndarray] = None
@@ -863,24 +946,16 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
     DEFAULT_CONFIG_NAME = DEFAULT_CONFIG_NAME
 
     def __init__(self, *args, **kwargs):
-        source = kwargs.get("source")
-        fix = "Pass {source} (a local copy of " + SOURCE_FILENAME + "), or leave it out to use the Hub file"
-        given = Mention("source", Placeholder("FILE"))
-        if source == "":
-            raise SourceError("(empty)", "the source path is empty", fix, source=given)
-        if source is not None and not is_url(source):
-            source = os.path.abspath(os.path.expanduser(str(source)))
-            if os.path.isdir(source):
-                raise SourceError(source, "is a folder, not a file", fix, source=given)
-            if not os.path.exists(source):
-                raise SourceError(source, "no such file", fix, source=given)
-            if not os.path.isfile(source):
-                raise SourceError(source, "is not a regular file", fix, source=given)
-            kwargs["source"] = source
-        # The cache entry is keyed by this code, the source's bytes and the `datasets` version, so an edited
+        named = CONFIGS.get(kwargs.get("config_name") or DEFAULT_CONFIG_NAME)
+        if kwargs.get("source") is not None:  # local paths made absolute, as the config then records them
+            kwargs["source"] = absolute_source(kwargs["source"])
+        sources = member_sources(kwargs.get("source"), named.members if named else ("claude",))
+        # The cache entry is keyed by this code, the sources' bytes and the `datasets` version, so an edited
         # local source (or an edited builder) is rebuilt instead of served stale, and a `datasets` that
         # cannot read another's cache files (3.x reads no 5.x `List`) never meets them.
-        self._source_sha256 = file_sha256(source) if source and not is_url(source) else None
+        self._member_sha256 = {member: file_sha256(path) for member, path in sources.items()
+                               if path is not None and not is_url(path)}
+        self._source_sha256 = ",".join(f"{member}:{sha256}" for member, sha256 in self._member_sha256.items()) or None
         schemas = kwargs.get("tool_schemas")
         schemas_sha256 = file_sha256(schemas) if schemas and not is_url(schemas) and os.path.isfile(schemas) else None
         code = kwargs.get("hash") or file_sha256(__file__)
@@ -902,7 +977,10 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
 
     def _info(self) -> datasets.DatasetInfo:
         layout = LAYOUTS.get(self.config.layout, LAYOUTS["kto"])  # a bad layout is refused just after
-        return datasets.DatasetInfo(description=DESCRIPTION, features=layout.features, homepage=HOMEPAGE,
+        features = layout.features
+        if CONFIGS[self.config.name].family:
+            features = datasets.Features({**features, **SOURCE_COLUMN})
+        return datasets.DatasetInfo(description=DESCRIPTION, features=features, homepage=HOMEPAGE,
                                     license=LICENSE, citation=CITATION)
 
     # -- the public face: the plan, then each split's examples --
@@ -913,23 +991,27 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
         which is fetched first when it is not a local file. The rows must fit in this machine's memory and
         on the disk of `writes_to` (default: the `datasets` cache), or an OptionError says how many do."""
         download_config = download_config or datasets.DownloadConfig()
-        path = _fetch_source(self.config, download_config)
-        if CONFIGS[self.config.name].pinned:
-            _verify_pinned_source(path, self.config.name, self._source_sha256 if path == self.config.source else None)
+        named = CONFIGS[self.config.name]
+        paths = fetch_members(self.config, download_config)
+        if named.pinned:
+            for member, path in paths.items():
+                _verify_pinned_source(path, self.config.name, member, self._member_sha256.get(member))
         schemas = self.tool_schemas(download_config) if uses_tool_checks(self.config) else None
         with _gc_frozen():
-            scan = scan_source(path, keys=row_keys(self.config), tool_schemas=schemas)
+            scans = [scan_source(path, keys=row_keys(self.config), tool_schemas=schemas) for path in paths.values()]
+        files = SourceFiles.of(paths)
+        scan = scans[0] if len(scans) == 1 else combine_scans(scans, files, dedupe=self.config.dedupe)
         try:
             planned = plan_rows(scan, self.config, row_limit(scan, writes_to or self.cache_dir))
         except OptionError as error:
-            raise error.about(f"{path}: ") from None
+            raise error.about(f"{files.paths[0] if len(files.paths) == 1 else files.folder_words()}: ") from None
         for notes in planned.notes.values():
             for note in notes.get("said", ()):
                 logger.warning("%s", note)
         self.info.description = DESCRIPTION + "".join(
             f"\n{_NOTES_HEADING} {note}" for notes in planned.notes.values() for note in notes.get("said", ()))
         relabelled = not np.array_equal(planned.labels, scan.labels)
-        return {split: SplitPlan(path, scan.offsets[rows], scan.lengths[rows],
+        return {split: SplitPlan(files, scan.offsets[rows], scan.lengths[rows],
                                  planned.labels[rows] if relabelled and rows.ndim == 1 else None,
                                  planned.notes.get(split, {}), planned.turns.get(split))
                 for split, rows in planned.splits.items()}
@@ -947,24 +1029,32 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
         schemas = self.tool_schemas() if layout.tools else None
         labels = iter(plan.labels.tolist()) if plan.labels is not None else None
         turns = iter(plan.turns.tolist()) if plan.turns is not None else None
-        with open(plan.path, "rb") as file:
-            unbuffered = getattr(file, "raw", file)  # rows are read out of order: a buffer only costs a copy
+        files, family = plan.files, CONFIGS[self.config.name].family
+        with contextlib.ExitStack() as stack:
+            # Rows are read out of order: a buffer only costs a copy.
+            handles = [getattr(handle, "raw", handle) for handle in
+                       (stack.enter_context(open(path, "rb")) for path in files.paths)]
+
+            def read(offset: int, length: int) -> tuple:
+                index = int(files.which(offset)) if len(handles) > 1 else 0
+                return _read_row(handles[index], files.paths[index], offset - files.bases[index], length), index
+
             for offset, length in zip(plan.offsets.tolist(), plan.lengths.tolist()):
                 if isinstance(offset, list):  # a preference pair: the chosen row, then the rejected one
-                    rows = [_read_row(unbuffered, plan.path, *where) for where in zip(offset, length)]
+                    rows = [read(*where)[0] for where in zip(offset, length)]
                     yield layout.to_example(*rows, schemas=schemas)
                     continue
-                row = _read_row(unbuffered, plan.path, offset, length)
+                row, index = read(offset, length)
                 if labels is not None:
                     row["label"] = next(labels)
-                if turns is not None:
-                    yield layout.to_example(row, schemas=schemas, turn=next(turns))
-                else:
-                    yield layout.to_example(row, schemas=schemas)
+                example = layout.to_example(row, schemas=schemas, **({} if turns is None else {"turn": next(turns)}))
+                if family:
+                    example["source"] = files.members[index]
+                yield example
 
     def iter_batches(self, plan: SplitPlan, batch_size: int = 1000) -> Iterator[dict]:
         """The split's examples in columnar batches (`{column: [values]}`, as `Dataset.iter` yields)."""
-        columns = list(LAYOUTS[self.config.layout].features)
+        columns = list(self.info.features)
         batch = []
         for example in self.iter_examples(plan):
             batch.append(example)
@@ -977,7 +1067,7 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
     # -- what `datasets` calls --
 
     def _split_generators(self, dl_manager):
-        return [datasets.SplitGenerator(name=split, gen_kwargs={"path": plan.path, "shards": plan.shards()})
+        return [datasets.SplitGenerator(name=split, gen_kwargs={"files": plan.files, "shards": plan.shards()})
                 for split, plan in self.plan_splits(dl_manager.download_config).items()]
 
     def _prepare_split(self, *args, **kwargs):
@@ -994,9 +1084,9 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
         finally:
             self.info.features = features
 
-    def _generate_examples(self, path, shards):
+    def _generate_examples(self, files, shards):
         for start, offsets, lengths, labels, turns in shards:
-            yield from enumerate(self.iter_examples(SplitPlan(path, offsets, lengths, labels, turns=turns)), start)
+            yield from enumerate(self.iter_examples(SplitPlan(files, offsets, lengths, labels, turns=turns)), start)
 
 
 _NOTES_HEADING = "This build:"
@@ -1140,10 +1230,141 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def member_url(member: str, revision: str = "main") -> str:
+    """Where a member's pinned file downloads from: claude's from the Hub at `revision`, the others' from the
+    author's repository at their pinned commit."""
+    return MEMBERS[member].url or source_url(revision)
+
+
 def source_url(revision: str = "main") -> str:
     """The Hub URL of the source at `revision`, on the endpoint `datasets` and `huggingface_hub` use
     (`HF_ENDPOINT`, so a mirror serves it too)."""
     return datasets.config.HUB_DATASETS_URL.format(repo_id=SOURCE_REPO_ID, revision=revision, path=SOURCE_FILENAME)
+
+
+# --- where the source files come from: a file, a folder of the pinned files, a mapping, or downloads --------
+
+
+def absolute_source(source: Union[str, Mapping]) -> Union[str, dict]:
+    """A `source` with its local paths made absolute (URLs as they are)."""
+    if isinstance(source, Mapping):
+        return {member: absolute_source(path) for member, path in source.items()}
+    return source if source == "" or is_url(source) else os.path.abspath(os.path.expanduser(str(source)))
+
+
+_SOURCE_FIX = ("Pass {source} (a local copy of " + SOURCE_FILENAME + ", or a folder holding the source files), or "
+               "leave it out to download them")
+
+
+def member_sources(source: Union[None, str, Mapping], members: Sequence[str]) -> dict:
+    """What `source` gives each member a config reads: a local path, a URL, or None (the pinned file, to
+    download). A folder must hold each one's pinned file; one file or URL serves a config of one member; a
+    mapping names members that exist, each with its own file."""
+    given = Mention("source", Placeholder("FILE_OR_FOLDER"))
+    if isinstance(source, Mapping):
+        return _mapped_sources(source, members)
+    if source is None:
+        return {member: None for member in members}
+    if source == "":
+        raise SourceError("(empty)", "the source path is empty", _SOURCE_FIX, source=given)
+    # A URL never meets os.path: `datasets` may have patched this module's os.path to reach URLs itself.
+    if not is_url(source) and os.path.isdir(source):
+        missing = [MEMBERS[member].file for member in members if not os.path.isfile(os.path.join(source, MEMBERS[
+            member].file))]
+        if missing:
+            raise SourceError(source, f"the folder holds no {' and no '.join(missing)}", "Put the file" + (
+                "s" if len(missing) > 1 else "") + " there under that name, or pass {source} another folder",
+                source=Mention("source"))
+        return {member: os.path.join(source, MEMBERS[member].file) for member in members}
+    if len(members) > 1:
+        raise SourceError(source, f"is one file, and this config reads {len(members)}: "
+                          + ", ".join(MEMBERS[member].file for member in members),
+                          "Pass {source}, the folder that holds them under those names",
+                          source=Mention("source", Placeholder("FOLDER")))
+    if not is_url(source):
+        if not os.path.exists(source):
+            raise SourceError(source, "no such file", _SOURCE_FIX, source=given)
+        if not os.path.isfile(source):
+            raise SourceError(source, "is not a regular file", _SOURCE_FIX, source=given)
+    return {members[0]: source}
+
+
+def _mapped_sources(source: Mapping, members: Sequence[str]) -> dict:
+    """A mapping of member name to path or URL; a member it leaves out is downloaded."""
+    unknown = sorted(set(source) - set(MEMBERS))
+    if unknown:
+        raise OptionError("{given}: " + f"{', '.join(map(repr, unknown))} is no member of the family; the members are "
+                          f"{', '.join(MEMBERS)}", given=Mention("source", Placeholder(dict(source))))
+    for member, path in source.items():
+        others = [other for other in MEMBERS.values() if other.name != member and os.path.basename(
+            str(path).split("?")[0]).replace("%20", " ") == other.file]
+        if others:
+            raise OptionError(
+                "{given}: " + f"{path} is {others[0].name}'s file ({others[0].file}), given for {member}: give "
+                f"{member} its own file, {MEMBERS[member].file}", given=Mention("source", Placeholder(dict(source))))
+        if not is_url(path) and not os.path.isfile(path):
+            problem = "is a folder, not a file" if os.path.isdir(path) else "no such file"
+            raise SourceError(path, f"{problem} (the source of {member})", _SOURCE_FIX,
+                              source=Mention("source", Placeholder("FILE_OR_FOLDER")))
+    return {member: source.get(member) for member in members}
+
+
+def fetch_members(config: "ClaudesidianSyntheticConfig", download_config: datasets.DownloadConfig) -> dict:
+    """A local path of each member's file the config reads, in MEMBERS order: the file given, a download of
+    a URL, or the pinned file from its cache (claude's from the Hub at `revision`, the others' from the
+    author's repository), fetched there when online."""
+    members = CONFIGS[config.name].members
+    paths = {}
+    for member, given in member_sources(config.source, members).items():
+        if given is not None and not is_url(given):
+            paths[member] = given
+        elif member == "claude":
+            paths[member] = _fetch_source(config, download_config, given)
+        else:
+            paths[member] = _download_member(MEMBERS[member], given, download_config)
+    return paths
+
+
+def _download_member(member: Member, url: Optional[str], download_config: datasets.DownloadConfig) -> str:
+    """A member other than claude, downloaded through `datasets`' cache from its URL (default: its pinned one)."""
+    url = url or member.url
+    try:
+        return datasets.DownloadManager(download_config=download_config).download(url)
+    except Exception as error:  # noqa: BLE001 - every HTTP client's errors, on every version
+        offline = datasets.config.HF_HUB_OFFLINE
+        message = " ".join(str(error).split())[:300]
+        problem = "is not in the local cache and downloads are off (offline mode)" if offline else (
+            f"could not be downloaded ({type(error).__name__}: {message})")
+        raise SourceError(url, problem, "Without network, pass {source} a folder holding " + member.file + " (and "
+                          "the other source files the config reads), or download it once online",
+                          source=Mention("source", Placeholder("FOLDER"))) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceFiles:
+    """The source files a plan reads, as one stream: each member's file at a base offset (the sizes of the
+    files before it), so a row is one offset whichever file holds it."""
+
+    members: tuple
+    paths: tuple
+    bases: tuple
+
+    @classmethod
+    def of(cls, paths: Mapping[str, str]) -> "SourceFiles":
+        bases, total = [], 0
+        for path in paths.values():
+            bases.append(total)
+            total += os.path.getsize(path)
+        return cls(tuple(paths), tuple(paths.values()), tuple(bases))
+
+    def which(self, offsets: np.ndarray) -> np.ndarray:
+        """The index of the file that holds each offset."""
+        return np.searchsorted(np.asarray(self.bases, dtype=np.int64), offsets, side="right") - 1
+
+    def folder_words(self) -> str:
+        """The files, as a message names them: their folder, or each path."""
+        folders = {os.path.dirname(path) for path in self.paths}
+        return f"{folders.pop()}/" if len(folders) == 1 else ", ".join(self.paths)
 
 
 _NO_NETWORK_FIX = (
@@ -1152,17 +1373,15 @@ _NO_NETWORK_FIX = (
 )
 
 
-def _fetch_source(config: ClaudesidianSyntheticConfig, download_config: datasets.DownloadConfig) -> str:
-    """Return a local path of the source: the file itself, a download of a URL, or the Hub file from
-    `huggingface_hub`'s cache (fetched there when online)."""
-    if config.source is not None and not is_url(config.source):
-        return config.source
-    url = config.source or source_url(config.revision)
+def _fetch_source(config: ClaudesidianSyntheticConfig, download_config: datasets.DownloadConfig,
+                  url: Optional[str] = None) -> str:
+    """A local path of claude's file: a download of `url`, or the Hub file from `huggingface_hub`'s cache
+    (fetched there when online)."""
     # `datasets` 5 reads HF_DATASETS_OFFLINE but hands Hub URLs to `huggingface_hub`, which does not,
     # so the Hub file is fetched here, offline whenever `datasets` is.
     offline = datasets.config.HF_HUB_OFFLINE
     try:
-        if config.source is None:
+        if url is None:
             return _hub_source(config.revision, offline)
         return datasets.DownloadManager(download_config=download_config).download(url)
     except Exception as error:  # noqa: BLE001 - every HTTP client's and the Hub's errors, on every version
@@ -1170,9 +1389,14 @@ def _fetch_source(config: ClaudesidianSyntheticConfig, download_config: datasets
         problem = "is not in the local cache and downloads are off (offline mode)" if offline else (
             f"could not be downloaded ({type(error).__name__}: {message})"
         )
-        fix = _NO_NETWORK_FIX if config.source is None else (
+        fix = _NO_NETWORK_FIX if url is None else (
             "Check the URL; without network, pass {source} (a local copy of " + SOURCE_FILENAME + ")")
-        raise SourceError(url, problem, fix, source=Mention("source", Placeholder("FILE")),
+        if CONFIGS[config.name].family:
+            fix = ("Without network, pass {source} a folder holding the family's files ("
+                   + ", ".join(member.file for member in MEMBERS.values()) + ")")
+        url = url or source_url(config.revision)
+        placeholder = Placeholder("FOLDER" if CONFIGS[config.name].family else "FILE")
+        raise SourceError(url, problem, fix, source=Mention("source", placeholder),
                           revision=Mention("revision")) from None
 
 
@@ -1190,19 +1414,29 @@ def _hub_source(revision: str, offline: bool) -> str:
     )
 
 
-def _verify_pinned_source(path: str, name: str, known_sha256: Optional[str] = None) -> None:
-    actual = known_sha256 or file_sha256(path)
-    if actual != SOURCE_SHA256:
-        size = os.path.getsize(path)
-        pinned = ", ".join(named.name for named in CONFIGS.values() if named.pinned)
-        raise SourceError(
-            path,
-            f"sha256 {actual} ({size:,} bytes) is not the v1.0.0 source {SOURCE_SHA256} "
-            f"({SOURCE_NUM_BYTES:,} bytes), and {name} promises those exact bytes (as {pinned} do)",
-            "Pass {revision} a Hub commit that holds v1.0.0, or {source} a local v1.0.0 copy; for any other "
-            "version of the data use {custom}",
-            revision=Mention("revision"), source=Mention("source"), custom=Mention("name", "balanced_custom"),
-        )
+def _verify_pinned_source(path: str, name: str, member: str = "claude", known_sha256: Optional[str] = None) -> None:
+    """A pinned config reads its members' pinned bytes only: another file is refused in one line naming it."""
+    actual, pin = known_sha256 or file_sha256(path), MEMBERS[member]
+    if actual == pin.sha256:
+        return
+    size = os.path.getsize(path)
+    if member != "claude":
+        other = next((each for each in MEMBERS.values() if each.sha256 == actual), None)
+        what = f"is {other.name}'s file ({other.file}), not {member}'s" if other else (
+            f"sha256 {actual} ({size:,} bytes) is not {member}'s pinned file {pin.file} {pin.sha256} ({pin.size:,} "
+            "bytes)")
+        raise SourceError(path, f"{what}, and {name} promises those exact bytes",
+                          "Put the pinned " + pin.file + " there (the card and the data README give its address), or "
+                          "for other bytes use {family_custom}", family_custom=Mention("name", "family_balanced"))
+    pinned = ", ".join(named.name for named in CONFIGS.values() if named.pinned and named.members == ("claude",))
+    raise SourceError(
+        path,
+        f"sha256 {actual} ({size:,} bytes) is not the v1.0.0 source {SOURCE_SHA256} "
+        f"({SOURCE_NUM_BYTES:,} bytes), and {name} promises those exact bytes (as {pinned} do)",
+        "Pass {revision} a Hub commit that holds v1.0.0, or {source} a local v1.0.0 copy; for any other "
+        "version of the data use {custom}", revision=Mention("revision"), source=Mention("source"),
+        custom=Mention("name", "balanced_custom" if CONFIGS[name].members == ("claude",) else "family_balanced"),
+    )
 
 
 def builder(name: str = DEFAULT_CONFIG_NAME, *, cache_dir: Optional[str] = None,
@@ -1276,6 +1510,45 @@ class SourceScan:
     tool_checks: Optional[np.ndarray] = None
     # For a layout of one decision per example (when asked, with the tool schemas): each reply's decisions.
     turns: Optional["TurnFacts"] = None
+    # The member of the family each row comes from (an index into MEMBERS order), when several are read.
+    member: Optional[np.ndarray] = None
+
+
+def combine_scans(scans: Sequence[SourceScan], files: "SourceFiles", dedupe: bool = False) -> SourceScan:
+    """One scan of several members' files read as one stream (`SourceFiles`): each file's rows after the last
+    file's, its offsets moved by the file's base, `member` naming each row's file. With `dedupe`, a line equal
+    to an earlier line of another file is a duplicate too."""
+    def joined(field: str) -> Optional[np.ndarray]:
+        values = [getattr(scan, field) for scan in scans]
+        return None if values[0] is None else np.concatenate(values)
+
+    combined = SourceScan(joined("labels"), np.concatenate([scan.offsets + base for scan, base in
+                                                           zip(scans, files.bases)]), joined("lengths"),
+                          joined("duplicate"), joined("completion_chars"), joined("prompts"), joined("replies"),
+                          joined("tool_checks"))
+    if scans[0].turns is not None:
+        counts = np.concatenate([scan.turns.counts for scan in scans])
+        combined.turns = TurnFacts(counts, *(np.concatenate([getattr(scan.turns, field) for scan in scans])
+                                             for field in ("assistant_turns", "labelled", "rules")),
+                                   np.cumsum(counts) - counts, np.concatenate([scan.turns.chars for scan in scans]))
+    combined.member = np.repeat(np.arange(len(scans), dtype=np.uint8), [len(scan.labels) for scan in scans])
+    if dedupe:
+        combined.duplicate = _duplicate_lines(files, combined)
+    return combined
+
+
+def _duplicate_lines(files: "SourceFiles", scan: SourceScan) -> np.ndarray:
+    """Each row whose line (its stripped bytes) equals an earlier row's, in whichever file."""
+    seen, duplicate = set(), np.zeros(len(scan.labels), dtype=bool)
+    with contextlib.ExitStack() as stack:
+        handles = [stack.enter_context(open(path, "rb")) for path in files.paths]
+        for row, (index, offset, length) in enumerate(zip(files.which(scan.offsets).tolist(), scan.offsets.tolist(),
+                                                         scan.lengths.tolist())):
+            handles[index].seek(offset - files.bases[index])
+            line = handles[index].read(length).strip(_JSON_SPACE)
+            duplicate[row] = line in seen
+            seen.add(line)
+    return duplicate
 
 
 @dataclasses.dataclass
@@ -2022,7 +2295,8 @@ def plan_rows(scan: SourceScan, config: ClaudesidianSyntheticConfig, row_limit: 
     candidates = np.arange(len(scan.labels))
     sides = {}
     if config.test_size is not None:
-        held_out = np.array(held_out_rows(scan.labels.tolist(), scan.prompts.tolist(), config.test_size, config.seed))
+        held_out = np.array(held_out_rows(scan.labels.tolist(), scan.prompts.tolist(), config.test_size, config.seed,
+                                          None if scan.member is None else scan.member))
         candidates = np.setdiff1d(candidates, held_out)
         sides["test"] = held_out
     sides = {"train": candidates, **sides}
@@ -2155,6 +2429,7 @@ class Candidates:
     prompts: Optional[np.ndarray] = None
     replies: Optional[np.ndarray] = None
     row_limit: Optional[int] = None  # the most rows this machine can build
+    members: Optional[np.ndarray] = None  # each row's member of the family, when several are read
 
 
 def choose(selection: str, scan: SourceScan, rows: np.ndarray, config: ClaudesidianSyntheticConfig,
@@ -2167,6 +2442,8 @@ def choose(selection: str, scan: SourceScan, rows: np.ndarray, config: Claudesid
         candidates.prompts = scan.prompts[rows]
     if scan.replies is not None:
         candidates.replies = scan.replies[rows]
+    if scan.member is not None:
+        candidates.members = scan.member[rows]
     picked = _CHOOSERS[selection](candidates, config, rng)
     if not picked:
         raise OptionError(f"{config.name} has no rows to take from these {len(rows)}: {_EMPTY[selection]}")
@@ -2180,6 +2457,10 @@ def _every_row(candidates: Candidates, config: ClaudesidianSyntheticConfig, rng:
 
 def _balanced(candidates: Candidates, config: ClaudesidianSyntheticConfig, rng: random.Random) -> list:
     # The published recipe seeds its own generator, `random_stream(seed, "selection")`, as `rng` is.
+    if config.per_member:
+        return balanced_per_member(candidates.labels, candidates.members, ratio=config.ratio, seed=config.seed,
+                                   replacement=config.replacement, order=config.order, batch_size=config.batch_size,
+                                   prompts=candidates.prompts, row_limit=candidates.row_limit)
     if config.length_strata is not None:
         return length_matched_indices(candidates.labels, candidates.completion_chars, strata=config.length_strata,
                                       ratio=config.ratio, seed=config.seed, order=config.order,
@@ -2232,12 +2513,14 @@ def preference_pairs(labels: Sequence[bool], prompts: Sequence, replies: Sequenc
     )
 
 
-def held_out_rows(labels: Sequence[bool], prompt_keys: Sequence, test_size: Union[float, int], seed: int) -> list:
+def held_out_rows(labels: Sequence[bool], prompt_keys: Sequence, test_size: Union[float, int], seed: int,
+                  members: Optional[Sequence[int]] = None) -> list:
     """Sorted source rows of a test split that shares no prompt with the rest, sized and stratified:
-    its row count and its desirable count each lie within the largest prompt group of the exact figures.
+    its row count and its desirable count (and, with `members`, each member's count of each label) each lie
+    within the largest prompt group of the exact figures.
 
     Prompt groups are shuffled by a generator of their own (seeded from `seed`), then taken while they
-    fit under both labels' exact counts; a second pass fills up to the row count."""
+    fit under every stratum's exact count; a second pass fills up to the row count."""
     n = len(labels)
     given = Mention("test_size", test_size)
     target = test_size if isinstance(test_size, int) else round(test_size * n)
@@ -2252,26 +2535,36 @@ def held_out_rows(labels: Sequence[bool], prompt_keys: Sequence, test_size: Unio
     groups = list(groups.values())
     largest = max(map(len, groups))
     random_stream(seed, "held_out").shuffle(groups)
-    exact_desirable = target * sum(labels) / n
-    exact_undesirable = target - exact_desirable
-    taken, desirable, undesirable = [], 0, 0
-    caps = [(math.ceil(exact_desirable), target - math.ceil(exact_desirable), target),
-            (exact_desirable + largest, exact_undesirable + largest, target)]
-    for cap_desirable, cap_undesirable, cap_rows in caps:
+    # Strata: a member's desirable rows (2 * member), its undesirable rows (2 * member + 1); each group's count
+    # of each, counted at once.
+    strata = (0 if members is None else 2 * np.asarray(members, dtype=np.int64)) + ~np.asarray(labels, dtype=bool)
+    kinds = int(strata.max()) // 2 * 2 + 2
+    sizes = np.bincount(strata, minlength=kinds)
+    group_of_row = np.empty(n, dtype=np.int64)
+    for index, group in enumerate(groups):
+        group_of_row[group] = index
+    per_group = np.bincount(group_of_row * kinds + strata, minlength=len(groups) * kinds).reshape(-1, kinds).tolist()
+    exact = [0.0] * kinds
+    for member in range(kinds // 2):
+        exact[2 * member] = target * sizes[2 * member] / n
+        exact[2 * member + 1] = target * (sizes[2 * member] + sizes[2 * member + 1]) / n - exact[2 * member]
+    caps = [[math.ceil(value) if kind % 2 == 0 else math.floor(value) for kind, value in enumerate(exact)],
+            [value + largest for value in exact]]
+    taken, counts, rows = [], [0] * kinds, 0
+    for cap in caps:
         rest = []
-        for group in groups:
-            group_desirable = sum(labels[row] for row in group)
-            group_undesirable = len(group) - group_desirable
-            if (
-                desirable + group_desirable <= cap_desirable
-                and undesirable + group_undesirable <= cap_undesirable
-                and desirable + undesirable + len(group) <= cap_rows
-            ):
+        for index, group in zip(range(len(per_group)), groups):
+            group_counts = per_group[index]
+            if rows + len(group) <= target and all(have + more <= most for have, more, most in
+                                                    zip(counts, group_counts, cap)):
                 taken += group
-                desirable, undesirable = desirable + group_desirable, undesirable + group_undesirable
+                counts = [have + more for have, more in zip(counts, group_counts)]
+                rows += len(group)
             else:
-                rest.append(group)
-        groups = rest
+                rest.append(index)
+        per_group, groups = [per_group[index] for index in rest], [groups[index] for index in rest]
+    exact_desirable = sum(exact[0::2])
+    desirable, undesirable = sum(counts[0::2]), sum(counts[1::2])
     rows_off = abs(desirable + undesirable - target)
     if rows_off > largest or abs(desirable - exact_desirable) > largest:
         raise OptionError(
@@ -2388,6 +2681,34 @@ def balanced_indices(
     rows = draw(rng, desirable_rows, n_desirable, replacement, LABEL_NAMES[0])
     rows += draw(rng, undesirable_rows, n_undesirable, replacement, LABEL_NAMES[1])
     return arrange(rows, labels, order, rng, batch_size, prompts)
+
+
+def balanced_per_member(labels: Sequence[bool], members: Sequence[int], *, ratio: Optional[float] = None,
+                        seed: int = PUBLISHED_SEED, replacement: bool = False, order: str = "shuffle",
+                        batch_size: Optional[int] = None, prompts: Optional[Sequence] = None,
+                        row_limit: Optional[int] = None) -> list:
+    """The published recipe within each member of the family (`members`: each row's, an index into the family),
+    as the dataset's author balances within each category: each member's rows balanced on their own by
+    `balanced_indices` (its smaller label kept whole, or the ratio), then every member's rows together, in
+    `order`, by one more `random.Random(seed)`.
+
+    >>> balanced_per_member([True, True, False, True, False, False, False], [0, 0, 0, 1, 1, 1, 1], order="source")
+    [0, 2, 3, 6]
+    """
+    members = np.asarray(members)
+    rows = []
+    for member in np.unique(members).tolist():
+        positions = np.flatnonzero(members == member)
+        try:
+            picked = balanced_indices([labels[row] for row in positions.tolist()], ratio=ratio, seed=seed,
+                                      replacement=replacement, order="source")
+        except OptionError as error:
+            raise error.about(f"{list(MEMBERS)[member]} (per_member): ") from None
+        rows += positions[picked].tolist()
+    if row_limit is not None and len(rows) > row_limit:
+        raise OptionError(f"the selection needs {len(rows):,} rows, and this machine can build {row_limit:,} "
+                          f"({_bounds(row_limit)}): free memory or disk space, or build elsewhere")
+    return arrange(rows, labels, order, random_stream(seed, "selection"), batch_size, prompts)
 
 
 def _refuse_beyond_limit(row_limit: int, n_desirable: int, n_undesirable: int, source_desirable: int,

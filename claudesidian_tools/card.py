@@ -99,6 +99,10 @@ def describe(entry: Mapping) -> str:
                 "label's length quantiles, as many rows of each label per stratum as its smaller side has")
     if "test" in entry["stats"]:
         how = how.replace("every source row", "every row not held out for `test`")
+    if named.family and named.selection == "balanced":
+        how += (", within each member of the family (`per_member`: each member's smaller label kept whole, or the "
+                "ratio), as the dataset's author balances within each category" if resolved.get("per_member") else
+                ", over all the family's rows (not within each member: `per_member` is off)")
     if cs.LAYOUTS[resolved["layout"]].turns:
         how += (", each as its decisions (one assistant turn per row: every turn of a desirable reply, the one that "
                 "carries the label of an undesirable reply)")
@@ -190,12 +194,52 @@ def card_context(manifest: Mapping, location: str, is_repo: bool) -> dict:
         "has_sft": any(entry["trainer"] == "sft" for entry in entries),
         "decisions": _decision_lines(entries),
         "labelling_why": cs.LABELLING_WHY,
+        "members": _member_files(manifest),
+        "member_rows": [row for entry in entries for split, stats in entry["stats"].items()
+                        for row in _member_rows(entry["name"], split, stats)],
+        "member_reasons": [line for entry in entries for split, stats in entry["stats"].items()
+                           for line in _member_reason_lines(entry["name"], split, stats)],
         "versions": [{"name": entry["name"], "oldest": cs.LAYOUTS[entry["layout"]].oldest_datasets}
                      for entry in entries],
         "oldest": cs.OLDEST_DATASETS,
         "json": json_values and {"names": _listed([f"`{entry['name']}`" for entry in json_values]),
                                  "version": cs.JSON_DATASETS, "block": _builder_block(json_values, manifest, where)},
     }
+
+
+def _member_files(manifest: Mapping) -> list[dict]:
+    """The family's files an export read: each member's pinned name, version, rows, sha256, licence and address."""
+    recorded = manifest["source"].get("members", {})
+    revision = manifest["source"]["revision"] or "main"
+    return [{"name": name, "file": cs.MEMBERS[name].file, "version": cs.MEMBERS[name].version,
+             "rows": cs.MEMBERS[name].rows, "sha256": figures["sha256"], "licence": cs.MEMBERS[name].licence,
+             "url": cs.member_url(name, revision)} for name, figures in recorded.items()]
+
+
+def _member_rows(name: str, split: str, stats: Mapping) -> list[dict]:
+    """Per member of a family split: its rows and share, each label's rows, passing every check, reply lengths."""
+    rows = []
+    for member, entry in stats.get("members", {}).items():
+        last = cs.CHECKS[-1]
+        rows.append({"name": name, "split": split, "member": member, "rows": entry["rows"],
+                     "share": f"{entry['share']:.1%}",
+                     **{label: entry[label]["rows"] for label in cs.LABEL_NAMES},
+                     "passing": " / ".join(str(entry[label]["passing"][last]) if entry[label]["rows"] and
+                                           "passing" in entry[label] else "-" for label in cs.LABEL_NAMES),
+                     "medians": " / ".join(_number(entry[label]["reply_chars"]["median"]) for label in cs.LABEL_NAMES)})
+    return rows
+
+
+def _member_reason_lines(name: str, split: str, stats: Mapping) -> list[str]:
+    """`family` `train`, copilot: the most common reasons its calls fail, per label."""
+    lines = []
+    for member, entry in stats.get("members", {}).items():
+        said = "; ".join(f"{label}: " + ", ".join(f"`{reason_text(reason)}` {reason['count']}"
+                                                  for reason in entry[label]["top_reasons"])
+                         for label in cs.LABEL_NAMES if entry[label].get("top_reasons"))
+        if said:
+            lines.append(f"`{name}` `{split}`, {member}: {said}")
+    return lines
 
 
 def _loss_row(name: str, split: str, stats: Mapping) -> dict:
@@ -238,12 +282,15 @@ def _builder_block(entries: list, manifest: Mapping, where: Mapping) -> str:
         wide["revision"] = repr(manifest["source"]["revision"])
     if not manifest["tool_schemas"]["pinned"]:  # the copy the export keeps
         wide["tool_schemas"] = where["schemas"]
-    calls = []
+    calls, family = [], False
     for entry in entries:
         given = {key: repr(value) for key, value in entry["options"].items()}
+        if cs.CONFIGS[entry["config"]].family:  # three files: downloaded, or from a folder that holds them
+            given["source"], family = "source", True
         options = "".join(f", {key}={value}" for key, value in {**given, **wide}.items())
         calls.append(f'    "{entry["name"]}": cs.load("{entry["config"]}"{options}),')
-    return "\n".join([where["builder"], "import claudesidian_synthetic as cs", "built = {", *calls, "}"])
+    folder = ["source = None  # the family's files download; offline, the folder that holds them"] if family else []
+    return "\n".join([where["builder"], "import claudesidian_synthetic as cs", *folder, "built = {", *calls, "}"])
 
 
 def _tool_rows(name: str, split: str, stats: Mapping, layout: cs.Layout) -> list[dict]:

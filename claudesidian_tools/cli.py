@@ -315,7 +315,8 @@ def command_configs(args: argparse.Namespace) -> None:
         defaults = {key: value for key, value in named.option_defaults().items() if value != cs.OPTION_DEFAULTS[key]}
         options = ", ".join(f"{key}={value}" for key, value in defaults.items())
         notes = [note for note, true in (("default", named.name == cs.DEFAULT_CONFIG_NAME),
-                                          ("pinned to the v1.0.0 bytes", named.pinned),
+                                          ("pinned to the v1.0.0 bytes", named.pinned and not named.family),
+                                          ("pinned to the family's files", named.pinned and named.family),
                                           ("in the default export", named.exported)) if true]
         print(f"{named.name:<24} {named.purpose}" + (f" [{options}]" if options else "")
               + (f" ({'; '.join(notes)})" if notes else ""))

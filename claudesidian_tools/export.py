@@ -222,6 +222,7 @@ def export(
 def _export(folder: str, target: str, specs: list[ConfigSpec], named_by_user: bool, *, source, revision, num_shards,
             max_bytes, tokenizer, max_length, replace_existing, tool_schemas) -> list[ExportedConfig]:
     """The export itself, while it holds the folder (see `export`)."""
+    _check_sources(source, specs, named_by_user)
     _recover(target)
     previous = _previous_files(target, replace_existing)
     loaded_tokenizer = _tokenizer(tokenizer, max_length)
@@ -263,6 +264,57 @@ def _export(folder: str, target: str, specs: list[ConfigSpec], named_by_user: bo
     if manifest["figures_skipped"]:
         print(f"figures skipped: {INSTALL_PLOTS}, and export again to add them to the card", file=sys.stderr)
     return exported
+
+
+def _check_sources(source: str | None, specs: list[ConfigSpec], named_by_user: bool) -> None:
+    """Before any work: `source` gives every config the files it reads (a family config reads three)."""
+    given = None if source is None else cs.absolute_source(source)
+    for spec in specs:
+        try:
+            cs.member_sources(given, cs.CONFIGS[spec.config_name].members)
+        except cs.SourceError:
+            family = [each.export_name for each in specs if cs.CONFIGS[each.config_name].family]
+            if named_by_user or not family or not os.path.isfile(str(given)):
+                raise
+            if cs.file_sha256(given) != cs.SOURCE_SHA256:  # not claude's v1.0.0 file: what the pinned ones say
+                raise _another_version(given, next(each.config_name for each in specs
+                                                   if cs.CONFIGS[each.config_name].pinned)) from None
+            raise cs.OptionError(
+                f"{given} is one file, and the default export's {', '.join(family)} read the family's three: give "
+                "--source the folder that holds them ("
+                + ", ".join(member.file for member in cs.MEMBERS.values()) + "), or name the configs to export with "
+                "--config (the others read this file alone)") from None
+
+
+def _another_version(path: str, name: str) -> cs.OptionError:
+    """A default export of a file that is not claude's v1.0.0: name the configs that work on it."""
+    works = [each for each, named in cs.CONFIGS.items() if not named.pinned and not named.family]
+    return cs.OptionError(
+        f"{path}: it is not the v1.0.0 source, which {name} of the default export ({', '.join(DEFAULT_EXPORTS)}) "
+        "promises; for another version of the source name what to export, e.g. --config mine=balanced_custom ("
+        + ", ".join(works) + " work on it)")
+
+
+def source_record(source: str | None, revision: str | None, exported: list) -> dict:
+    """What the manifest records of the source: claude's file (its name, sha256, revision, whether from the
+    Hub) and, when a family config is exported, every member's file and sha256."""
+    given = None if source is None else cs.absolute_source(source)
+    members = sorted({member for item in exported for member in cs.CONFIGS[item.spec.config_name].members},
+                     key=list(cs.MEMBERS).index)
+    paths = cs.member_sources(given, members)
+
+    def sha256(member: str) -> str | None:
+        path = paths.get(member)
+        return cs.MEMBERS[member].sha256 if path is None else None if cs.is_url(path) else cs.file_sha256(path)
+
+    claude = paths.get("claude") if "claude" in paths else (given if given and os.path.isfile(given) else None)
+    record = {"file": os.path.basename(claude) if claude else cs.SOURCE_FILENAME,
+              "sha256": sha256("claude") if "claude" in paths else None,
+              "revision": revision or ("main" if source is None else None), "from_hub": source is None}
+    if any(cs.CONFIGS[item.spec.config_name].family for item in exported):
+        record["members"] = {member: {"file": cs.MEMBERS[member].file, "sha256": sha256(member)}
+                             for member in members}
+    return record
 
 
 def _recover(target: str) -> None:
@@ -343,12 +395,7 @@ def _write_config(folder: str, spec: ConfigSpec, *, source, revision, num_shards
         plans = built.plan_splits(writes_to=folder)
     except cs.SourceError as error:
         if defaults and cs.CONFIGS[spec.config_name].pinned and "is not the v1.0.0 source" in str(error):
-            raise cs.OptionError(
-                f"{error.path}: it is not the v1.0.0 source, which {spec.config_name} of the default export "
-                f"({', '.join(DEFAULT_EXPORTS)}) promises; for another version of the source name what to export, "
-                "e.g. --config mine=balanced_custom (every config but "
-                + ", ".join(name for name, named in cs.CONFIGS.items() if named.pinned) + " works on it)"
-            ) from None
+            raise _another_version(error.path, spec.config_name) from None
         raise
     except cs.OptionError as error:
         raise _in_spec(error, spec) from None
@@ -496,12 +543,10 @@ def _manifest(exported: list[ExportedConfig], *, source, revision, tokenizer, ma
                                             tools=cs.LAYOUTS[item.config.layout].tools, trainer=item.trainer),
             "info": portable_info(item.info),
         })
-    source_sha256 = cs.SOURCE_SHA256 if source is None else None if cs.is_url(source) else cs.file_sha256(source)
     return {
         "format": MANIFEST_FORMAT,
         "package_version": cs.__version__,
-        "source": {"file": os.path.basename(source) if source else cs.SOURCE_FILENAME, "sha256": source_sha256,
-                   "revision": revision or ("main" if source is None else None), "from_hub": source is None},
+        "source": source_record(source, revision, exported),
         "tokenizer": tokenizer,
         "tool_schemas": {"file": os.path.basename(schemas.path), "sha256": schemas.sha256,
                          "pinned": schemas.sha256 == cs.TOOL_SCHEMAS_SHA256,

@@ -46,15 +46,17 @@ def dataset_info(features: datasets.Features, name: str, splits: dict, download_
 
 def build_infos(source: str | None = None, revision: str | None = None) -> DatasetInfosDict:
     """DatasetInfo of every builder config with its defaults, as the loading script's
-    `dataset_infos.json` records them: what the script downloads is the source."""
+    `dataset_infos.json` records them: what the script downloads is the source (`source`: claude's file, or
+    a folder of the family's files for the family configs too)."""
     infos = DatasetInfosDict()
     for name in (name for name, named in cs.CONFIGS.items() if portable_layout(named.option_defaults()["layout"])):
         dataset_dict = cs.load(name, source=source, revision=revision)
         first = next(iter(dataset_dict.values()))
         splits = {split: (len(dataset), dataset.data.nbytes) for split, dataset in dataset_dict.items()}
-        info = dataset_info(first.features, name, splits, download_size=cs.SOURCE_NUM_BYTES)
-        info.download_checksums = {cs.source_url("main"): {"num_bytes": cs.SOURCE_NUM_BYTES,
-                                                           "checksum": cs.SOURCE_SHA256}}
+        members = [cs.MEMBERS[member] for member in cs.CONFIGS[name].members]
+        info = dataset_info(first.features, name, splits, download_size=sum(member.size for member in members))
+        info.download_checksums = {cs.member_url(member.name): {"num_bytes": member.size, "checksum": member.sha256}
+                                   for member in members}
         infos[name] = info
     return infos
 

@@ -36,6 +36,8 @@ from claudesidian_tools.lengths import (
 REPORTED_BATCH_SIZES = (2, 4, 8)
 FIRST_ROWS = 50
 TOP_REASONS = 10
+TOP_MEMBER_REASONS = 3
+_MEMBER_INDEX = {name: index for index, name in enumerate(cs.MEMBERS)}
 _DIGEST = np.dtype("V16")
 
 
@@ -73,6 +75,9 @@ class SplitStats:
         self._unanswered = [0, 0]  # rows with a call that got no result: desirable, undesirable
         self._unrenderable: list[int] = []  # positions of the rows the chat template cannot render
         self._unrenderable_reason = ""
+        # A family config's rows: each one's member (an index into cs.MEMBERS), and the reasons per member.
+        self._members = bytearray()
+        self._member_reasons: dict[tuple, Counter] = {}
 
     def add(self, batch: Mapping[str, list]) -> None:
         """Take one columnar batch (`{column: [values]}`, as `Dataset.iter` and the builder yield)."""
@@ -91,20 +96,25 @@ class SplitStats:
                                     for tools in batch["tools"] for _ in range(per_row))
         for prompt in prompts[::per_row]:  # a decision's prompt is its source row's: the talk before its reply
             self._prompts += cs.messages_digest(prompt[: cs.reply_start(prompt)] if self.layout.turns else prompt)
-        for label, prompt, reply in zip(labels, prompts, replies):
-            self._add_reply(label, prompt, reply)
+        members = [_MEMBER_INDEX[name] for name in batch["source"]] if "source" in batch else [None] * len(replies)
+        if "source" in batch:
+            self._members += bytes(members)
+        for label, prompt, reply, member in zip(labels, prompts, replies, members):
+            self._add_reply(label, prompt, reply, member)
         if self.tokenizer is not None:
             tools = [listed for listed in batch["tools"] for _ in range(per_row)] if self.layout.tools else None
             self._add_tokens(prompts, replies, tools, [first + index // per_row for index in range(len(replies))])
 
-    def _add_reply(self, label: bool, prompt: list, reply: list) -> None:
+    def _add_reply(self, label: bool, prompt: list, reply: list, member: int | None = None) -> None:
         """One labelled reply's calls (checked against the schemas) and what the trainer's loss sees of it."""
         parsed = cs.calls_of(reply)
         if self.schemas is not None:
             checked = cs.check_reply(parsed, self.schemas)
             self._first_failed.append(checked.first_failed)
-            self._reasons[0 if label else 1].update((reason.code, reason.tool, reason.parameter)
-                                                   for reason in checked.reasons)
+            reasons = [(reason.code, reason.tool, reason.parameter) for reason in checked.reasons]
+            self._reasons[0 if label else 1].update(reasons)
+            if member is not None:
+                self._member_reasons.setdefault((member, 0 if label else 1), Counter()).update(reasons)
         answered = {part.call for part in parsed.parts if isinstance(part, cs.Result)}
         self._unanswered[0 if label else 1] += any(call.index not in answered for call in parsed.calls)
         if self.layout.trainer:
@@ -181,6 +191,8 @@ class SplitStats:
             stats["loss"] = self._loss(prompt_chars, reply_chars, tools_chars)
         if self.schemas is not None:
             stats["tool_calls"] = self._funnel(labels)
+        if self._members:
+            stats["members"] = self._by_member(labels, reply_chars)
         if self.tokenizer is not None:
             stats["unrenderable"] = {"rows": len(self._unrenderable), "positions": sorted(self._unrenderable),
                                      "reason": self._unrenderable_reason}
@@ -236,6 +248,32 @@ class SplitStats:
                 funnel[name]["bad_format"] = int((failed == 0).sum())
                 funnel[name]["well_formed_but_failing"] = int(((failed > 0) & (failed < len(cs.CHECKS))).sum())
         return funnel
+
+    def _by_member(self, labels: np.ndarray, reply_chars: np.ndarray) -> dict:
+        """Per member of the family the split holds: its rows and share of the split, each label's rows, reply
+        lengths and tool-call funnel (rows passing each check and every check before it) with its top reasons."""
+        members = np.frombuffer(self._members, dtype=np.uint8)
+        first_failed = np.frombuffer(self._first_failed, dtype=np.uint8) if self.schemas is not None else None
+        result = {}
+        for index, name in enumerate(cs.MEMBERS):
+            rows = members == index
+            if not rows.any():
+                continue
+            entry = {"rows": int(rows.sum()), "share": round(float(rows.mean()), 4)}
+            for label_index, (label, mask) in enumerate(zip(cs.LABEL_NAMES, (labels, ~labels))):
+                held = rows & mask
+                figures = {"rows": int(held.sum()), "reply_chars": length_summary(reply_chars[held])}
+                if first_failed is not None:
+                    failed = first_failed[held]
+                    ranked = sorted(self._member_reasons.get((index, label_index), Counter()).items(),
+                                    key=lambda item: (-item[1], item[0]))[:TOP_MEMBER_REASONS]
+                    figures["passing"] = {check: int((failed > position).sum())
+                                          for position, check in enumerate(cs.CHECKS)}
+                    figures["top_reasons"] = [{"code": code, "tool": tool, "parameter": parameter, "count": count}
+                                              for (code, tool, parameter), count in ranked]
+                entry[label] = figures
+            result[name] = entry
+        return result
 
 
 # What each trainer's loss sees of a row (its recipe sets `assistant_only_loss` for SFT).
@@ -354,6 +392,8 @@ def print_stats(name: str, stats: Mapping, layout: cs.Layout) -> None:
             print(format_tool_calls(numbers["tool_calls"], layout.label_words))
         if numbers.get("unrenderable", {}).get("rows"):
             print(format_unrenderable(numbers["unrenderable"], layout.trainer))
+        if "members" in numbers:
+            print(format_members(numbers["members"]))
     if "shared_prompts" in stats:
         line("prompts shared by splits", stats["shared_prompts"])
 
@@ -384,6 +424,28 @@ def reason_text(reason: Mapping) -> str:
     """`unknown_parameter memoryManager_createState.snapshot`: a reason's code, its tool and parameter."""
     parameter = f".{reason['parameter']}" if reason["parameter"] else ""
     return f"{reason['code']} {reason['tool'] or '(no name)'}{parameter}"
+
+
+def format_members(members: Mapping) -> str:
+    """Per member of the family: its rows and share, each label's rows, rows passing every check and median
+    reply length, and the top reasons its calls fail."""
+    lines = []
+    for name, entry in members.items():
+        held = [label for label in cs.LABEL_NAMES if entry[label]["rows"]]
+        text = (f"{entry['rows']} rows ({entry['share']:.1%} of the split): "
+                + ", ".join(f"{entry[label]['rows']} {label}" for label in cs.LABEL_NAMES))
+        if held and "passing" in entry[held[0]]:
+            text += "; passing every check " + ", ".join(
+                f"{entry[label]['passing'][cs.CHECKS[-1]]} {label}" for label in held)
+        text += "; median reply chars " + ", ".join(
+            f"{entry[label]['reply_chars']['median']:g} {label}" for label in held)
+        lines.append(f"{'member ' + name:<26} {text}")
+        reasons = "; ".join(f"{label}: " + ", ".join(f"{reason_text(reason)} {reason['count']}"
+                                                       for reason in entry[label].get("top_reasons", ()))
+                            for label in held if entry[label].get("top_reasons"))
+        if reasons:
+            lines.append(f"{'  top reasons':<26} {reasons}")
+    return "\n".join(lines)
 
 
 def format_loss(loss: Mapping) -> str:

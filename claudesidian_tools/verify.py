@@ -139,19 +139,35 @@ def _changed_files(folder: str, manifest: dict, repo_id: str | None) -> list[str
 
 
 def _source_for(manifest: dict, source: str | None) -> str | None:
-    """The source to rebuild from: the given file, which must be the recorded bytes, or the pinned Hub file."""
-    recorded = manifest["source"]["sha256"]
+    """The source to rebuild from: the given file or folder, whose files must be the recorded bytes, or the
+    pinned files (claude's from the Hub, the family's from their pinned addresses)."""
+    recorded = manifest["source"]
+    expected = {member: figures["sha256"] for member, figures in recorded.get("members", {}).items()}
+    if recorded["sha256"] is not None or not expected:
+        expected.setdefault("claude", recorded["sha256"])
     if source is not None:
-        actual = cs.file_sha256(source) if os.path.isfile(source) else None
-        if actual is None:
-            raise VerifyError(f"--source {source}: no such file")
-        if recorded is not None and actual != recorded:
-            raise VerifyError(f"--source {source} has sha256 {actual}, but the export was made from {recorded}; "
-                              "pass the source it was made from")
+        folder = os.path.isdir(source)
+        if not folder and not os.path.isfile(source):
+            raise VerifyError(f"--source {source}: no such file or folder")
+        for member, sha256 in expected.items():
+            path = os.path.join(source, cs.MEMBERS[member].file) if folder else source
+            if folder and not os.path.isfile(path):
+                raise VerifyError(f"--source {source}: the folder holds no {cs.MEMBERS[member].file}, which the "
+                                  "export was made from; put it there")
+            if not folder and len(expected) > 1:
+                raise VerifyError(f"--source {source} is one file, and the export was made from the family's "
+                                  f"{len(expected)}: pass the folder that holds them")
+            actual = cs.file_sha256(path)
+            if sha256 is not None and actual != sha256:
+                raise VerifyError(f"--source {path} has sha256 {actual}, but the export was made from {sha256}; "
+                                  "pass the source it was made from")
         return source
-    if recorded != cs.SOURCE_SHA256:
-        raise VerifyError(f"the export was made from a source with sha256 {recorded}, not the v1.0.0 file this "
-                          "version knows; pass --source a copy of that source")
+    for member, sha256 in expected.items():
+        if sha256 != cs.MEMBERS[member].sha256:
+            known = "v1.0.0 file" if member == "claude" else f"pinned {cs.MEMBERS[member].file}"
+            raise VerifyError(f"the export was made from a source with sha256 {sha256}, not the {known} this "
+                              "version knows; pass --source a copy of that source"
+                              + (" (a folder, with the family's other files)" if len(expected) > 1 else ""))
     return None
 
 
@@ -167,9 +183,9 @@ def _compare(folder: str, entry: dict, files: dict, source: str | None, manifest
         built = cs.builder(entry["config"], **options)
         plan = built.plan_splits()
     except cs.SourceError as error:
-        raise VerifyError("the source of " + entry["name"] + " cannot be read to rebuild it ({cause}); pass {source} a "
-                          "local copy of the file the export was made from", cause=error,
-                          source=cs.Mention("source")) from None
+        made_from = "the folder of the files" if cs.CONFIGS[entry["config"]].family else "a local copy of the file"
+        raise VerifyError("the source of " + entry["name"] + " cannot be read to rebuild it ({cause}); pass {source} "
+                          f"{made_from} the export was made from", cause=error, source=cs.Mention("source")) from None
     if set(plan) != set(files):
         return {}, [f"{entry['name']}: the files hold the splits {', '.join(files)}, the code builds "
                     f"{', '.join(plan)}"]

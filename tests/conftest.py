@@ -94,7 +94,7 @@ def session_export(tmp_path_factory, source_path, shared_cache):
 
         patch.setattr(datasets.config, "HF_DATASETS_CACHE", shared_cache)
         specs = [exporter.parse_config_spec(spec) for spec in [*exporter.DEFAULT_EXPORTS, *EXPORT_EXTRA]]
-        exporter.export(str(folder), specs, source=source_path)
+        exporter.export(str(folder), specs, source=str(DATA))  # the folder: the family configs read three files
     return folder
 
 
@@ -104,6 +104,13 @@ def pytest_report_header(config):
                 "and network-timeout tests, Hub round trips of many processes); `bash .ci/run` runs them, with -m "
                 "'slow or not slow'")
     return None
+
+
+def config_source(name: str, source_path: str) -> str:
+    """What a config reads: claude's file, or the data folder, which holds the family's three."""
+    import claudesidian_synthetic as cs
+
+    return str(DATA) if cs.CONFIGS[name].family else source_path
 
 
 def as_source_rows(dataset):

@@ -6,7 +6,7 @@ import os
 import datasets
 import numpy as np
 import pytest
-from conftest import as_source_rows, make_row, windows_mixed
+from conftest import as_source_rows, config_source, make_row, windows_mixed
 
 import claudesidian_synthetic as cs
 
@@ -178,8 +178,8 @@ def test_rows_equal_what_datasets_own_encoding_makes_of_them(write_source, sourc
 
 @pytest.mark.parametrize("name", list(cs.CONFIGS))
 def test_streaming_gives_the_same_rows_in_the_same_order(source_path, name):
-    prepared = cs.load(name, source=source_path)
-    streamed = cs.load(name, source=source_path, streaming=True)
+    prepared = cs.load(name, source=config_source(name, source_path))
+    streamed = cs.load(name, source=config_source(name, source_path), streaming=True)
     assert list(streamed) == list(prepared)
     for split in prepared:
         assert isinstance(streamed[split], datasets.IterableDataset)

@@ -12,7 +12,7 @@ import textwrap
 import time
 
 import pytest
-from conftest import PUBLISHED_SHA256, REPO, last_line, run_cli, run_main, sigint_as_usual
+from conftest import DATA, PUBLISHED_SHA256, REPO, last_line, run_cli, run_main, sigint_as_usual
 
 import claudesidian_synthetic as cs
 from claudesidian_tools.cli import cli_voice, main, make_parser
@@ -49,9 +49,12 @@ def test_every_config_option_is_a_flag_with_its_declared_help_and_default():
             assert tuple(action.choices) == rule.choices
     text = " ".join(run_cli("build", "--help").stdout.split())
     for default in ("(default: 42)", "(default: main)", "(default: train)", "(default: kto; messages for sft; "
-                    "messages_tools for sft_tools; kto_tools for kto_tools; preference for pairs)",
-                    "(default: shuffle; source for full; mixed for full_eval, balanced_length_matched, kto_tools)",
-                    "(default: keep; drop for sft, sft_tools; relabel for kto_tools)",
+                    "messages_tools for sft_tools, family_sft_tools; kto_tools for kto_tools, family_kto_tools; "
+                    "preference for pairs)",
+                    "(default: shuffle; source for full; mixed for full_eval, balanced_length_matched, kto_tools, "
+                    "family, family_kto_tools)",
+                    "(default: keep; drop for sft, sft_tools, family_sft_tools; relabel for kto_tools, "
+                    "family_kto_tools)",
                     "(default: stdout)", "(default: off)"):
         assert default in text
 
@@ -165,7 +168,8 @@ def test_stats_reports_each_split_and_the_prompts_they_share(source_path, tmp_pa
         (["stats", "full", "balanced_254", "--plot", "x.png"], "--plot draws one config, and 2 were given"),
         (["stats", "full", "--plot", "x.jpg"], "--plot x.jpg: give the path of a .png file"),
         (["stats", "full", "--plot", "/nonexistent-folder/x.png"], "the folder /nonexistent-folder does not exist"),
-        (["infos", "--folder", "/nonexistent-folder"], "/nonexistent-folder/dataset_infos.json: No such file or "
+        (["infos", "--folder", "/nonexistent-folder", "--source", str(DATA)],
+         "/nonexistent-folder/dataset_infos.json: No such file or "
                                                        "directory; check the path"),
         (["stats", "full", "--tokenizer", "/nonexistent-tokenizer"], "--tokenizer /nonexistent-tokenizer: "),
     ],
@@ -209,9 +213,12 @@ def test_usage_errors_exit_2(source_path, tmp_path, args, message):
     assert result.returncode == 2 and message in last_line(result)
 
 
-def test_a_folder_as_source_says_so(tmp_path):
+def test_a_folder_as_source_without_the_file_says_so(tmp_path):
+    """A folder is a mirror of the source files: one without claude's names the file it lacks."""
     result = run_main("build", "full", "--source", str(tmp_path))
-    assert result.returncode == 2 and "is a folder, not a file" in last_line(result)
+    assert result.returncode == 2 and last_line(result) == (
+        f"claudesidian-synthetic: error: {tmp_path}: the folder holds no syngen_toolset_v1.0.0_claude.jsonl. Put the "
+        "file there under that name, or pass --source another folder")
 
 
 def test_bad_line_error_names_file_and_line(tmp_path):

@@ -5,7 +5,7 @@ import json
 
 import datasets
 import pytest
-from conftest import generate_source, run_cli, single_label_batches
+from conftest import DATA, generate_source, run_cli, single_label_batches
 from datasets.distributed import split_dataset_by_node
 
 import claudesidian_synthetic as cs
@@ -124,8 +124,8 @@ def test_accelerate_sharding_keeps_every_batch_mixed(source_path, world_size, sp
                                       "508 rows: give a larger --max-shard-size"),
     ],
 )
-def test_bad_sharding_options(source_path, tmp_path, capsys, args, message):
-    assert main(["export", str(tmp_path / "out"), "--source", source_path, *args]) == 2
+def test_bad_sharding_options(tmp_path, capsys, args, message):
+    assert main(["export", str(tmp_path / "out"), "--source", str(DATA), *args]) == 2
     err = capsys.readouterr().err
     assert message in err, err
     assert not (tmp_path / "out").exists()

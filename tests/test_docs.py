@@ -6,6 +6,7 @@ Where a block names the example model (`EXAMPLE_MODEL`) a tiny local model is pu
 source path `../shared/data/...` becomes the test's source, and training gets a step limit; nothing
 else of a block is changed."""
 
+import json
 import os
 import re
 import shutil
@@ -14,7 +15,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import DATA, REPO
+from conftest import DATA, REPO, config_source
 from fake_hub import FakeHub
 from tiny_model import need_trl
 
@@ -49,7 +50,9 @@ def model(tmp_path_factory, source_path):
 
 
 def marked(code: str, model: str, source: str) -> str:
-    return code.replace(EXAMPLE_MODEL, model).replace(README_SOURCE, source)
+    """A block as run here: the tiny model for the example model, the test's data for `../shared/data`."""
+    return code.replace(EXAMPLE_MODEL, model).replace(README_SOURCE, source).replace("../shared/data", str(DATA))
+
 
 
 def run(command, cwd, **kwargs) -> str:
@@ -193,14 +196,14 @@ def test_readme_option_list_is_the_declarations():
 
 def test_readme_configs_figures_are_what_stats_reports(source_path):
     rows = _table("## Configs", 1)
-    assert len(rows) == 14
+    assert len(rows) == 20
     for cells in rows:
         name = re.match(r"`(\w+)`", cells[0]).group(1)
-        stats = split_stats(cs.load(name, split=cells[1], source=source_path)).result()
+        stats = split_stats(cs.load(name, split=cells[1], source=config_source(name, source_path))).result()
         weights = stats.get("kto_weights")
         expected = [str(stats["rows"]), f"{stats['desirable']} / {stats['undesirable']}" if "desirable" in stats
                     else ""]
-        size = 8 if name == "kto_tools" else 4  # the recipe's batch size, as the header says
+        size = 8 if name.endswith("kto_tools") else 4  # the recipe's batch size, as the header says
         if "first_50" in stats:
             expected += [f"{stats['first_50']['desirable']} / {stats['first_50']['undesirable']}",
                          f"{stats['homogeneous_batches'][str(size)]} of {stats['rows'] // size}",
@@ -226,6 +229,29 @@ def test_readme_tool_call_figures_are_what_stats_reports(source_path):
             f"{WELL_FORMED_BUT_FAILING}") in text
     assert (f"{funnel['desirable']['calls_without_result']} desirable and {undesirable['calls_without_result']} "
             "undesirable rows hold a call that got no result") in text
+
+
+def test_readme_family_figures_are_what_stats_reports():
+    members = _table("## The family: claude, chatgpt and copilot", 0)
+    assert [cells[0] for cells in members] == [f"`{name}`" for name in cs.MEMBERS]
+    for cells in members:
+        member = cs.MEMBERS[cells[0].strip("`")]
+        labels = [json.loads(line)["label"] for line in (DATA / member.file).read_text(encoding="utf-8").splitlines()
+                  if line.strip()]
+        assert cells[1:4] == [f"`{member.file}`", str(member.rows), f"{sum(labels)} / {len(labels) - sum(labels)}"]
+        assert len(labels) == member.rows
+    rows = _table("## The family: claude, chatgpt and copilot", 1)
+    assert len(rows) == 3
+    stats = split_stats(cs.load("family", split="train", source=str(DATA)),
+                        schemas=cs.load_tool_schemas()).result()["members"]
+    for cells in rows:
+        entry = stats[cells[2]]
+        passing = [entry[label]["passing"][cs.CHECKS[-1]] for label in cs.LABEL_NAMES]
+        assert cells[3:] == [f"{entry['rows']} ({entry['share']:.1%})",
+                             f"{entry['desirable']['rows']} / {entry['undesirable']['rows']}",
+                             f"{passing[0]} / {passing[1]}",
+                             f"{entry['desirable']['reply_chars']['median']:g} / "
+                             f"{entry['undesirable']['reply_chars']['median']:g}"], cells
 
 
 def test_readme_loss_figures_are_what_stats_reports(source_path):
@@ -322,6 +348,7 @@ def test_pushed_card_fetches_from_the_repository_it_names(card_folder, tmp_path)
         shutil.copyfile(DATA / cs.SOURCE_FILENAME, tmp_path / "source" / cs.SOURCE_FILENAME)
         hub.add(cs.SOURCE_REPO_ID, "main", str(tmp_path / "source"))
         (builder,) = [code for code in blocks(card, "python") if "cs.load(" in code]
+        builder = builder.replace("source = None", f"source = {str(DATA)!r}")  # the family's files, offline
         output = run([sys.executable, "-c", builder + "\nprint('BUILT', {name: {split: len(rows) for split, rows in "
                       "dataset.items()} for name, dataset in built.items()}, cs.__file__)"], cwd=tmp_path, env=env)
         (line,) = [line for line in output.splitlines() if line.startswith("BUILT ")]
@@ -329,6 +356,6 @@ def test_pushed_card_fetches_from_the_repository_it_names(card_folder, tmp_path)
         assert path.startswith(str(tmp_path / "home")) and path.endswith(os.path.join("loading_script",
                                                                                        "claudesidian_synthetic.py"))
         assert sizes == str({entry["name"]: {split: stats["rows"] for split, stats in entry["stats"].items()}
-                             for entry in manifest["configs"] if entry["name"] in ("sft_tools", "kto_tools")})
+                             for entry in manifest["configs"] if cs.LAYOUTS[entry["layout"]].tools})
     finally:
         hub.close()

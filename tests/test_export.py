@@ -14,7 +14,7 @@ import huggingface_hub
 import pyarrow.parquet
 import pytest
 import yaml
-from conftest import REPO, as_source_rows, generate_source, run_cli, run_main, sigint_as_usual
+from conftest import DATA, REPO, as_source_rows, config_source, generate_source, run_cli, run_main, sigint_as_usual
 from test_cli import interrupt_when
 
 import claudesidian_synthetic as cs
@@ -35,10 +35,11 @@ def exported(session_export):
 
 def test_folder_layout(exported):
     files = sorted(str(path.relative_to(exported)) for path in exported.rglob("*") if path.is_file())
-    held_out = ("full_eval", "sft", "sft_tools", "kto_tools", "pairs")
+    held_out = ("full_eval", "sft", "sft_tools", "kto_tools", "pairs", "family", "family_sft_tools",
+                "family_kto_tools")
     data = [f"data/{name}/{split}-00000-of-00001.parquet" for name in EXPORTED
             for split in (("train", "test") if name in held_out else ("train",))]
-    trainers = {"sft": "sft", "sft_tools": "sft", "pairs": "dpo"}
+    trainers = {"sft": "sft", "sft_tools": "sft", "family_sft_tools": "sft", "pairs": "dpo"}
     recipes = [f"recipes/{trainers.get(name, 'kto')}_{name}.yaml"
                for name in EXPORTED if name != "conv"]  # none for `conv`: TRL does not read that layout
     script = ["loading_script/claudesidian_synthetic.py", "loading_script/tool_schemas.json",
@@ -61,6 +62,9 @@ def test_folder_layout(exported):
         ("sft_tools", "sft_tools", {}),
         ("kto_tools", "kto_tools", {}),
         ("pairs", "pairs", {}),
+        ("family", "family", {}),
+        ("family_sft_tools", "family_sft_tools", {}),
+        ("family_kto_tools", "family_kto_tools", {}),
         ("mixed8", "full", {"order": "mixed", "batch_size": 8}),
         (CUSTOM, "balanced_custom", {"desirable": 300, "undesirable": 200, "seed": 7}),
         ("conv", "balanced_254", {"layout": "conversations"}),
@@ -68,7 +72,7 @@ def test_folder_layout(exported):
 )
 def test_folder_loads_the_same_rows_as_the_builder(exported, source_path, export_name, name, options):
     from_folder = datasets.load_dataset(str(exported), name=export_name)
-    from_builder = cs.load(name, source=source_path, **options)
+    from_builder = cs.load(name, source=config_source(name, source_path), **options)
     assert list(from_folder) == list(from_builder)
     for split in from_builder:
         assert from_folder[split].features == from_builder[split].features
@@ -145,7 +149,7 @@ def test_card_figures_are_what_stats_reports(exported, source_path):
             f"{stats['prompt_repeat_batches'][size]} of {stats['rows'] // int(size)}",
             f"{weights['desirable_weight']}, {weights['undesirable_weight']}",
         ]
-    assert len(table) == 16  # every exported split has its row (five configs have a test split)
+    assert len(table) == 22  # every exported split has its row (eight configs have a test split)
 
 
 def test_card_tool_call_table_is_what_stats_reports(exported, source_path):
@@ -194,7 +198,7 @@ def test_card_header_names_what_was_exported_and_its_sizes(exported):
     infos = {info["config_name"]: info for info in data["dataset_info"]}
     # The tools layouts' features hold Json, which datasets below 4.7 cannot parse: their infos are left out
     # (datasets reads their features from the Parquet files), so every other config loads everywhere.
-    assert sorted(set(names) - set(infos)) == ["kto_tools", "sft_tools"]
+    assert sorted(set(names) - set(infos)) == ["family_kto_tools", "family_sft_tools", "kto_tools", "sft_tools"]
     for name in infos:
         files = exported / "data" / name
         assert infos[name]["download_size"] == sum(path.stat().st_size for path in files.iterdir())
@@ -358,7 +362,7 @@ def test_an_empty_git_working_copy_takes_an_export(source_path, tmp_path):
 def test_export_refuses_a_folder_it_did_not_write(source_path, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    result = run_cli("export", str(tmp_path / "mine"), "--source", source_path, cache=tmp_path / "hf")
+    result = run_cli("export", str(tmp_path / "mine"), "--source", str(DATA), cache=tmp_path / "hf")
     assert result.returncode == 2 and "holds files that export did not write (notes.txt)" in result.stderr
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     assert os.listdir(tmp_path / "mine") == ["notes.txt"]
@@ -437,7 +441,7 @@ def test_ctrl_c_during_an_export_changes_nothing(source_path, tmp_path):
                    cache=tmp_path / "hf").returncode == 0
     before = {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
     process = subprocess.Popen([sys.executable, "-m", "claudesidian_tools", "export", str(folder), "--source",
-                                source_path], cwd=REPO, stderr=subprocess.PIPE, text=True,
+                                str(DATA)], cwd=REPO, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "HF_HOME": str(tmp_path / "hf")}, preexec_fn=sigint_as_usual)
     err = interrupt_when(process, lambda: any(name.startswith(".out.") for name in os.listdir(tmp_path)))
     assert process.returncode == 130, err

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet
 import pytest
 import yaml
-from conftest import REPO, generate_source, last_line, make_row, run_cli
+from conftest import DATA, REPO, generate_source, last_line, make_row, run_cli
 
 import claudesidian_synthetic as cs
 from claudesidian_tools import export as exporter
@@ -482,7 +482,7 @@ def default_export(tmp_path_factory, source_path) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(datasets.config, "HF_DATASETS_CACHE", base / "hf-cache")
         patch.setattr(exporter, "draw_figure", quick_draw)
-        export(str(base / "kto-data"), source=source_path)
+        export(str(base / "kto-data"), source=str(DATA))  # the folder: the family configs read three files
     return base / "kto-data"
 
 
@@ -503,7 +503,7 @@ def test_verify_reports_every_difference(default_export, tmp_path, source_path):
     folder = shutil.copytree(default_export, tmp_path / "kto-data")
     names = [entry["name"] for entry in json.loads((folder / "claudesidian_export.json").read_text())["configs"]]
     assert {"balanced_254", "full"} <= set(names) and len(names) > 2
-    untouched = run_cli("verify", str(folder), "--source", source_path)
+    untouched = run_cli("verify", str(folder), "--source", str(DATA))
     assert untouched.returncode == 0, untouched.stderr
     assert sum("rows identical" in line for line in untouched.stdout.splitlines()) == len(names)
 
@@ -513,7 +513,7 @@ def test_verify_reports_every_difference(default_export, tmp_path, source_path):
                 lambda row: row.update(label=not row["label"]))
     rewrite_row(folder / "data" / "balanced_254" / "train-00000-of-00001.parquet", 11,
                 lambda row: row["completion"][0].update(content=row["completion"][0]["content"] + " (edited)"))
-    result = run_cli("verify", str(folder), "--source", source_path)
+    result = run_cli("verify", str(folder), "--source", str(DATA))
     assert result.returncode == 1, result.stderr
     out = result.stdout.splitlines()
 

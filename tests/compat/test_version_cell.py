@@ -14,7 +14,7 @@ import datasets
 import pyarrow
 import pyarrow.parquet
 import pytest
-from conftest import REPO, as_source_rows
+from conftest import DATA, REPO, as_source_rows
 from fake_hub import FakeHub
 from hub_client import configs_and_splits, oldest_datasets, split_files, stops_as_the_card_says
 from packaging.version import Version
@@ -34,7 +34,7 @@ def export_dir(tmp_path_factory, source_path):
     from claudesidian_tools.export import export
 
     folder = tmp_path_factory.mktemp("export")
-    export(str(folder), source=source_path)
+    export(str(folder), source=str(DATA))
     return str(folder)
 
 
@@ -59,9 +59,10 @@ def test_loading_script(source_path, published_rows, source_rows, name):
 @pytest.mark.parametrize("name", [name for name in cs.CONFIGS if name not in ("balanced_254", "full")])
 def test_loading_script_builds_every_config_as_load_does(source_path, name):
     """Every entry of the configs table is a config of the loading script too."""
+    source = str(DATA) if cs.CONFIGS[name].family else source_path  # a family config reads the folder's three
     scripted = datasets.load_dataset(str(REPO / "claudesidian_synthetic.py"), name=name, trust_remote_code=True,
-                                     source=source_path)
-    built = cs.load(name, source=source_path)
+                                     source=source)
+    built = cs.load(name, source=source)
     assert list(scripted) == list(built)
     for split in built:
         assert scripted[split].to_list() == built[split].to_list(), (name, split)
@@ -158,10 +159,16 @@ def test_the_cards_builder_block_builds_the_json_configs_on_this_datasets(export
     that holds the export (the source on a fake Hub): the builder beside the loading script builds each such
     config as its Parquet holds it, with JSON text where this `datasets` has no `Json`."""
     card = open(os.path.join(export_dir, "README.md"), encoding="utf-8").read()
-    (block,) = [code for code in re.findall(r"```python\n(.*?)```", card, flags=re.S) if "cs.load(" in code]
+    found = [code for code in re.findall(r"```python\n(.*?)```", card, flags=re.S) if "cs.load(" in code]
+    if not found and len(set(oldest_datasets(export_dir).values())) == 1:
+        pytest.skip("this export holds no Json config (a datasets without Json made it), so its card has no "
+                    "builder block; CI's export, made under 5.x, has one")
+    (block,) = found
     dump = ("\nimport json\nprint('BUILDER', cs.__file__)\n"
             "print('ROWS', json.dumps({name: {split: list(rows) for split, rows in dataset.items()} "
             "for name, dataset in built.items()}))")
+    # The family's files come from the data folder (offline, as the block's comment says), claude's from a fake Hub.
+    block = block.replace("source = None", f"source = {str(DATA)!r}")
     (tmp_path / "main").mkdir()
     shutil.copyfile(source_path, tmp_path / "main" / cs.SOURCE_FILENAME)
     hub = FakeHub()
