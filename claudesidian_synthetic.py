@@ -883,6 +883,12 @@ _CONFIG_MENTIONS = {name: Mention("name", name) for name in ("balanced_custom", 
 _CONFIG_MENTIONS["custom"] = _CONFIG_MENTIONS.pop("balanced_custom")
 
 
+def install_hint(extra: str) -> str:
+    """How to install one of the package's extras (kto, plots), in the words every message uses: the package is
+    installed from a clone of its repository, not from an index."""
+    return f"install the {extra} extra (in the repository's clone: pip install '.[{extra}]')"
+
+
 def random_stream(seed: int, stream: str, epoch: int = 0) -> random.Random:
     """The one place that seeds a random generator: each use has a stream of its own. `selection`
     is `random.Random(seed)` itself, the published recipe's generator."""
@@ -1637,7 +1643,8 @@ def scan_source(path: str, *, keys: Collection[str] = (), tool_schemas: Optional
                     turns.add(parsed_reply, checked)
         progress.update(offset - reported)
         if not labels:
-            raise SourceError(path, "the file holds no rows", f"Point source= at a non-empty copy of {SOURCE_FILENAME}")
+            raise SourceError(path, "the file holds no rows",
+                              "Point {source} at a non-empty copy of " + SOURCE_FILENAME, source=Mention("source"))
         offsets, lengths = np.frombuffer(offsets, dtype=np.int64), np.frombuffer(lengths, dtype=np.int64)
         duplicate = _exact_duplicates(file, offsets, lengths, np.frombuffer(hashes, dtype=np.int64))
     scan = SourceScan(np.frombuffer(labels, dtype=np.bool_), offsets, lengths, duplicate,
@@ -2296,7 +2303,8 @@ def plan_rows(scan: SourceScan, config: ClaudesidianSyntheticConfig, row_limit: 
     sides = {}
     if config.test_size is not None:
         held_out = np.array(held_out_rows(scan.labels.tolist(), scan.prompts.tolist(), config.test_size, config.seed,
-                                          None if scan.member is None else scan.member))
+                                          None if scan.member is None else scan.member,
+                                          both_labels=named.selection != "desirable_only"))
         candidates = np.setdiff1d(candidates, held_out)
         sides["test"] = held_out
     sides = {"train": candidates, **sides}
@@ -2514,10 +2522,11 @@ def preference_pairs(labels: Sequence[bool], prompts: Sequence, replies: Sequenc
 
 
 def held_out_rows(labels: Sequence[bool], prompt_keys: Sequence, test_size: Union[float, int], seed: int,
-                  members: Optional[Sequence[int]] = None) -> list:
+                  members: Optional[Sequence[int]] = None, both_labels: bool = True) -> list:
     """Sorted source rows of a test split that shares no prompt with the rest, sized and stratified:
     its row count and its desirable count (and, with `members`, each member's count of each label) each lie
-    within the largest prompt group of the exact figures.
+    within the largest prompt group of the exact figures. Each side needs both labels, or, where the config
+    holds desirable rows only (`both_labels=False`), a desirable row.
 
     Prompt groups are shuffled by a generator of their own (seeded from `seed`), then taken while they
     fit under every stratum's exact count; a second pass fills up to the row count."""
@@ -2572,6 +2581,12 @@ def held_out_rows(labels: Sequence[bool], prompt_keys: Sequence, test_size: Unio
             f"found (best: {desirable + undesirable} rows, {desirable} desirable; the largest group of rows sharing "
             "a prompt has " + f"{largest}); try another test size or seed", given=given,
         )
+    if not both_labels:  # desirable rows only (SFT): both sides need some
+        if desirable == 0 or sum(labels) == desirable:
+            side = "test" if desirable == 0 else "train"
+            raise OptionError("{given} leaves the " + f"{side} split with no desirable row; give a " + (
+                "larger" if side == "test" else "smaller") + " test size", given=given)
+        return sorted(taken)
     if desirable == 0 or undesirable == 0:
         raise OptionError(
             "{given} leaves the test split with one label " + f"({desirable} desirable, {undesirable} undesirable "

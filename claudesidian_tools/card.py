@@ -15,7 +15,7 @@ import yaml
 
 import claudesidian_synthetic as cs
 from claudesidian_tools.infos import portable_layout
-from claudesidian_tools.lengths import TRL_DEFAULT_MAX_LENGTH, long_prompt_fate
+from claudesidian_tools.lengths import TRL_DEFAULT_MAX_LENGTH, long_prompt_fate, sequences
 from claudesidian_tools.manifest import CARD, SCHEMAS_COPY, SCRIPT_PATH
 from claudesidian_tools.stats import WELL_FORMED_BUT_FAILING, reason_text
 
@@ -383,12 +383,12 @@ def recipe_max_length(stats: Mapping, *, tokenizer: str | None, max_length: int 
         return {"value": value, "why": f"`max_length: {value}`, the longest row ({longest:,} characters) at "
                                        f"{TOOLS_CHARS_PER_TOKEN} characters per token, rounded up: every prompt holds "
                                        "its tools' JSON definitions, whose tokens are short, and at TRL's default of "
-                                       f"{TRL_DEFAULT_MAX_LENGTH} about {_rows(dropped)} would be "
+                                       f"{TRL_DEFAULT_MAX_LENGTH} about {sequences(dropped, trainer)} would be "
                                        f"{long_prompt_fate(trainer)} (an estimate; export with `--tokenizer` to count "
                                        "tokens)"}
     limit = max_length or TRL_DEFAULT_MAX_LENGTH
     given = f"`max_length: {limit}` as given" if max_length else f"TRL's default `max_length` ({limit} tokens)"
-    longer = f"about {_rows(over)} across its splits are" if over != 1 else "about 1 row across its splits is"
+    longer = f"about {sequences(over, trainer)} across its splits " + ("are" if over != 1 else "is")
     drops = f", {dropped} of them {long_prompt_fate(trainer)}" if dropped else ""
     return {"value": max_length, "why": f"{given}: {longer} longer than {4 * limit} characters and would be cut{drops} "
                                         "(an estimate at 4 characters per token; export with `--tokenizer` to count "
@@ -407,7 +407,10 @@ def _training(entries: list, where: Mapping) -> list:
         candidates = [entry for entry in entries if entry["trainer"] == trainer]
         if not candidates:
             continue
-        entry = next((entry for entry in candidates if "test" in entry["stats"]), candidates[0])
+        # The tools layouts first: the text layouts write tool results into the replies a loss sees.
+        ranked = sorted(candidates, key=lambda entry: (not cs.LAYOUTS[entry["layout"]].tools,
+                                                       "test" not in entry["stats"]))
+        entry = ranked[0]
         recipe = entry["recipe"] if where["fetch"] else f"{where['recipes']}/{os.path.basename(entry['recipe'])}"
         fetch = where["fetch"].format(recipe=entry["recipe"])
         evaluates = " and evaluates on its held-out `test` split" if "test" in entry["stats"] else ""
@@ -498,6 +501,13 @@ def render_recipe(entry: Mapping, *, location: str, is_repo: bool = False) -> st
             warning = (f"# {single} of the {train['rows'] // size} batches of {size} hold one label: TRL's KL term "
                        "has no pair of the other label there. For every batch mixed, train on a config in mixed "
                        f"order of {size} (full_eval, or order=mixed,batch_size={size}).\n")
+        partial = [split for split, figures in stats.items() if figures["last_batch_one_label"][str(size)]]
+        if partial and not single:  # every whole batch is mixed: leave out the last, partial one
+            recipe["dataloader_drop_last"] = True
+            left = ", ".join(f"{stats[split]['rows'] % size} rows" for split in partial)
+            warning = (f"# dataloader_drop_last: the last, partial batch of {' and of '.join(partial)} holds one "
+                       f"label ({left}), where TRL's KL term has no pair of the other label; every whole batch holds "
+                       "both.\n")
     if entry["trainer"] == "sft":  # the loss on what the model writes: its own turns (see ASSISTANT_ONLY)
         recipe["assistant_only_loss"] = True
     if entry["max_length"]["value"] is not None:

@@ -257,12 +257,15 @@ def command_stats(args: argparse.Namespace) -> None:
         counted[name], notes = count_config(name, tokenizer, schemas, **options)
         for said in (note for split in notes.values() for note in split.get("said", ())):
             print(f"{name}: {said}", file=sys.stderr)
-    results = {name: config_stats(splits, batch_size=args.batch_size, max_length=args.max_length)
+    # Each config's own mixed batch size (the one given, or its default), as its recipe and figure count.
+    sizes = {name: cs.ClaudesidianSyntheticConfig(name=name, **{**cs.CONFIGS[name].option_defaults(), **options})
+             .batch_size for name in counted}
+    results = {name: config_stats(splits, batch_size=sizes[name], max_length=args.max_length)
                for name, splits in counted.items()}
     layouts = {name: next(iter(splits.values())).layout for name, splits in counted.items()}
     if args.plot:
         (name, stats), = results.items()
-        draw_figure(args.plot, name, stats, layouts[name], args.batch_size)
+        draw_figure(args.plot, name, stats, layouts[name], sizes[name])
         print(f"drew {args.plot}", file=sys.stderr)
     if len(results) == 1:
         (name, stats), = results.items()
@@ -325,13 +328,8 @@ def command_configs(args: argparse.Namespace) -> None:
 def command_export(args: argparse.Namespace) -> None:
     from claudesidian_tools.card import no_recipe
     from claudesidian_tools.export import export, parse_config_spec
-    from claudesidian_tools.manifest import ExportError, config_names, read_manifest
 
     specs = [parse_config_spec(spec) for spec in args.config or []]
-    try:  # the configs of the export this one replaces (a folder that is no export is refused below)
-        before = config_names(read_manifest(args.folder))
-    except (ExportError, OSError):
-        before = []
     args.interrupted = f"{args.folder} is as it was"
     exported = export(args.folder, specs, source=args.source, revision=args.revision, num_shards=args.num_shards,
                       max_shard_size=args.max_shard_size, tokenizer=args.tokenizer, max_length=args.max_length,
@@ -347,11 +345,11 @@ def command_export(args: argparse.Namespace) -> None:
             print(f"{item.spec.export_name}: {no_recipe(item.spec.export_name, item.config.layout)}", file=sys.stderr)
         for said in (note for split in item.notes.values() for note in split.get("said", ())):
             print(f"{item.spec.export_name}: {said}", file=sys.stderr)
+    target = os.path.abspath(args.folder)
     print(f"exported {cs.plural(len(exported), 'config')} to {args.folder}", file=sys.stderr)
-    gone = [name for name in before if name not in {item.spec.export_name for item in exported}]
-    if gone:
-        print(f"removed the last export's {', '.join(gone)}, which this export does not hold (name every config "
-              "to keep with --config)", file=sys.stderr)
+    if any(item.trainer for item in exported):
+        print(f"its recipes name it ./{os.path.basename(target)}: run trl from {os.path.dirname(target)}",
+              file=sys.stderr)
 
 
 def command_infos(args: argparse.Namespace) -> None:

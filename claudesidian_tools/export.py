@@ -39,6 +39,7 @@ from claudesidian_tools.manifest import (
     SCHEMAS_COPY,
     SCRIPT_PATH,
     ExportError,
+    config_names,
     read_manifest,
 )
 from claudesidian_tools.plots import INSTALL_PLOTS, draw_figure
@@ -223,8 +224,9 @@ def _export(folder: str, target: str, specs: list[ConfigSpec], named_by_user: bo
             max_bytes, tokenizer, max_length, replace_existing, tool_schemas) -> list[ExportedConfig]:
     """The export itself, while it holds the folder (see `export`)."""
     _check_sources(source, specs, named_by_user)
-    _recover(target)
+    _recover(target)  # before the last export is read: an interrupted one is finished or undone first
     previous = _previous_files(target, replace_existing)
+    before = config_names(read_manifest(target)) if previous else []
     loaded_tokenizer = _tokenizer(tokenizer, max_length)
     schemas = cs.load_tool_schemas(tool_schemas)
     try:
@@ -263,6 +265,10 @@ def _export(folder: str, target: str, specs: list[ConfigSpec], named_by_user: bo
             shutil.rmtree(staging, ignore_errors=True)
     if manifest["figures_skipped"]:
         print(f"figures skipped: {INSTALL_PLOTS}, and export again to add them to the card", file=sys.stderr)
+    gone = [name for name in before if name not in {item.spec.export_name for item in exported}]
+    if gone:
+        print(f"removed the last export's {', '.join(gone)}, which this export does not hold (name every config "
+              "to keep with --config)", file=sys.stderr)
     return exported
 
 

@@ -28,7 +28,7 @@ CHARS_PER_TOKEN_ESTIMATE = 4
 LABEL_NAMES = cs.LABEL_NAMES
 # Conversations per `apply_chat_template` call: the fast tokenizer encodes each batch in parallel.
 TOKENIZE_BATCH_SIZE = 256
-_KTO_EXTRA = "pip install 'claudesidian-synthetic[kto]'"
+_KTO_EXTRA = cs.install_hint("kto")
 # What a chat template raises for a conversation it cannot render (`raise_exception(...)` in the template, or
 # a value of a type it did not expect): such a row is counted and named, where the trainer would stop.
 TEMPLATE_ERRORS = (TemplateError, TypeError)
@@ -134,7 +134,7 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
         import transformers
     except ImportError as error:
         raise TokenizerError(
-            name_or_path, "transformers is not installed", f"Install the [kto] extra: {_KTO_EXTRA}"
+            name_or_path, "transformers is not installed", _KTO_EXTRA[0].upper() + _KTO_EXTRA[1:]
         ) from error
     try:
         if not os.path.isdir(name_or_path):
@@ -231,7 +231,7 @@ def assistant_tokens(tokenizer, conversations: Sequence[Sequence[dict]], tools: 
     except ValueError as error:
         raise TokenizerError(
             getattr(tokenizer, "name_or_path", type(tokenizer).__name__),
-            f"TRL cannot mark the assistant's turns in this chat template ({' '.join(str(error).split())[:160]})",
+            f"TRL cannot mark the assistant's turns in this chat template ({' '.join(str(error).split())})",
             "SFT with assistant_only_loss (every SFT recipe sets it) needs a chat template whose {% generation %} "
             "... {% endgeneration %} markers enclose each assistant turn: give the tokenizer one "
             "(tokenizer.chat_template) and save it, or leave the SFT configs out",
@@ -401,6 +401,14 @@ def _over_chars_estimate(mask: np.ndarray, total_chars: np.ndarray, max_length: 
         "prompt_over": int((prompt_chars > max_chars).sum()),
         "longest_chars": int(total_chars.max()) if total_chars.size else 0,
     }
+
+
+def sequences(count: int, trainer: Optional[str]) -> str:
+    """`count` training sequences in a message's words: rows, or for DPO replies (a pair trains on two
+    sequences, its chosen and its rejected reply, which share one prompt)."""
+    if trainer == "dpo":
+        return cs.plural(count, "reply", "replies") + " (a pair's chosen and rejected each)"
+    return cs.plural(count, "row")
 
 
 def trainer_name(trainer: str) -> str:

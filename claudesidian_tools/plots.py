@@ -21,7 +21,7 @@ import numpy as np
 import claudesidian_synthetic as cs
 
 # What to do without matplotlib, in the one wording every message uses.
-INSTALL_PLOTS = "install the plots extra (pip install 'claudesidian-synthetic[plots]')"
+INSTALL_PLOTS = cs.install_hint("plots")
 FIGURE_SIZE = (15.0, 4.8)  # inches
 DPI = 100
 LABEL_NAMES = cs.LABEL_NAMES

@@ -26,6 +26,7 @@ from claudesidian_tools.lengths import (
     length_summary,
     long_prompt_fate,
     message_chars,
+    sequences,
     token_lengths,
     tool_output_chars,
     tools_tokens,
@@ -223,6 +224,9 @@ class SplitStats:
             "prompt_repeat_batches": {str(size): prompt_repeat_batches(prompts, size)
                                       for size in sorted(set(batch_sizes))},
             "kto_weights": weights_for_counts(desirable, undesirable) if desirable and undesirable else None,
+            # Per batch size: whether the split ends in a partial batch of one label (the mixed order keeps every
+            # whole window mixed, but rows % size left over can be the end of one label's run).
+            "last_batch_one_label": {str(size): _one_label_tail(labels, size) for size in sorted(set(batch_sizes))},
             "first_labels": labels[: 16 * max(batch_sizes)].tolist(),
         }
 
@@ -285,6 +289,12 @@ WELL_FORMED_BUT_FAILING = "well-formed but failing a later check"
 
 def _share(part: int, total: int) -> dict:
     return {"in_loss": part, "total": total, "share": round(part / total, 4) if total else 0.0}
+
+
+def _one_label_tail(labels: np.ndarray, batch_size: int) -> bool:
+    """Whether the rows after the last whole batch of `batch_size` hold one label (a partial batch's)."""
+    left = len(labels) % batch_size
+    return bool(left) and len(set(labels[len(labels) - left :].tolist())) == 1
 
 
 def prompt_repeat_batches(prompts: np.ndarray, batch_size: int) -> int:
@@ -492,15 +502,17 @@ def format_lengths(report: Mapping, words: Mapping[str, str], trainer: str | Non
     if "tools_tokens" in report:
         summary = report["tools_tokens"]
         lines.append(f"{'tools block tokens':<26} min {summary['min']}, quartiles {summary['q1']:g} / "
-                     f"{summary['median']:g} / {summary['q3']:g}, max {summary['max']} (in every prompt)")
+                     f"{summary['median']:g} / {summary['q3']:g}, max {summary['max']} (in every prompt)"
+                     + ("; this chat template renders no tools: the model would never see their definitions"
+                        if summary["max"] == 0 else ""))
     if "truncation" in report:
         cut = report["truncation"]
-        lines.append(f"{'max_length ' + str(cut['max_length']):<26} {cut['truncated']} rows truncated, "
+        lines.append(f"{'max_length ' + str(cut['max_length']):<26} {sequences(cut['truncated'], trainer)} truncated, "
                      f"{cut['dropped']} dropped (longest: {cut['longest']} tokens)")
     elif "over_chars_estimate" in report:
         over = report["over_chars_estimate"]
         rows, dropped = over["desirable"] + over["undesirable"], over["prompt_over"]
-        lines.append(f"{'max_length ' + str(over['max_length']):<26} about {cs.plural(rows, 'row')} longer than "
+        lines.append(f"{'max_length ' + str(over['max_length']):<26} about {sequences(rows, trainer)} longer than "
                      f"{over['max_chars']} characters would be cut, {dropped} of them {long_prompt_fate(trainer)} "
                      f"(estimate: {over['assumes']}; --tokenizer counts tokens)")
     return "\n".join(lines)

@@ -22,7 +22,7 @@ VOCAB_SIZE = 2048
 # Small enough to train a step in a second on a CPU; positions enough for the longest row with its tools.
 MODEL_SHAPE = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
                "num_key_value_heads": 2, "max_position_embeddings": 32768}
-INSTALL_KTO = "pip install 'claudesidian-synthetic[kto]'"
+INSTALL_KTO = cs.install_hint("kto")
 
 
 def qwen25_chat_template() -> str:

@@ -380,3 +380,37 @@ def test_gitignore_holds_the_folders_the_readme_writes():
     written = set(re.findall(r"--output_dir (\S+)", readme)) | set(re.findall(r"tiny-model (\S+) --source", readme))
     written |= set(re.findall(r"claudesidian-synthetic export (\S+)", readme)) - {"DIR", "\"$EXPORT\""}
     assert written and all(f"/{folder}/" in ignored for folder in written), written - ignored
+
+
+def test_a_recipe_leaves_out_a_last_partial_batch_of_one_label(session_export, source_path):
+    """kto_tools' whole batches of 8 are mixed; the 4 rows left after them are one label's: the recipe drops them."""
+    import yaml
+
+    labels = cs.load("kto_tools", source=source_path, split="train")["label"]
+    left = len(labels) % 8
+    assert left and len(set(labels[-left:])) == 1
+    text = (session_export / "recipes" / "kto_kto_tools.yaml").read_text(encoding="utf-8")
+    assert yaml.safe_load(text)["dataloader_drop_last"] is True
+    assert f"the last, partial batch of train and of test holds one label ({left} rows, " in text
+    full_eval = yaml.safe_load((session_export / "recipes" / "kto_full_eval.yaml").read_text(encoding="utf-8"))
+    assert "dataloader_drop_last" not in full_eval  # 900 and 100 rows: no partial batch of 4
+
+
+def test_an_sft_config_holds_out_prompts_from_a_source_of_desirable_rows_only(write_source, source_rows):
+    """SFT needs desirable rows on both sides, not both labels."""
+    path = write_source([row for row in source_rows if row["label"]][:200])
+    built = cs.load("sft", source=path)
+    assert len(built["test"]) and len(built["train"]) + len(built["test"]) <= 200
+    with pytest.raises(cs.OptionError, match=r"leaves the test split with one label"):
+        cs.load("balanced_custom", source=path, test_size=0.1)  # KTO's batches need both
+
+
+def test_a_chat_template_that_renders_no_tools_is_said(kto_tools, source_path):
+    """The tests' plain template ignores `tools`: the model would never see the definitions, and stats says so."""
+    need_trl()
+    from claudesidian_tools.stats import format_lengths
+
+    _, tokenizer = tiny_model_and_tokenizer()
+    report = split_stats(kto_tools["test"].select(range(8)), tokenizer=tokenizer).result()["lengths"]
+    assert report["tools_tokens"]["max"] == 0
+    assert "this chat template renders no tools" in format_lengths(report, dict(zip(cs.LABEL_NAMES, cs.LABEL_NAMES)))

@@ -229,6 +229,33 @@ def test_fault_at_every_step_of_the_export_replacement(tmp_path, write_source, m
     assert not mixed, f"a fault at these steps left a mix after recover(): {mixed}"
 
 
+def test_after_an_undone_export_the_next_one_names_what_it_removes(tmp_path, write_source, monkeypatch, capsys,
+                                                                    quick_figures):
+    """A re-export interrupted just before its commit (its files, manifest included, already in the folder) is
+    undone by the next export, which then names the configs it removes from the export that is really there."""
+    source = write_source(small_rows())
+    target = tmp_path / "DIR"
+    export(str(target), [parse_config_spec(spec) for spec in ("a=balanced_custom", "b=balanced_custom:seed=8")],
+           source=source)
+    real = exporter.replace_files
+
+    def step(label):
+        if label == "sync folders":  # every file moved, the commit not yet written
+            raise Fault(label)
+
+    monkeypatch.setattr(exporter, "replace_files", replace_with_step(real, step))
+    with pytest.raises(Fault):
+        export(str(target), [parse_config_spec("c=balanced_custom:seed=9")], source=source)
+    monkeypatch.setattr(exporter, "replace_files", real)
+    assert json.loads((target / exporter.MANIFEST).read_text())["configs"][0]["name"] == "c"  # the new one, moved in
+    capsys.readouterr()
+    export(str(target), [parse_config_spec("a=balanced_custom")], source=source)
+    said = capsys.readouterr().err.splitlines()
+    assert "has been undone" in said[0]
+    assert said[-1] == ("removed the last export's b, which this export does not hold (name every config to keep "
+                        "with --config)")
+
+
 def _export_then_exit(target: str, specs: list, source: str) -> None:
     try:
         export(target, specs, source=source)

@@ -358,5 +358,6 @@ def test_missing_transformers_is_one_tokenizer_error(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "transformers", None)  # `import transformers` now raises ImportError
-    with pytest.raises(TokenizerError, match=r"transformers is not installed\. Install the \[kto\] extra: pip install"):
+    with pytest.raises(TokenizerError, match=r"transformers is not installed\. Install the kto extra \(in the "
+                                             r"repository's clone: pip install '\.\[kto\]'\)"):
         load_tokenizer("Qwen/Qwen2.5-0.5B-Instruct")

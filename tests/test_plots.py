@@ -133,7 +133,7 @@ except plots.PlotsUnavailable as error:
     result = _run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
-        "figures skipped: install the plots extra (pip install 'claudesidian-synthetic[plots]')"
+        "figures skipped: install the plots extra (in the repository's clone: pip install '.[plots]')"
     )
     assert not target.exists()
     assert issubclass(PlotsUnavailable, cs.ClaudesidianError)  # the CLI prints it as its one error line

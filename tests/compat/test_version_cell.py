@@ -2,6 +2,7 @@
 must give the published rows of `balanced_254`, and every config of the export does what its card says for
 this `datasets`. `.ci/run` runs this file under datasets 3.6, 4.7 and 5.x."""
 
+import contextlib
 import json
 import math
 import os
@@ -154,6 +155,19 @@ def json_parquet_rows(files) -> list[dict]:
     return rows
 
 
+@contextlib.contextmanager
+def source_on_a_fake_hub(tmp_path, source_path):
+    """claude's file on a fake Hub at HF_ENDPOINT: the environment of a process that downloads it from there."""
+    (tmp_path / "main").mkdir()
+    shutil.copyfile(source_path, tmp_path / "main" / cs.SOURCE_FILENAME)
+    hub = FakeHub()
+    hub.add(cs.SOURCE_REPO_ID, "main", str(tmp_path / "main"))
+    try:
+        yield {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "home")}
+    finally:
+        hub.close()
+
+
 def test_the_cards_builder_block_builds_the_json_configs_on_this_datasets(export_dir, source_path, tmp_path):
     """The card's way for a `datasets` too old to read a config's `Json` values, as written, from the folder
     that holds the export (the source on a fake Hub): the builder beside the loading script builds each such
@@ -169,16 +183,9 @@ def test_the_cards_builder_block_builds_the_json_configs_on_this_datasets(export
             "for name, dataset in built.items()}))")
     # The family's files come from the data folder (offline, as the block's comment says), claude's from a fake Hub.
     block = block.replace("source = None", f"source = {str(DATA)!r}")
-    (tmp_path / "main").mkdir()
-    shutil.copyfile(source_path, tmp_path / "main" / cs.SOURCE_FILENAME)
-    hub = FakeHub()
-    hub.add(cs.SOURCE_REPO_ID, "main", str(tmp_path / "main"))
-    try:
-        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "home")}
+    with source_on_a_fake_hub(tmp_path, source_path) as env:
         result = subprocess.run([sys.executable, "-c", block + dump], cwd=os.path.dirname(os.path.abspath(export_dir)),
                                 env=env, capture_output=True, text=True, timeout=900)
-    finally:
-        hub.close()
     lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if line.startswith(("BUILDER ", "ROWS ")))
     assert "ROWS" in lines, result.stderr[-3000:]
     assert os.path.samefile(os.path.dirname(lines["BUILDER"]), os.path.join(export_dir, "loading_script"))
@@ -199,18 +206,11 @@ def test_card_loading_script_block(export_dir, source_path, tmp_path):
     """The card's `datasets<4` block, as written, with the source on a fake Hub at HF_ENDPOINT."""
     card = open(os.path.join(export_dir, "README.md"), encoding="utf-8").read()
     (block,) = [code for code in re.findall(r"```python\n(.*?)```", card, flags=re.S) if "trust_remote_code" in code]
-    (tmp_path / "main").mkdir()
-    shutil.copyfile(source_path, tmp_path / "main" / cs.SOURCE_FILENAME)
-    hub = FakeHub()
-    hub.add(cs.SOURCE_REPO_ID, "main", str(tmp_path / "main"))
-    try:
-        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "home")}
+    with source_on_a_fake_hub(tmp_path, source_path) as env:
         # From the folder that holds the export, as the card says its commands run.
         result = subprocess.run([sys.executable, "-c", block + "\nprint('ROWS', len(ds['train']))"],
                                 cwd=os.path.dirname(os.path.abspath(export_dir)), env=env, capture_output=True,
                                 text=True, timeout=600)
-    finally:
-        hub.close()
     assert "ROWS 500" in result.stdout, result.stderr[-3000:]
 
 
