@@ -154,7 +154,7 @@ def test_a_split_smaller_than_the_shards_asked_gets_one_shard_per_unit_and_says_
 
 @pytest.mark.slow
 def test_max_shard_size_splits_by_bytes(source_path, tmp_path):
-    result = run_cli("export", str(tmp_path / "out"), "--source", source_path, "--max-shard-size", "500KB",
+    result = run_cli("export", str(tmp_path / "out"), "--source", str(DATA), "--max-shard-size", "500KB",
                      cache=tmp_path / "hf")
     assert result.returncode == 0, result.stderr
     full = sorted((tmp_path / "out" / "data" / "full").iterdir())
