@@ -1,9 +1,10 @@
 """Claudesidian synthetic tool-calling dataset, rebuilt into exact, training-ready subsets.
 
 This file is both the library module (`import claudesidian_synthetic as cs; cs.load(...)`) and the
-Hub loading script for `datasets<4`, so it imports only `datasets`, `numpy` and the standard library,
-one import per line (the `datasets<4` script loader misreads `import a, b`), and holds only what a
-loading script needs. Read top to bottom: the source pin and its schema; the layouts, one record
+Hub loading script for `datasets<4`, so it imports only `datasets`, `numpy`, `msgspec` (the typed JSON
+decoder of the strict reader, a requirement of this package) and the standard library, one import per
+line (the `datasets<4` script loader misreads `import a, b`, and names a missing module in its "install"
+line), and holds only what a loading script needs. Read top to bottom: the source pin and its schema; the layouts, one record
 each; errors; the options, each declared once; the configs table; the builder and `load()`; reading
 the source; the pure selection functions (which rows, in which order), which the tests check
 without `datasets`.
@@ -14,6 +15,7 @@ import codecs
 import contextlib
 import dataclasses
 import difflib
+import functools
 import gc
 import hashlib
 import json
@@ -24,9 +26,11 @@ import os
 import random
 import re
 import shutil
+from collections import Counter
 from collections.abc import Collection
 from collections.abc import Iterator
 from collections.abc import Mapping
+from typing import Annotated
 from typing import Any
 from typing import Callable
 from typing import Optional
@@ -35,6 +39,7 @@ from typing import Union
 
 import datasets
 import huggingface_hub
+import msgspec
 import numpy as np
 
 __version__ = "1.2.0"
@@ -1047,8 +1052,8 @@ def _read_row(file, path: str, offset: int, length: int) -> dict:
     """The source row at `offset`, already checked by the scan."""
     file.seek(offset)
     try:
-        return _DECODER.raw_decode(file.read(length).strip(_JSON_SPACE).decode("utf-8"))[0]
-    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return _PLAIN_DECODER.decode(file.read(length))
+    except ValueError:  # msgspec's DecodeError is a ValueError
         raise SourceError(
             path,
             f"changed while it was being read (the row at byte {offset} no longer parses)",
@@ -1195,6 +1200,23 @@ def load(
 # --- reading the source -----------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class RowReasons:
+    """Why each source row's calls fail, as the funnel counts them: the (code, tool, parameter) of every
+    reason `check_reply` gives for the row, the distinct ones held once and each row's as numbers into them."""
+
+    keys: tuple  # the distinct (code, tool, parameter)
+    starts: np.ndarray  # row r's reasons are ids[starts[r] : starts[r + 1]]
+    ids: np.ndarray
+
+    def counted(self, rows: np.ndarray) -> Counter:
+        """(code, tool, parameter) -> how often it is a reason of these rows (a row counts as often as listed)."""
+        listed = np.bincount(rows, minlength=len(self.starts) - 1)
+        per_reason = np.repeat(listed, np.diff(self.starts))
+        counts = np.bincount(self.ids, weights=per_reason, minlength=len(self.keys))
+        return Counter({self.keys[key]: int(count) for key, count in enumerate(counts.tolist()) if count})
+
+
 @dataclasses.dataclass
 class SourceScan:
     """What the selection needs of each source row: its label, where its line lies, whether an
@@ -1214,62 +1236,145 @@ class SourceScan:
     prompts: Optional[np.ndarray] = None
     replies: Optional[np.ndarray] = None
     # With the tool schemas: the index into CHECKS of the first check each row's reply fails (len(CHECKS):
-    # it passes every one).
+    # it passes every one), and the reasons of its calls.
     tool_checks: Optional[np.ndarray] = None
+    reasons: Optional[RowReasons] = None
 
 
 _DIGEST = np.dtype("V16")
+# The row schema as types. msgspec checks a line against them while it decodes it, in C (strict types,
+# unknown keys refused), where Python's json and a walk over its result took three times as long. A line
+# they refuse goes to `parse_line`, which says what is wrong in the words it always has.
+_Message = msgspec.defstruct("Message", [("role", str), ("content", str)], forbid_unknown_fields=True, gc=False)
+_Context = msgspec.defstruct("Context", [(name, Optional[str], None) for name in CONTEXT_FIELDS],
+                             forbid_unknown_fields=True, gc=False)
+_Row = msgspec.defstruct(
+    "Row", [("conversations", Annotated[list[_Message], msgspec.Meta(min_length=2)]), ("label", bool),
+            ("context", Optional[_Context], None)], forbid_unknown_fields=True, gc=False)
+_ROW_DECODER = msgspec.json.Decoder(_Row)
+# The picked lines, already checked, are decoded again for the writer: as the plain dicts layouts take.
+_PLAIN_DECODER = msgspec.json.Decoder()
+_BLOCK_BYTES = 1 << 20  # the scan reads, splits and decodes the file this much at a time
 
 
 def scan_source(path: str, *, keys: Collection[str] = (), tool_schemas: Optional["ToolSchemas"] = None) -> SourceScan:
     """Read and check every line of the source strictly; raise SourceError naming the first bad one.
     Per row it keeps a label byte and four 8-byte integers (no Python object), the digests `keys` names
-    ("prompts", "replies"), and with `tool_schemas` the first check its tool calls fail, so memory
-    grows slowly."""
-    labels, hashes = bytearray(), array.array("q")
-    offsets, lengths, completion_chars = array.array("q"), array.array("q"), array.array("q")
-    prompts, replies, tool_checks = bytearray(), bytearray(), bytearray()
-    size = os.path.getsize(path)
-    progress = datasets.utils.tqdm(total=size, unit="B", unit_scale=True, desc="Checking source", leave=False)
+    ("prompts", "replies"), and with `tool_schemas` the first check its tool calls fail and their reasons,
+    so memory grows slowly."""
+    columns = _ScanColumns(keys, tool_schemas)
+    progress = datasets.utils.tqdm(total=os.path.getsize(path), unit="B", unit_scale=True, desc="Checking source",
+                                   leave=False)
     with open(path, "rb") as file, progress:
-        offset = reported = 0
-        for number, line in enumerate(file, 1):
-            line_start, offset = offset, offset + len(line)
-            if line_start == 0 and line.startswith(codecs.BOM_UTF8):
-                line, line_start = line[len(codecs.BOM_UTF8) :], len(codecs.BOM_UTF8)
-            if number % 4096 == 0:
-                progress.update(offset - reported)
-                reported = offset
-            row = line.strip(_JSON_SPACE)  # CRLF and blank lines change nothing either
-            if not row:
-                continue
-            parsed = parse_line(row, path, number)
-            messages = parsed["conversations"]
-            labels.append(parsed["label"])
-            completion_chars.append(len(messages[-1]["content"]))
-            offsets.append(line_start)
-            lengths.append(offset - line_start)
-            hashes.append(hash(row))
-            if "prompts" in keys:
-                prompts += messages_digest(messages[:-1])
-            if "replies" in keys:
-                replies += messages_digest(messages[-1:])
-            if tool_schemas is not None:
-                tool_checks.append(check_reply(parse_reply(messages[-1]["content"]), tool_schemas).first_failed)
-        progress.update(offset - reported)
-        if not labels:
+        for number, offset, lines, last in _line_blocks(file):
+            sizes = np.fromiter(map(len, lines), np.int64, len(lines)) + 1  # each line's "\n"...
+            sizes[-1] -= last  # ...but the file's last line may lack one
+            starts = offset + np.cumsum(sizes) - sizes
+            progress.update(int(sizes.sum()))
+            stripped = [line.strip(_JSON_SPACE) for line in lines]  # CRLF and blank lines change nothing either
+            numbers = range(number, number + len(lines))
+            if not all(stripped):
+                kept = [index for index, line in enumerate(stripped) if line]
+                stripped, numbers = [stripped[index] for index in kept], [numbers[index] for index in kept]
+                starts, sizes = starts[kept], sizes[kept]
+            columns.add(_decode_rows(stripped, path, numbers), stripped, starts, sizes)
+        if not columns.rows:
             raise SourceError(path, "the file holds no rows", f"Point source= at a non-empty copy of {SOURCE_FILENAME}")
-        offsets, lengths = np.frombuffer(offsets, dtype=np.int64), np.frombuffer(lengths, dtype=np.int64)
-        duplicate = _exact_duplicates(file, offsets, lengths, np.frombuffer(hashes, dtype=np.int64))
-    scan = SourceScan(np.frombuffer(labels, dtype=np.bool_), offsets, lengths, duplicate,
-                      np.frombuffer(completion_chars, dtype=np.int64))
-    if "prompts" in keys:
-        scan.prompts = np.frombuffer(prompts, dtype=_DIGEST)
-    if "replies" in keys:
-        scan.replies = np.frombuffer(replies, dtype=_DIGEST)
-    if tool_schemas is not None:
-        scan.tool_checks = np.frombuffer(tool_checks, dtype=np.uint8)
-    return scan
+        return columns.scan(file)
+
+
+def _line_blocks(file) -> Iterator[tuple]:
+    """The file's lines, split as `for line in file` splits them, a block at a time: (the 1-based number of
+    the first line, its offset, the lines without their "\\n", whether the last is the file's last line
+    without one). A UTF-8 byte-order mark before the first line is not part of it."""
+    number, offset, pending = 1, 0, []
+    for block in iter(functools.partial(file.read, _BLOCK_BYTES), b""):
+        end = block.rfind(b"\n")
+        if end < 0:  # a line longer than a block
+            pending.append(block)
+            continue
+        lines = b"".join([*pending, memoryview(block)[:end]]).split(b"\n")
+        pending = [memoryview(block)[end + 1 :]]
+        if offset == 0 and lines[0].startswith(codecs.BOM_UTF8):
+            lines[0], offset = lines[0][len(codecs.BOM_UTF8) :], len(codecs.BOM_UTF8)
+        yield number, offset, lines, False
+        number, offset = number + len(lines), offset + sum(map(len, lines)) + len(lines)
+    last = b"".join(pending)
+    if last:
+        if offset == 0 and last.startswith(codecs.BOM_UTF8):
+            last, offset = last[len(codecs.BOM_UTF8) :], len(codecs.BOM_UTF8)
+        yield number, offset, [last], True
+
+
+class _ScanColumns:
+    """The scan's per-row columns, grown a block of rows at a time."""
+
+    def __init__(self, keys: Collection[str], tool_schemas: Optional["ToolSchemas"]):
+        self.keys, self.tool_schemas, self.rows = frozenset(keys), tool_schemas, 0
+        self.labels, self.completion_chars, self.hashes = bytearray(), array.array("q"), array.array("q")
+        self.offsets, self.lengths = [], []
+        self.prompts, self.replies, self.tool_checks = bytearray(), bytearray(), bytearray()
+        self.reason_counts, self.reason_ids, self.reason_keys = array.array("q"), array.array("i"), {}
+
+    def add(self, rows: list, lines: list, starts: np.ndarray, sizes: np.ndarray) -> None:
+        self.rows += len(rows)
+        self.labels += bytes([row.label for row in rows])
+        self.completion_chars.extend([len(row.conversations[-1].content) for row in rows])
+        self.hashes.extend(map(hash, lines))
+        self.offsets.append(starts)
+        self.lengths.append(sizes)
+        if "prompts" in self.keys:
+            self.prompts += b"".join([_messages_digest(row.conversations[:-1]) for row in rows])
+        if "replies" in self.keys:
+            self.replies += b"".join([_messages_digest(row.conversations[-1:]) for row in rows])
+        if self.tool_schemas is not None:
+            for row in rows:
+                checked = check_reply(parse_reply(row.conversations[-1].content), self.tool_schemas)
+                self.tool_checks.append(checked.first_failed)
+                self.reason_counts.append(len(checked.reasons))
+                self.reason_ids.extend([self.reason_keys.setdefault((reason.code, reason.tool, reason.parameter),
+                                                                    len(self.reason_keys))
+                                        for reason in checked.reasons])
+
+    def scan(self, file) -> SourceScan:
+        offsets, lengths = np.concatenate(self.offsets), np.concatenate(self.lengths)
+        duplicate = _exact_duplicates(file, offsets, lengths, np.frombuffer(self.hashes, dtype=np.int64))
+        scan = SourceScan(np.frombuffer(self.labels, dtype=np.bool_), offsets, lengths, duplicate,
+                          np.frombuffer(self.completion_chars, dtype=np.int64))
+        if "prompts" in self.keys:
+            scan.prompts = np.frombuffer(self.prompts, dtype=_DIGEST)
+        if "replies" in self.keys:
+            scan.replies = np.frombuffer(self.replies, dtype=_DIGEST)
+        if self.tool_schemas is not None:
+            scan.tool_checks = np.frombuffer(self.tool_checks, dtype=np.uint8)
+            starts = np.concatenate(([0], np.cumsum(np.frombuffer(self.reason_counts, dtype=np.int64))))
+            scan.reasons = RowReasons(tuple(self.reason_keys), starts, np.frombuffer(self.reason_ids, dtype=np.int32))
+        return scan
+
+
+def _decode_rows(lines: list, path: str, numbers: Sequence[int]) -> list:
+    """Each stripped line as a typed row (`_Row`). Where any line of the block fails the types, the block is
+    read again line by line, so the first bad line is the one named."""
+    try:
+        rows = list(map(_ROW_DECODER.decode, lines))
+    except ValueError:  # msgspec's DecodeError and ValidationError
+        rows = None
+    if rows is None or any(row.conversations[-1].role != "assistant" for row in rows):
+        rows = [_decode_row(line, path, number) for line, number in zip(lines, numbers)]
+    return rows
+
+
+def _decode_row(line: bytes, path: str, number: int) -> Any:
+    """One line as a typed row, or the SourceError `parse_line` words for it. A few lines msgspec refuses are
+    rows all the same (a key given twice, first with a value of the wrong type: JSON keeps the last), and
+    `parse_line` decides for those too."""
+    try:
+        row = _ROW_DECODER.decode(line)
+        if row.conversations[-1].role == "assistant":
+            return row
+    except ValueError:
+        pass
+    return msgspec.convert(parse_line(line, path, number), _Row)
 
 
 def _exact_duplicates(file, offsets: np.ndarray, lengths: np.ndarray, hashes: np.ndarray) -> np.ndarray:
@@ -1289,8 +1394,11 @@ def _exact_duplicates(file, offsets: np.ndarray, lengths: np.ndarray, hashes: np
             duplicate[row] = line in seen
             seen.add(line)
     return duplicate
+
+
 def parse_line(line: bytes, path: str, number: int) -> dict:
-    """Decode one stripped source line and check it against the schema."""
+    """Decode one stripped source line with Python's json and check it against the schema, saying what is
+    wrong: the words of every source error (the scan's typed reader sends the lines it refuses here)."""
     try:
         text = line.decode("utf-8")
         row, end = _DECODER.raw_decode(text)
@@ -1359,8 +1467,6 @@ def _lone_surrogate_problem(row: dict) -> Optional[str]:
     return None
 
 
-
-
 def row_keys(config: ClaudesidianSyntheticConfig) -> tuple:
     """The digests the config reads, which the scan then keeps: prompts for a test split, pairs and a mixed
     order (which keeps a prompt's rows out of one batch); replies for pairs."""
@@ -1373,6 +1479,11 @@ def messages_digest(messages: Sequence[Mapping]) -> bytes:
     """16 bytes that stand for a list of `{role, content}` messages (a prompt, a reply): sets of prompts
     without their text."""
     return value_digest(tuple((message["role"], message["content"]) for message in messages))
+
+
+def _messages_digest(messages: Sequence) -> bytes:
+    """`messages_digest` of the typed reader's messages: the same value, as `astuple` gives (role, content)."""
+    return value_digest(tuple(map(msgspec.structs.astuple, messages)))
 
 
 def json_digest(value: Any) -> bytes:
