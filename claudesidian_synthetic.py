@@ -4,10 +4,10 @@ This file is both the library module (`import claudesidian_synthetic as cs; cs.l
 Hub loading script for `datasets<4`, so it imports only `datasets`, `numpy`, `msgspec` (the typed JSON
 decoder of the strict reader, a requirement of this package) and the standard library, one import per
 line (the `datasets<4` script loader misreads `import a, b`, and names a missing module in its "install"
-line), and holds only what a loading script needs. Read top to bottom: the source pin and its schema; the layouts, one record
-each; errors; the options, each declared once; the configs table; the builder and `load()`; reading
-the source; the pure selection functions (which rows, in which order), which the tests check
-without `datasets`.
+line), and holds only what a loading script needs. Read top to bottom: the source pin and its schema;
+the layouts, one record each; errors; the options, each declared once; the configs table; the builder
+and `load()`; reading the source; the pure selection functions (which rows, in which order), which the
+tests check without `datasets`.
 """
 
 import array
@@ -18,6 +18,7 @@ import difflib
 import functools
 import gc
 import hashlib
+import itertools
 import json
 import logging
 import marshal
@@ -26,6 +27,7 @@ import os
 import random
 import re
 import shutil
+import zipfile
 from collections import Counter
 from collections.abc import Collection
 from collections.abc import Iterator
@@ -604,7 +606,12 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
         self._check_together(given)
 
     def _check_together(self, given: set) -> None:
-        """The rules that tie two options together; each message names only the options given."""
+        """The rules that tie two options together, in this order; each message names only the options given."""
+        self._check_sizes(given)
+        self._check_order(given)
+        self._check_checks_and_source(given)
+
+    def _check_sizes(self, given: set) -> None:
         counts = tuple(Mention(name, getattr(self, name)) for name in ("desirable", "undesirable") if name in given)
         if self.ratio is not None and counts:
             raise OptionError("{ratio} with {counts}: give either counts or a ratio, not both",
@@ -617,6 +624,8 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
                     "leave it out (a ratio still applies)",
                     strata=Mention("length_strata", self.length_strata), clash=clash,
                 )
+
+    def _check_order(self, given: set) -> None:
         if self.order == "mixed" and self.batch_size is None:
             raise OptionError("{order} needs {batch_size} (your per_device_train_batch_size)",
                               order=Mention("order", "mixed"), batch_size=Mention("batch_size"))
@@ -632,6 +641,8 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
                 seed=Mention("seed", self.seed), config=Mention("name", self.name),
                 shuffle=Mention("order", "shuffle"),
             )
+
+    def _check_checks_and_source(self, given: set) -> None:
         if self.gate == "relabel" and CONFIGS[self.name].selection == "desirable_only":
             raise OptionError("{gate} on {config}: it holds desirable rows only, so a relabelled row leaves it as a "
                               "dropped one does; give {drop}", gate=Mention("gate", "relabel"),
@@ -788,13 +799,15 @@ def random_stream(seed: int, stream: str, epoch: int = 0) -> random.Random:
 class SplitPlan:
     """One split of a config: the source file and, in output order, where each example's source line
     lies (offsets and lengths; two of each per example for a pair), each example's label where the gate
-    relabelled some, and what the planning dropped or relabelled (`notes`)."""
+    relabelled some, what the planning dropped or relabelled (`notes`) and, when asked, the tool-call
+    checks of its replies (`checks`)."""
 
     path: str
     offsets: np.ndarray
     lengths: np.ndarray
     labels: Optional[np.ndarray] = None
     notes: dict = dataclasses.field(default_factory=dict)
+    checks: Optional["ReplyChecks"] = None  # with `plan_splits(tool_schemas=...)`: how its replies fare
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -849,12 +862,16 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
         # The cache entry is keyed by this code, the source's bytes and the `datasets` version, so an edited
         # local source (or an edited builder) is rebuilt instead of served stale, and a `datasets` that
         # cannot read another's cache files (3.x reads no 5.x `List`) never meets them.
-        self._source_sha256 = file_sha256(source) if source and not is_url(source) else None
+        self._source = _FileState.of(source) if source and not is_url(source) else None
         schemas = kwargs.get("tool_schemas")
         schemas_sha256 = file_sha256(schemas) if schemas and not is_url(schemas) and os.path.isfile(schemas) else None
         code = kwargs.get("hash") or file_sha256(__file__)
-        key = f"{code}:{self._source_sha256}:{schemas_sha256}:{datasets.__version__}"
+        key = f"{code}:{self._source and self._source.sha256}:{schemas_sha256}:{datasets.__version__}"
         kwargs["hash"] = hashlib.sha256(key.encode()).hexdigest()[:16]
+        # Each source row's checks (the scan) are kept beside the `datasets` cache, for every config built
+        # from the same bytes with this code (`SourceFacts`).
+        self._facts = SourceFacts(os.path.join(os.fspath(kwargs.get("cache_dir") or datasets.config.HF_DATASETS_CACHE),
+                                               "claudesidian_synthetic_facts"), code)
         super().__init__(*args, **kwargs)
         self.config.check()
         self._tool_schemas = None
@@ -877,31 +894,46 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
     # -- the public face: the plan, then each split's examples --
 
     def plan_splits(self, download_config: Optional[datasets.DownloadConfig] = None,
-                    writes_to: Optional[str] = None) -> dict:
+                    writes_to: Optional[str] = None, tool_schemas: Optional["ToolSchemas"] = None) -> dict:
         """Each split's plan (`train`, and `test` with a test size), from one strict read of the source,
-        which is fetched first when it is not a local file. The rows must fit in this machine's memory and
-        on the disk of `writes_to` (default: the `datasets` cache), or an OptionError says how many do."""
+        which is fetched first when it is not a local file, or from that read's facts kept from an earlier
+        build of the same bytes. The rows must fit in this machine's memory and on the disk of `writes_to`
+        (default: the `datasets` cache), or an OptionError says how many do. With `tool_schemas`, each plan
+        also carries its replies' checks against them (for the funnel of `stats`), from the same facts."""
         download_config = download_config or datasets.DownloadConfig()
         path = _fetch_source(self.config, download_config)
+        source = self._source if path == self.config.source else _FileState.of(path)
         if CONFIGS[self.config.name].pinned:
-            _verify_pinned_source(path, self.config.name, self._source_sha256 if path == self.config.source else None)
-        schemas = self.tool_schemas(download_config) if uses_tool_checks(self.config) else None
+            _verify_pinned_source(path, self.config.name, source.sha256)
         with _gc_frozen():
-            scan = scan_source(path, keys=row_keys(self.config), tool_schemas=schemas)
+            scan, counted = self._source_facts(path, source, download_config, tool_schemas)
         try:
             planned = plan_rows(scan, self.config, row_limit(scan, writes_to or self.cache_dir))
         except OptionError as error:
             raise error.about(f"{path}: ") from None
+        self._facts.keep()
         for notes in planned.notes.values():
             for note in notes.get("said", ()):
                 logger.warning("%s", note)
         self.info.description = DESCRIPTION + "".join(
             f"\n{_NOTES_HEADING} {note}" for notes in planned.notes.values() for note in notes.get("said", ()))
         relabelled = not np.array_equal(planned.labels, scan.labels)
+        layout = LAYOUTS[self.config.layout]
         return {split: SplitPlan(path, scan.offsets[rows], scan.lengths[rows],
                                  planned.labels[rows] if relabelled and rows.ndim == 1 else None,
-                                 planned.notes.get(split, {}))
+                                 planned.notes.get(split, {}),
+                                 ReplyChecks.of(counted, rows, planned.labels, layout) if tool_schemas else None)
                 for split, rows in planned.splits.items()}
+
+    def _source_facts(self, path: str, source: "_FileState", download_config: datasets.DownloadConfig,
+                      tool_schemas: Optional["ToolSchemas"]) -> tuple:
+        """The source's facts the plan needs (with its gate's checks where it has a gate), and those with the
+        checks against `tool_schemas` (the same, where the gate checks against them too)."""
+        gate = self.tool_schemas(download_config) if uses_tool_checks(self.config) else None
+        scan = self._facts.scan(path, source, row_keys(self.config), gate or tool_schemas)
+        if tool_schemas is None or gate is None or gate.sha256 == tool_schemas.sha256:
+            return scan, scan
+        return scan, self._facts.scan(path, source, (), tool_schemas)
 
     def tool_schemas(self, download_config: Optional[datasets.DownloadConfig] = None) -> "ToolSchemas":
         """The tool schemas this config checks calls against: `tool_schemas`, or the pinned copy."""
@@ -1396,6 +1428,135 @@ def _exact_duplicates(file, offsets: np.ndarray, lengths: np.ndarray, hashes: np
     return duplicate
 
 
+@dataclasses.dataclass(frozen=True)
+class ReplyChecks:
+    """How a split's replies fare in the tool-call checks, taken from the source rows' facts (no reply is
+    parsed again): each reply's first failing check, in the split's order, and the reasons of its
+    desirable and of its undesirable replies."""
+
+    first_failed: np.ndarray
+    reasons: tuple  # (Counter of (code, tool, parameter) over the desirable replies, the same over the others)
+
+    @classmethod
+    def of(cls, scan: SourceScan, rows: np.ndarray, labels: np.ndarray, layout: Layout) -> "ReplyChecks":
+        """The replies of these source rows (a (chosen, rejected) pair per example of a pairs layout), every
+        source row's label being `labels` (after the gate), as the layout's examples list them."""
+        replies = rows.ravel()
+        if layout.labels == "pairs":
+            desirable = np.tile([True, False], len(rows))
+        elif layout.labels == "desirable":
+            desirable = np.ones(len(replies), dtype=bool)
+        else:
+            desirable = labels[replies]
+        return cls(scan.tool_checks[replies], (scan.reasons.counted(replies[desirable]),
+                                               scan.reasons.counted(replies[~desirable])))
+
+
+@dataclasses.dataclass(frozen=True)
+class _FileState:
+    """A file's sha256, and its size, modification time and inode when that was taken: what names the
+    source's facts, and what says the file changed since."""
+
+    sha256: str
+    stamp: tuple
+
+    @classmethod
+    def of(cls, path: str) -> "_FileState":
+        stamp = _stamp(path)
+        return cls(file_sha256(path), stamp)
+
+
+def _stamp(path: str) -> tuple:
+    status = os.stat(path)
+    return status.st_size, status.st_mtime_ns, status.st_ino
+
+
+# The facts that depend on the tool schemas as well as on the source: kept in a file of their own per schemas.
+_CHECK_FIELDS = ("tool_checks", "reasons")
+
+
+class SourceFacts:
+    """Every source row's facts (a `SourceScan`: label, place, lengths, digests, and with tool schemas the
+    checks of its calls), kept in `folder` beside the `datasets` cache once read. They depend only on the
+    source's bytes, the schemas' bytes and this code (its version and sha256), which name the files, so the
+    configs, `stats`, an export of several configs and `verify` of one source share one read of it, and
+    parse each reply at most once. A new per-row fact is a new field of SourceScan: kept as it is, an
+    array per row (`_CHECK_FIELDS` when it depends on the schemas)."""
+
+    def __init__(self, folder: str, code: str):
+        self.folder, self.code, self._unkept = folder, code, []
+
+    def scan(self, path: str, source: _FileState, keys: Collection[str],
+             tool_schemas: Optional["ToolSchemas"]) -> SourceScan:
+        """`scan_source(path, keys=keys, tool_schemas=tool_schemas)`, read from the kept facts when they hold
+        all of it; else scanned, to be kept by `keep()` when the file did not change since `source` was taken."""
+        name = hashlib.sha256(f"{source.sha256}:{__version__}:{self.code}".encode()).hexdigest()[:32]
+        rows_file = os.path.join(self.folder, f"{name}.npz")
+        checks_file = tool_schemas and os.path.join(self.folder, f"{name}-checks-{tool_schemas.sha256[:32]}.npz")
+        rows = _read_columns(rows_file)
+        checks = _read_columns(checks_file) if checks_file else {}
+        keys = {*keys, *({"prompts", "replies"} & set(rows or ()))}  # what is kept stays kept
+        if rows is not None and keys <= set(rows) and checks is not None:
+            return _scan_of(rows, checks)
+        # Read the source for what is missing: the replies are parsed only where their checks are.
+        scan = scan_source(path, keys=keys, tool_schemas=tool_schemas if checks is None else None)
+        if _stamp(path) == source.stamp:  # the bytes read are those `source.sha256` stands for
+            if rows is None or not keys <= set(rows):
+                self._unkept.append((rows_file, _row_columns(scan)))
+            if checks is None:
+                self._unkept.append((checks_file, _check_columns(scan)))
+        return scan if checks is None else _scan_of(_row_columns(scan), checks)
+
+    def keep(self) -> None:
+        """Keep what the scans read, once a plan was made of it: a build refused writes nothing."""
+        for path, columns in self._unkept:
+            _write_columns(path, columns)
+        self._unkept.clear()
+
+
+def _row_columns(scan: SourceScan) -> dict:
+    return {field.name: getattr(scan, field.name) for field in dataclasses.fields(scan)
+            if field.name not in _CHECK_FIELDS and getattr(scan, field.name) is not None}
+
+
+def _check_columns(scan: SourceScan) -> dict:
+    keys = np.frombuffer(json.dumps(scan.reasons.keys).encode(), dtype=np.uint8)
+    return {"tool_checks": scan.tool_checks, "reason_starts": scan.reasons.starts, "reason_ids": scan.reasons.ids,
+            "reason_keys": keys}
+
+
+def _scan_of(rows: dict, checks: dict) -> SourceScan:
+    """The SourceScan of kept facts (`_row_columns` and, where checked, `_check_columns`)."""
+    scan = SourceScan(**rows)
+    if checks:
+        keys = tuple(map(tuple, json.loads(checks["reason_keys"].tobytes())))
+        scan.tool_checks = checks["tool_checks"]
+        scan.reasons = RowReasons(keys, checks["reason_starts"], checks["reason_ids"])
+    return scan
+
+
+def _read_columns(path: str) -> Optional[dict]:
+    """The arrays of a facts file, or None where there is none or it cannot be read (then the source is read)."""
+    try:
+        with np.load(path) as stored:
+            return {name: stored[name] for name in stored.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def _write_columns(path: str, columns: dict) -> None:
+    """Keep a facts file, whole or not at all; where it cannot be written, the next build reads the source."""
+    partial = f"{path}.{os.getpid()}.partial"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(partial, "wb") as file:
+            np.savez(file, **columns)
+        os.replace(partial, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(partial)
+
+
 def parse_line(line: bytes, path: str, number: int) -> dict:
     """Decode one stripped source line with Python's json and check it against the schema, saying what is
     wrong: the words of every source error (the scan's typed reader sends the lines it refuses here)."""
@@ -1530,18 +1691,13 @@ _PRIMITIVES = {"string": lambda v: isinstance(v, str), "boolean": lambda v: isin
                "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
                "object": lambda v: isinstance(v, dict), "array": lambda v: isinstance(v, list), "any": lambda v: True}
 _MEMBER = re.compile(r"'[^']*'|[A-Z][A-Za-z0-9_]*")  # a string literal or an interface name
-# Markers count only at a line start. The patterns begin with their literal, which `re` finds several
-# times faster than a `^` under re.MULTILINE (tried at every position); `_line_starts` keeps the rule.
-_CALL = re.compile(r"tool_call:[ \t]*([^\n]*)")
-_ARGUMENTS = re.compile(r"\narguments:[ \t]*")
+# Markers count only at a line start. One pass of `_LINE_MARKER` finds them all: led by its literal "\n",
+# `re` finds it several times faster than a `^` under re.MULTILINE, which it tries at every position.
+_FIRST_MARKER = re.compile(r"(tool_call:|Result:)")  # at the reply's start
+_LINE_MARKER = re.compile(r"\n(tool_call:|Result:)")
 _BLOCK_END = re.compile(r"\n[ \t]*\n|\n(?=tool_call:|Result:)")
-_STRAY_RESULT = re.compile(r"Result:")
-
-
-def _line_starts(pattern: re.Pattern, text: str, start: int, stop: int) -> Iterator[re.Match]:
-    """The matches of `pattern` in `text[start:stop]` that begin a line (what `^` means under re.MULTILINE)."""
-    return (match for match in pattern.finditer(text, start, stop)
-            if match.start() == 0 or text[match.start() - 1] == "\n")
+_SPACE = re.compile(r"\s*")  # what str.strip() strips
+_BLANKS = re.compile(r"[ \t]*")
 
 
 def _reject_constant(name: str) -> None:
@@ -1598,7 +1754,15 @@ def _json_block(text: str, start: int) -> tuple:
 
     The block ends with its JSON when the rest of that line is blank; otherwise (not JSON, or text after
     it) at the next blank line or line-start marker, the only points where the format lets a reader
-    resynchronise."""
+    resynchronise. A value alone on its line, the common case, is decoded once by msgspec; any other (a
+    value over several lines, or none) is read by Python's json, whose messages the findings quote."""
+    line_end = text.find("\n", start)
+    line = text[start : len(text) if line_end < 0 else line_end]
+    if line[:1] not in ("", "\r"):  # msgspec, unlike Python's json, would skip a leading \r
+        try:
+            return _PLAIN_DECODER.decode(line), start + len(line.rstrip(" \t\r")), None
+        except (ValueError, RecursionError):  # msgspec's DecodeError, or a lone surrogate it cannot encode
+            pass
     try:
         value, end = _STRICT_JSON.raw_decode(text, start)
     except json.JSONDecodeError as error:
@@ -1620,42 +1784,55 @@ def parse_reply(text: str) -> ParsedReply:
 
     `tool_call:` counts only at a line start; the next line must start with `arguments:`, and the JSON
     object starts on that line (it may span lines); `Result:` at a line start after only whitespace is
-    the call's result."""
+    the call's result. The markers are found in one pass, then read in order; a `Result:` that no call
+    reached is a finding."""
     parts, findings = [], []
-    position = index = 0
-    while True:
-        match = next(_line_starts(_CALL, text, position, len(text)), None)
-        stop = match.start() if match else len(text)
-        findings += [Finding("result_without_call", stray.start(), 0)
-                     for stray in _line_starts(_STRAY_RESULT, text, position, stop)]
-        segment = text[position:stop].strip()
-        if match is None:
-            return ParsedReply(tuple(parts), segment, tuple(findings))
+    position = calls = 0
+    first = _FIRST_MARKER.match(text)
+    for marker in itertools.chain([first] if first else (), _LINE_MARKER.finditer(text)):
+        start = marker.start(1)
+        if start < position:  # inside the block of the call before
+            continue
+        if marker.group(1) == "Result:":
+            findings.append(Finding("result_without_call", start, 0))
+            continue
+        segment = text[position:start].strip()
         if segment:
             parts.append(Text(segment))
-        index, name, position = index + 1, match.group(1).strip(), match.end()
-        if not name:
-            findings.append(Finding("name_missing", match.start(), index))
-        raw, arguments, arguments_line = None, None, _ARGUMENTS.match(text, position)
-        if arguments_line is None:
-            findings.append(Finding("arguments_missing", position, index, "the next line must start with arguments:"))
-        else:
-            value, position, problem = _json_block(text, arguments_line.end())
-            raw = text[arguments_line.end() : position].rstrip()
-            if problem:
-                findings.append(Finding(f"arguments_{problem[0]}", problem[1], index, problem[2]))
-            elif not isinstance(value, dict):
-                findings.append(Finding("arguments_not_object", arguments_line.end(), index, type(value).__name__))
-            arguments = value if isinstance(value, dict) else None
-        parts.append(Call(index, name, raw, arguments, match.start()))
-        head = len(text) - len(text[position:].lstrip())
-        if text.startswith("Result:", head) and text[head - 1] == "\n":
-            start = head + len("Result:")
-            start += len(text[start:]) - len(text[start:].lstrip(" \t"))
-            _, position, problem = _json_block(text, start)
-            if problem:
-                findings.append(Finding(f"result_{problem[0]}", problem[1], index, problem[2]))
-            parts.append(Result(index, text[start:position].rstrip(), head))
+        calls += 1
+        position = _read_call(text, start, calls, parts, findings)
+    return ParsedReply(tuple(parts), text[position:].strip(), tuple(findings))
+
+
+def _read_call(text: str, start: int, index: int, parts: list, findings: list) -> int:
+    """Read the call whose `tool_call:` is at `start`, and its result if one follows, into `parts` and
+    `findings`; return where its block ends."""
+    line_end = text.find("\n", start)
+    position = len(text) if line_end < 0 else line_end
+    name = text[start + len("tool_call:") : position].strip()
+    if not name:
+        findings.append(Finding("name_missing", start, index))
+    raw = arguments = None
+    if not text.startswith("\narguments:", position):
+        findings.append(Finding("arguments_missing", position, index, "the next line must start with arguments:"))
+    else:
+        json_start = _BLANKS.match(text, position + len("\narguments:")).end()
+        value, position, problem = _json_block(text, json_start)
+        raw = text[json_start:position].rstrip()
+        if problem:
+            findings.append(Finding(f"arguments_{problem[0]}", problem[1], index, problem[2]))
+        elif not isinstance(value, dict):
+            findings.append(Finding("arguments_not_object", json_start, index, type(value).__name__))
+        arguments = value if isinstance(value, dict) else None
+    parts.append(Call(index, name, raw, arguments, start))
+    head = _SPACE.match(text, position).end()
+    if text.startswith("Result:", head) and text[head - 1] == "\n":
+        result_start = _BLANKS.match(text, head + len("Result:")).end()
+        _, position, problem = _json_block(text, result_start)
+        if problem:
+            findings.append(Finding(f"result_{problem[0]}", problem[1], index, problem[2]))
+        parts.append(Result(index, text[result_start:position].rstrip(), head))
+    return position
 
 
 class ToolSchemaError(ClaudesidianError):
@@ -1673,6 +1850,11 @@ class ToolSchemas:
     def definition(self, name: str) -> dict:
         """The tool as a chat template's tool definition (JSON Schema), as `get_json_schema` writes one."""
         return function_definition(name, self)
+
+    @functools.cached_property
+    def checks(self) -> dict:
+        """Each tool's checks, compiled once: a call is checked without reading the schema again."""
+        return {name: _ToolCheck.of(tool) for name, tool in self.tools.items()}
 
 
 def _type_members(type_string: str) -> list:
@@ -1706,38 +1888,57 @@ def read_tool_schemas(path: str, data: Optional[bytes] = None) -> ToolSchemas:
     if not isinstance(tools, dict) or not tools:
         raise fail("file", "must be a non-empty JSON object keyed by tool name")
     for name, tool in tools.items():
-        where = f"tool {name!r}"
-        if not isinstance(tool, dict) or not isinstance(tool.get("parameters"), list):
-            raise fail(where, "must be an object with a 'parameters' list")
-        if tool.get("tool_name") != name or not all(isinstance(tool.get(key), str) for key in ("agent", "mode")):
-            raise fail(where, "needs 'tool_name' equal to its key and string 'agent' and 'mode'")
-        seen = []
-        for number, parameter in enumerate(tool["parameters"], 1):
-            if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str) or not parameter["name"]:
-                raise fail(f"{where} parameter #{number}", "needs a non-empty string 'name'")
-            named = f"{where} parameter {parameter['name']!r}"
-            if parameter["name"] in seen or not isinstance(parameter.get("optional"), bool):
-                raise fail(named, "is listed twice or lacks a boolean 'optional'")
-            if not isinstance(parameter.get("type"), str) or not isinstance(parameter.get("description", ""), str):
-                raise fail(named, "needs a string 'type' (and a string 'description' if any)")
-            try:
-                _type_members(parameter["type"])
-            except ValueError as error:
-                raise fail(named, f"{error}: the checks know string, number, boolean, object, array, any, X[], "
-                                  "'literal' | 'unions' and interface names") from None
-            seen.append(parameter["name"])
-        required = tool.get("required_params")
-        optional = {parameter["name"] for parameter in tool["parameters"] if parameter["optional"]}
-        if not isinstance(required, list) or sorted(required) != sorted(set(seen) - optional):
-            raise fail(where, f"'required_params' {required!r} must name exactly its non-optional parameters")
-        schema = tool.get("context_schema")
-        fields = schema.get("fields") if isinstance(schema, dict) else None
-        if schema is not None and not (isinstance(fields, list) and "context" in seen and all(
-                isinstance(field, dict) and isinstance(field.get("name"), str)
-                and isinstance(field.get("optional"), bool) for field in fields)):
-            raise fail(where, "'context_schema' must be null or {'fields': [{name, optional}]} with a 'context' "
-                              "parameter")
+        problem = _tool_problem(f"tool {name!r}", name, tool)
+        if problem:
+            raise fail(*problem)
     return ToolSchemas(tools, hashlib.sha256(data).hexdigest(), str(path))
+
+
+def _tool_problem(where: str, name: str, tool: Any) -> Optional[tuple]:
+    """(where, what is wrong) of the first fault of one tool's schema, or None."""
+    if not isinstance(tool, dict) or not isinstance(tool.get("parameters"), list):
+        return where, "must be an object with a 'parameters' list"
+    if tool.get("tool_name") != name or not all(isinstance(tool.get(key), str) for key in ("agent", "mode")):
+        return where, "needs 'tool_name' equal to its key and string 'agent' and 'mode'"
+    seen = []
+    for number, parameter in enumerate(tool["parameters"], 1):
+        problem = _parameter_problem(where, number, parameter, seen)
+        if problem:
+            return problem
+        seen.append(parameter["name"])
+    return _required_and_context_problem(where, tool, seen)
+
+
+def _required_and_context_problem(where: str, tool: dict, seen: list) -> Optional[tuple]:
+    """(where, what is wrong) of a tool's `required_params` and `context_schema`, given its parameters' names."""
+    required = tool.get("required_params")
+    optional = {parameter["name"] for parameter in tool["parameters"] if parameter["optional"]}
+    if not isinstance(required, list) or sorted(required) != sorted(set(seen) - optional):
+        return where, f"'required_params' {required!r} must name exactly its non-optional parameters"
+    schema = tool.get("context_schema")
+    fields = schema.get("fields") if isinstance(schema, dict) else None
+    if schema is not None and not (isinstance(fields, list) and "context" in seen and all(
+            isinstance(field, dict) and isinstance(field.get("name"), str)
+            and isinstance(field.get("optional"), bool) for field in fields)):
+        return where, "'context_schema' must be null or {'fields': [{name, optional}]} with a 'context' parameter"
+    return None
+
+
+def _parameter_problem(where: str, number: int, parameter: Any, seen: list) -> Optional[tuple]:
+    """(where, what is wrong) of one parameter of a tool's schema, or None; `seen` are the names before it."""
+    if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str) or not parameter["name"]:
+        return f"{where} parameter #{number}", "needs a non-empty string 'name'"
+    named = f"{where} parameter {parameter['name']!r}"
+    if parameter["name"] in seen or not isinstance(parameter.get("optional"), bool):
+        return named, "is listed twice or lacks a boolean 'optional'"
+    if not isinstance(parameter.get("type"), str) or not isinstance(parameter.get("description", ""), str):
+        return named, "needs a string 'type' (and a string 'description' if any)"
+    try:
+        _type_members(parameter["type"])
+    except ValueError as error:
+        return named, (f"{error}: the checks know string, number, boolean, object, array, any, X[], "
+                       "'literal' | 'unions' and interface names")
+    return None
 
 
 def _parameters(tool: dict) -> tuple:
@@ -1751,20 +1952,77 @@ def _parameters(tool: dict) -> tuple:
     return parameters, required, list(fields)
 
 
-def _type_ok(value: Any, type_string: str) -> bool:
-    """Whether a JSON value has the TypeScript type: interfaces are objects, aliases expand, literals compare."""
+def _type_test(type_string: str) -> Callable[[Any], bool]:
+    """A test of a JSON value against a TypeScript type, made once: interfaces are objects, aliases expand,
+    literals compare, and a union passes where any member does."""
+    tests, literals = [], set()
     for member in _type_members(type_string):
         if member.endswith("[]"):
-            ok = isinstance(value, list) and all(_type_ok(item, member[:-2]) for item in value)
+            tests.append(functools.partial(_is_list_of, _type_test(member[:-2])))
         elif member in TYPE_ALIASES:
-            ok = _type_ok(value, TYPE_ALIASES[member])
+            tests.append(_type_test(TYPE_ALIASES[member]))
         elif member.startswith("'"):
-            ok = isinstance(value, str) and value == member[1:-1]
+            literals.add(member[1:-1])
         else:
-            ok = _PRIMITIVES.get(member, _PRIMITIVES["object"])(value)
-        if ok:
-            return True
-    return False
+            tests.append(_PRIMITIVES.get(member, _PRIMITIVES["object"]))
+    if literals:
+        tests.append(functools.partial(_is_one_of, frozenset(literals)))
+    return tests[0] if len(tests) == 1 else functools.partial(_passes_any, tuple(tests))
+
+
+def _is_list_of(item: Callable[[Any], bool], value: Any) -> bool:
+    return isinstance(value, list) and all(map(item, value))
+
+
+def _is_one_of(literals: frozenset, value: Any) -> bool:
+    return isinstance(value, str) and value in literals
+
+
+def _passes_any(tests: tuple, value: Any) -> bool:
+    return any(test(value) for test in tests)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ToolCheck:
+    """One tool's checks after `arguments` and `tool`, compiled from its schema once: the parameters a call
+    must give, a type test per parameter, and the fields of its `context`."""
+
+    required: tuple  # in the file's order, `context` last where it is implied
+    types: dict  # parameter -> (its type as the file writes it, a test of a value against it)
+    context_required: tuple
+    context_fields: frozenset
+
+    @classmethod
+    def of(cls, tool: dict) -> "_ToolCheck":
+        parameters, required, fields = _parameters(tool)
+        return cls(tuple(required), {parameter["name"]: (parameter["type"], _type_test(parameter["type"]))
+                                     for parameter in parameters},
+                   tuple(field["name"] for field in fields if not field["optional"]),
+                   frozenset(field["name"] for field in fields))
+
+    def failing(self, arguments: dict) -> tuple:
+        """(index into CHECKS of the first check the arguments fail, each of its reasons as (code,
+        parameter, detail)), or (len(CHECKS), []) when they pass them all."""
+        missing = [("missing_required", name, "") for name in self.required if name not in arguments]
+        if missing:
+            return CHECKS.index("required"), missing
+        unknown = [("unknown_parameter", name, "") for name in arguments if name not in self.types]
+        if unknown:
+            return CHECKS.index("unknown"), unknown
+        mistyped = [("wrong_type", name, f"expected {self.types[name][0]}, got {json.dumps(value)[:40]}")
+                    for name, value in arguments.items() if not self.types[name][1](value)]
+        if mistyped:
+            return CHECKS.index("types"), mistyped
+        context = arguments.get("context")
+        faults = self._context_faults(context) if isinstance(context, dict) else []
+        return (CHECKS.index("context"), faults) if faults else (len(CHECKS), [])
+
+    def _context_faults(self, context: dict) -> list:
+        # Extra fields fail: the runtime's context is a closed record, so an extra one is invented and ignored.
+        return ([("context_missing_field", name, "") for name in self.context_required if name not in context]
+                + [("context_unknown_field", key, "") for key in context if key not in self.context_fields]
+                + [("context_wrong_type", key, f"expected string, got {json.dumps(value)[:40]}")
+                   for key, value in context.items() if key in self.context_fields and not isinstance(value, str)])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1787,31 +2045,15 @@ class RowCheck:
 
 def _check_call(call: Call, findings: Sequence, schemas: ToolSchemas) -> tuple:
     """(index of the call's first failing check, every reason of that check), or (len(CHECKS), [])."""
-    def reason(code: str, parameter: str = "", detail: str = "") -> Reason:
-        return Reason(code, call.index, call.name, parameter, detail)
-
-    steps = [[reason(finding.code, "", f"char {finding.pos} {finding.detail}".strip())
-              for finding in findings if finding.call == call.index and finding.code in FORMAT_CODES]]
-    if steps[0] or call.arguments is None:
-        return 0, steps[0] or [reason("arguments_missing")]
-    if call.name not in schemas.tools:
-        return 1, [reason("unknown_tool")]
-    arguments = call.arguments
-    parameters, required, fields = _parameters(schemas.tools[call.name])
-    types, names = {parameter["name"]: parameter["type"] for parameter in parameters}, [f["name"] for f in fields]
-    steps += [[], [reason("missing_required", name) for name in required if name not in arguments],
-              [reason("unknown_parameter", name) for name in arguments if name not in types],
-              [reason("wrong_type", name, f"expected {types[name]}, got {json.dumps(value)[:40]}")
-               for name, value in arguments.items() if name in types and not _type_ok(value, types[name])]]
-    context = arguments.get("context")
-    if isinstance(context, dict):  # when absent or not an object, `required` or `types` already failed
-        # Extra fields fail: the runtime's context is a closed record, so an extra one is invented and ignored.
-        steps.append([reason("context_missing_field", field["name"]) for field in fields
-                      if not field["optional"] and field["name"] not in context]
-                     + [reason("context_unknown_field", key) for key in context if key not in names]
-                     + [reason("context_wrong_type", key, f"expected string, got {json.dumps(value)[:40]}")
-                        for key, value in context.items() if key in names and not isinstance(value, str)])
-    return next(((index, reasons) for index, reasons in enumerate(steps) if reasons), (len(CHECKS), []))
+    bad_format = [Reason(finding.code, call.index, call.name, "", f"char {finding.pos} {finding.detail}".strip())
+                  for finding in findings if finding.call == call.index and finding.code in FORMAT_CODES]
+    if bad_format or call.arguments is None:
+        return CHECKS.index("arguments"), bad_format or [Reason("arguments_missing", call.index, call.name, "", "")]
+    check = schemas.checks.get(call.name)
+    if check is None:
+        return CHECKS.index("tool"), [Reason("unknown_tool", call.index, call.name, "", "")]
+    failed, reasons = check.failing(call.arguments)
+    return failed, [Reason(code, call.index, call.name, parameter, detail) for code, parameter, detail in reasons]
 
 
 def check_reply(parsed: ParsedReply, schemas: ToolSchemas) -> RowCheck:

@@ -51,10 +51,12 @@ def _plain(value):
 class SplitStats:
     """The numbers of one split, accumulated batch by batch: per row a label byte, two lengths, two
     16-byte digests and the first tool-call check it fails (never the text), so memory follows the row
-    count, not the text. `schemas` are the tool schemas its calls are checked against."""
+    count, not the text. `schemas` are the tool schemas its calls are checked against; `checks` their results
+    where the builder's plan has them (`cs.ReplyChecks`), else each reply is checked here."""
 
-    def __init__(self, layout: str, tokenizer=None, schemas: cs.ToolSchemas | None = None):
-        self.layout, self.tokenizer, self.schemas = cs.LAYOUTS[layout], tokenizer, schemas
+    def __init__(self, layout: str, tokenizer=None, schemas: cs.ToolSchemas | None = None,
+                 checks: cs.ReplyChecks | None = None):
+        self.layout, self.tokenizer, self.schemas, self.checks = cs.LAYOUTS[layout], tokenizer, schemas, checks
         self.rows = 0
         self.labels = bytearray()
         self.prompt_chars, self.reply_chars = array.array("q"), array.array("q")
@@ -81,7 +83,7 @@ class SplitStats:
         self.reply_chars.extend(map(message_chars, replies))
         for prompt in prompts[:: 2 if self.layout.labels == "pairs" else 1]:
             self._prompts += cs.messages_digest(prompt)
-        if self.schemas is not None:
+        if self.schemas is not None and self.checks is None:  # else the builder's plan has them
             for label, reply in zip(labels, replies):
                 checked = cs.check_reply(cs.calls_of(reply), self.schemas)
                 self._first_failed.append(checked.first_failed)
@@ -147,9 +149,11 @@ class SplitStats:
         """Per label: rows, rows passing each check and every check before it, the most common reasons;
         for undesirable rows also how many are bad by format and how many are well-formed calls whose
         fault lies elsewhere (what KTO must learn from)."""
-        first_failed = np.frombuffer(self._first_failed, dtype=np.uint8)
+        first_failed, reasons_by_label = np.frombuffer(self._first_failed, dtype=np.uint8), self._reasons
+        if self.checks is not None:  # the builder's plan checked them
+            first_failed, reasons_by_label = self.checks.first_failed, self.checks.reasons
         funnel = {"schemas_sha256": self.schemas.sha256, "checks": list(cs.CHECKS)}
-        for name, rows, reasons in zip(cs.LABEL_NAMES, (labels, ~labels), self._reasons):
+        for name, rows, reasons in zip(cs.LABEL_NAMES, (labels, ~labels), reasons_by_label):
             failed = first_failed[rows]
             ranked = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:TOP_REASONS]
             funnel[name] = {
@@ -196,8 +200,8 @@ def count_config(name: str, tokenizer=None, tool_schemas: str | None = None, **o
     built = cs.builder(name, **options, **schemas_option(name, options, tool_schemas))
     schemas = cs.load_tool_schemas(tool_schemas)
     counted, notes = {}, {}
-    for split, plan in built.plan_splits().items():
-        counted[split], notes[split] = SplitStats(built.config.layout, tokenizer, schemas), plan.notes
+    for split, plan in built.plan_splits(tool_schemas=schemas).items():
+        counted[split], notes[split] = SplitStats(built.config.layout, tokenizer, schemas, plan.checks), plan.notes
         for batch in built.iter_batches(plan):
             counted[split].add(batch)
     return counted, notes
