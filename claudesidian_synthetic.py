@@ -947,18 +947,22 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
         """The split's examples in order, each read from its source line(s), already checked by the scan."""
         layout = LAYOUTS[self.config.layout]
         schemas = self.tool_schemas() if layout.tools else None
-        labels = iter(plan.labels.tolist()) if plan.labels is not None else None
         with open(plan.path, "rb") as file:
             unbuffered = getattr(file, "raw", file)  # rows are read out of order: a buffer only costs a copy
-            for offset, length in zip(plan.offsets.tolist(), plan.lengths.tolist()):
-                if isinstance(offset, list):  # a preference pair: the chosen row, then the rejected one
-                    rows = [_read_row(unbuffered, plan.path, *where) for where in zip(offset, length)]
-                    yield layout.to_example(*rows, schemas=schemas)
-                    continue
-                row = _read_row(unbuffered, plan.path, offset, length)
-                if labels is not None:
-                    row["label"] = next(labels)
-                yield layout.to_example(row, schemas=schemas)
+            # The plan's numbers become Python ints a window at a time: for a million rows, the whole of
+            # them as lists took 80 MB, the export's peak.
+            for start in range(0, len(plan), _ROWS_PER_WINDOW):
+                window = slice(start, start + _ROWS_PER_WINDOW)
+                labels = iter(plan.labels[window].tolist()) if plan.labels is not None else None
+                for offset, length in zip(plan.offsets[window].tolist(), plan.lengths[window].tolist()):
+                    if isinstance(offset, list):  # a preference pair: the chosen row, then the rejected one
+                        rows = [_read_row(unbuffered, plan.path, *where) for where in zip(offset, length)]
+                        yield layout.to_example(*rows, schemas=schemas)
+                        continue
+                    row = _read_row(unbuffered, plan.path, offset, length)
+                    if labels is not None:
+                        row["label"] = next(labels)
+                    yield layout.to_example(row, schemas=schemas)
 
     def iter_batches(self, plan: SplitPlan, batch_size: int = 1000) -> Iterator[dict]:
         """The split's examples in columnar batches (`{column: [values]}`, as `Dataset.iter` yields)."""
@@ -997,6 +1001,7 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
             yield from enumerate(self.iter_examples(SplitPlan(path, offsets, lengths, labels)), start)
 
 
+_ROWS_PER_WINDOW = 4096  # rows whose places `iter_examples` turns into Python numbers at a time
 _NOTES_HEADING = "This build:"
 
 
@@ -1239,13 +1244,13 @@ class RowReasons:
     reason `check_reply` gives for the row, the distinct ones held once and each row's as numbers into them."""
 
     keys: tuple  # the distinct (code, tool, parameter)
-    starts: np.ndarray  # row r's reasons are ids[starts[r] : starts[r + 1]]
-    ids: np.ndarray
+    counts: np.ndarray  # how many reasons each row has (uint32): row r's are the next counts[r] of `ids`
+    ids: np.ndarray  # into `keys` (int32)
 
     def counted(self, rows: np.ndarray) -> Counter:
         """(code, tool, parameter) -> how often it is a reason of these rows (a row counts as often as listed)."""
-        listed = np.bincount(rows, minlength=len(self.starts) - 1)
-        per_reason = np.repeat(listed, np.diff(self.starts))
+        listed = np.bincount(rows, minlength=len(self.counts))
+        per_reason = np.repeat(listed, self.counts)
         counts = np.bincount(self.ids, weights=per_reason, minlength=len(self.keys))
         return Counter({self.keys[key]: int(count) for key, count in enumerate(counts.tolist()) if count})
 
@@ -1346,7 +1351,7 @@ class _ScanColumns:
         self.labels, self.completion_chars, self.hashes = bytearray(), array.array("q"), array.array("q")
         self.offsets, self.lengths = [], []
         self.prompts, self.replies, self.tool_checks = bytearray(), bytearray(), bytearray()
-        self.reason_counts, self.reason_ids, self.reason_keys = array.array("q"), array.array("i"), {}
+        self.reason_counts, self.reason_ids, self.reason_keys = array.array("I"), array.array("i"), {}
 
     def add(self, rows: list, lines: list, starts: np.ndarray, sizes: np.ndarray) -> None:
         self.rows += len(rows)
@@ -1379,8 +1384,8 @@ class _ScanColumns:
             scan.replies = np.frombuffer(self.replies, dtype=_DIGEST)
         if self.tool_schemas is not None:
             scan.tool_checks = np.frombuffer(self.tool_checks, dtype=np.uint8)
-            starts = np.concatenate(([0], np.cumsum(np.frombuffer(self.reason_counts, dtype=np.int64))))
-            scan.reasons = RowReasons(tuple(self.reason_keys), starts, np.frombuffer(self.reason_ids, dtype=np.int32))
+            scan.reasons = RowReasons(tuple(self.reason_keys), np.frombuffer(self.reason_counts, dtype=np.uint32),
+                                      np.frombuffer(self.reason_ids, dtype=np.int32))
         return scan
 
 
@@ -1526,7 +1531,7 @@ def _row_columns(scan: SourceScan) -> dict:
 
 def _check_columns(scan: SourceScan) -> dict:
     keys = np.frombuffer(json.dumps(scan.reasons.keys).encode(), dtype=np.uint8)
-    return {"tool_checks": scan.tool_checks, "reason_starts": scan.reasons.starts, "reason_ids": scan.reasons.ids,
+    return {"tool_checks": scan.tool_checks, "reason_counts": scan.reasons.counts, "reason_ids": scan.reasons.ids,
             "reason_keys": keys}
 
 
@@ -1536,7 +1541,7 @@ def _scan_of(rows: dict, checks: dict) -> SourceScan:
     if checks:
         keys = tuple(map(tuple, json.loads(checks["reason_keys"].tobytes())))
         scan.tool_checks = checks["tool_checks"]
-        scan.reasons = RowReasons(keys, checks["reason_starts"], checks["reason_ids"])
+        scan.reasons = RowReasons(keys, checks["reason_counts"], checks["reason_ids"])
     return scan
 
 
