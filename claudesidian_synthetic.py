@@ -1365,13 +1365,12 @@ class _ScanColumns:
         if "replies" in self.keys:
             self.replies += b"".join([_messages_digest(row.conversations[-1:]) for row in rows])
         if self.tool_schemas is not None:
-            for row in rows:
-                checked = check_reply(parse_reply(row.conversations[-1].content), self.tool_schemas)
-                self.tool_checks.append(checked.first_failed)
-                self.reason_counts.append(len(checked.reasons))
-                self.reason_ids.extend([self.reason_keys.setdefault((reason.code, reason.tool, reason.parameter),
-                                                                    len(self.reason_keys))
-                                        for reason in checked.reasons])
+            checks = [check_reply(parse_reply(row.conversations[-1].content), self.tool_schemas) for row in rows]
+            self.tool_checks += bytes([checked.first_failed for checked in checks])
+            self.reason_counts.extend([len(checked.reasons) for checked in checks])
+            keys = self.reason_keys
+            self.reason_ids.extend([keys.setdefault((reason.code, reason.tool, reason.parameter), len(keys))
+                                    for checked in checks for reason in checked.reasons])
 
     def scan(self, file) -> SourceScan:
         offsets, lengths = np.concatenate(self.offsets), np.concatenate(self.lengths)
@@ -1756,7 +1755,7 @@ class ParsedReply:
 
     @property
     def calls(self) -> tuple:
-        return tuple(part for part in self.parts if isinstance(part, Call))
+        return tuple([part for part in self.parts if isinstance(part, Call)])
 
 
 def _json_block(text: str, start: int) -> tuple:
@@ -2072,7 +2071,8 @@ def check_reply(parsed: ParsedReply, schemas: ToolSchemas) -> RowCheck:
     first, reasons = len(CHECKS), []
     for call in parsed.calls:
         index, call_reasons = _check_call(call, parsed.findings, schemas)
-        first, reasons = min(first, index), reasons + call_reasons
+        first = min(first, index)
+        reasons += call_reasons
     return RowCheck(first == len(CHECKS), first, tuple(reasons))
 
 
