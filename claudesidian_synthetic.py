@@ -1327,7 +1327,7 @@ def scan_source(path: str, *, keys: Collection[str] = (), tool_schemas: Optional
 
 def _line_blocks(file) -> Iterator[tuple]:
     """The file's lines, split as `for line in file` splits them, a block at a time: (the lines without their
-    "\n", whether the last of them is the file's last line, which may lack one)."""
+    "\\n", whether the last of them is the file's last line, which may lack one)."""
     pending = []  # the beginning of a line that runs on into the next block
     for block in iter(functools.partial(file.read, _BLOCK_BYTES), b""):
         lines = block.split(b"\n")

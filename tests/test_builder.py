@@ -224,3 +224,15 @@ def test_the_loading_script_imports_one_name_per_line_and_only_what_the_package_
     third_party = modules - set(sys.stdlib_module_names)
     beyond_datasets = third_party - {"datasets"} - requirements("datasets")
     assert "datasets" in third_party and beyond_datasets == {"msgspec"} <= requirements("claudesidian-synthetic")
+
+
+@pytest.mark.parametrize("name", ["full", "kto_tools", "pairs"])
+def test_a_plans_examples_are_the_same_whatever_the_window_of_places(source_path, monkeypatch, name):
+    """`iter_examples` turns a plan's places (and relabelled labels, and pairs' two rows) into Python numbers a
+    window at a time; windows of 7 rows, the last one short, give the examples of one window over all 1000."""
+    built = cs.builder(name, source=source_path)
+    plans = built.plan_splits()
+    whole = {split: list(built.iter_examples(plan)) for split, plan in plans.items()}
+    monkeypatch.setattr(cs, "_ROWS_PER_WINDOW", 7)
+    assert {split: list(built.iter_examples(plan)) for split, plan in plans.items()} == whole
+    assert sum(map(len, whole.values())) == {"full": 1000, "kto_tools": 968, "pairs": 43}[name]
