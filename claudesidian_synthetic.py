@@ -1349,7 +1349,7 @@ class _ScanColumns:
     def __init__(self, keys: Collection[str], tool_schemas: Optional["ToolSchemas"]):
         self.keys, self.tool_schemas, self.rows = frozenset(keys), tool_schemas, 0
         self.labels, self.completion_chars, self.hashes = bytearray(), array.array("q"), array.array("q")
-        self.offsets, self.lengths = [], []
+        self.offsets, self.lengths = array.array("q"), array.array("q")  # grown in place: no copy joins them
         self.prompts, self.replies, self.tool_checks = bytearray(), bytearray(), bytearray()
         self.reason_counts, self.reason_ids, self.reason_keys = array.array("I"), array.array("i"), {}
 
@@ -1358,8 +1358,8 @@ class _ScanColumns:
         self.labels += bytes([row.label for row in rows])
         self.completion_chars.extend([len(row.conversations[-1].content) for row in rows])
         self.hashes.extend(map(hash, lines))
-        self.offsets.append(starts)
-        self.lengths.append(sizes)
+        self.offsets.frombytes(starts.tobytes())
+        self.lengths.frombytes(sizes.tobytes())
         if "prompts" in self.keys:
             self.prompts += b"".join([_messages_digest(row.conversations[:-1]) for row in rows])
         if "replies" in self.keys:
@@ -1373,7 +1373,7 @@ class _ScanColumns:
                                     for checked in checks for reason in checked.reasons])
 
     def scan(self, file) -> SourceScan:
-        offsets, lengths = np.concatenate(self.offsets), np.concatenate(self.lengths)
+        offsets, lengths = np.frombuffer(self.offsets, dtype=np.int64), np.frombuffer(self.lengths, dtype=np.int64)
         duplicate = _exact_duplicates(file, offsets, lengths, np.frombuffer(self.hashes, dtype=np.int64))
         scan = SourceScan(np.frombuffer(self.labels, dtype=np.bool_), offsets, lengths, duplicate,
                           np.frombuffer(self.completion_chars, dtype=np.int64))

@@ -267,6 +267,14 @@ def test_readme_quotes_the_committed_million_row_results():
         if target:
             met = "met" if target["met"] else "missed"
             assert cells[5].startswith(f"{ratio:.3f}x (target <= {target['peak_rss_1m_over_100k_at_most']}, {met})")
+    # The 1M build against the json loader on the same file, in each run.
+    compared = million["build_vs_json_1m"]
+    [line] = readme[readme.index("| 1M-row comparison |") :].split("\n\n")[0].splitlines()[2:]
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    assert [_quoted_run(cell) for cell in cells[1:4]] == [[median, *spread] for median, spread in
+                                                          zip(compared["medians"], compared["spreads"])]
+    assert cells[4] == f"<= {compared['target_at_most']:g} ({'met in every run' if compared['met'] else 'missed'})"
+    assert compared["met"] == all(median <= benchmark.BUILD_VS_JSON_1M for median in compared["medians"])
 
 
 def test_readme_quotes_the_committed_comparison_with_the_code_before():
@@ -287,6 +295,12 @@ def test_readme_quotes_the_committed_comparison_with_the_code_before():
             spread = f"{figure['ratio_lowest']:.3f}-{figure['ratio_highest']:.3f}"
             assert cell == (f"{figure['this_median']:g} {unit} / {figure['other_median']:g} {unit}: "
                             f"{figure['ratio_median']:.3f}x ({spread})")
+    runs = json.loads((REPO / "benchmarks" / "against.json").read_text(encoding="utf-8"))["runs"]
+    exports = [run["100000"]["export"]["wall_s"] for run in runs]
+    met = "met" if all(ratio <= 0.8 for ratio in exports) else "missed"
+    said = " ".join(readme.split())
+    assert (f"The sharded 100k export, this over 304f452 in each run: {', '.join(f'{ratio:.3f}x' for ratio in exports)}"
+            f" (target at most 0.8x: {met})") in said
 
 
 def test_readme_quotes_the_committed_phase_profile():
