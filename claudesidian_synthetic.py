@@ -1482,6 +1482,9 @@ def _stamp(path: str) -> tuple:
 
 # The facts that depend on the tool schemas as well as on the source: kept in a file of their own per schemas.
 _CHECK_FIELDS = ("tool_checks", "reasons")
+# The facts a scan reads only when asked (`keys`): SourceScan's fields that may be None, but the checks'.
+_ASKED_FIELDS = frozenset(field.name for field in dataclasses.fields(SourceScan)
+                          if field.default is None and field.name not in _CHECK_FIELDS)
 
 
 class SourceFacts:
@@ -1489,8 +1492,9 @@ class SourceFacts:
     checks of its calls), kept in `folder` beside the `datasets` cache once read. They depend only on the
     source's bytes, the schemas' bytes and this code (its version and sha256), which name the files, so the
     configs, `stats`, an export of several configs and `verify` of one source share one read of it, and
-    parse each reply at most once. A new per-row fact is a new field of SourceScan: kept as it is, an
-    array per row (`_CHECK_FIELDS` when it depends on the schemas)."""
+    parse each reply at most once. A new per-row fact is a new field of SourceScan, an array per row that
+    `_ScanColumns` fills (when asked by name in `keys`, if it defaults to None), kept and read back as it is;
+    one that depends on the schemas joins `_CHECK_FIELDS` and `_check_columns`."""
 
     def __init__(self, folder: str, code: str):
         self.folder, self.code, self._unkept = folder, code, []
@@ -1504,7 +1508,7 @@ class SourceFacts:
         checks_file = tool_schemas and os.path.join(self.folder, f"{name}-checks-{tool_schemas.sha256[:32]}.npz")
         rows = _read_columns(rows_file)
         checks = _read_columns(checks_file) if checks_file else {}
-        keys = {*keys, *({"prompts", "replies"} & set(rows or ()))}  # what is kept stays kept
+        keys = {*keys, *(_ASKED_FIELDS & set(rows or ()))}  # what is kept stays kept
         if rows is not None and keys <= set(rows) and checks is not None:
             return _scan_of(rows, checks)
         # Read the source for what is missing: the replies are parsed only where their checks are.
