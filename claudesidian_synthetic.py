@@ -1,12 +1,13 @@
 """Claudesidian synthetic tool-calling dataset, rebuilt into exact, training-ready subsets.
 
 This file is both the library module (`import claudesidian_synthetic as cs; cs.load(...)`) and the
-Hub loading script for `datasets<4`, so it imports only `datasets`, `numpy` and the standard library,
-one import per line (the `datasets<4` script loader misreads `import a, b`), and holds only what a
-loading script needs. Read top to bottom: the source pin and its schema; the layouts, one record
-each; errors; the options, each declared once; the configs table; the builder and `load()`; reading
-the source; the pure selection functions (which rows, in which order), which the tests check
-without `datasets`.
+Hub loading script for `datasets<4`, so it imports only `datasets`, `numpy`, `msgspec` (the typed JSON
+decoder of the strict reader, a requirement of this package) and the standard library, one import per
+line (the `datasets<4` script loader misreads `import a, b`, and names a missing module in its "install"
+line), and holds only what a loading script needs. Read top to bottom: the source pin and its schema;
+the layouts, one record each; errors; the options, each declared once; the configs table; the builder
+and `load()`; reading the source; the pure selection functions (which rows, in which order), which the
+tests check without `datasets`.
 """
 
 import array
@@ -14,8 +15,10 @@ import codecs
 import contextlib
 import dataclasses
 import difflib
+import functools
 import gc
 import hashlib
+import itertools
 import json
 import logging
 import marshal
@@ -24,9 +27,12 @@ import os
 import random
 import re
 import shutil
+import zipfile
+from collections import Counter
 from collections.abc import Collection
 from collections.abc import Iterator
 from collections.abc import Mapping
+from typing import Annotated
 from typing import Any
 from typing import Callable
 from typing import Optional
@@ -35,7 +41,9 @@ from typing import Union
 
 import datasets
 import huggingface_hub
+import msgspec
 import numpy as np
+import xxhash
 
 __version__ = "1.3.0"
 
@@ -670,10 +678,11 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
                               family=Mention("name", "family_balanced"))
         if refused:
             option = refused[0]
+            mentions = {**_CONFIG_MENTIONS, **({"custom": Mention("name", "family_balanced")} if named.family else {})}
             raise OptionError(
                 "{given} is not an option of {config} ({purpose}); " + named.why_not,
                 given=Mention(option, getattr(self, option)), config=Mention("name", self.name),
-                purpose=named.purpose, option=Mention(option), **_CONFIG_MENTIONS,
+                purpose=named.purpose, option=Mention(option), **mentions,
             )
         selection = SELECTIONS[named.selection]
         for option, allowed in (("order", selection.orders), ("layout", selection.layouts)):
@@ -686,7 +695,12 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
         self._check_together(given)
 
     def _check_together(self, given: set) -> None:
-        """The rules that tie two options together; each message names only the options given."""
+        """The rules that tie two options together, in this order; each message names only the options given."""
+        self._check_sizes(given)
+        self._check_order(given)
+        self._check_checks_and_source(given)
+
+    def _check_sizes(self, given: set) -> None:
         counts = tuple(Mention(name, getattr(self, name)) for name in ("desirable", "undesirable") if name in given)
         if self.ratio is not None and counts:
             raise OptionError("{ratio} with {counts}: give either counts or a ratio, not both",
@@ -704,6 +718,8 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
                               "cannot apply to each member: leave one of them out",
                               per_member=Mention("per_member", True),
                               clash=counts or (Mention("length_strata", self.length_strata),))
+
+    def _check_order(self, given: set) -> None:
         if self.order == "mixed" and self.batch_size is None:
             raise OptionError("{order} needs {batch_size} (your per_device_train_batch_size)",
                               order=Mention("order", "mixed"), batch_size=Mention("batch_size"))
@@ -719,6 +735,8 @@ class ClaudesidianSyntheticConfig(datasets.BuilderConfig):
                 seed=Mention("seed", self.seed), config=Mention("name", self.name),
                 shuffle=Mention("order", "shuffle"),
             )
+
+    def _check_checks_and_source(self, given: set) -> None:
         if self.gate == "relabel" and CONFIGS[self.name].selection == "desirable_only":
             raise OptionError("{gate} on {config}: it holds desirable rows only, so a relabelled row leaves it as a "
                               "dropped one does; give {drop}", gate=Mention("gate", "relabel"),
@@ -907,7 +925,8 @@ def random_stream(seed: int, stream: str, epoch: int = 0) -> random.Random:
 class SplitPlan:
     """One split of a config: the source files (read as one stream) and, in output order, where each
     example's source line lies (offsets and lengths; two of each per example for a pair), each example's label
-    where the gate relabelled some, and what the planning dropped or relabelled (`notes`)."""
+    where the gate relabelled some, what the planning dropped or relabelled (`notes`) and, when asked, the
+    tool-call checks of its replies (`checks`)."""
 
     files: "SourceFiles"
     offsets: np.ndarray
@@ -915,6 +934,7 @@ class SplitPlan:
     labels: Optional[np.ndarray] = None
     notes: dict = dataclasses.field(default_factory=dict)
     turns: Optional[np.ndarray] = None  # which decision of its row each example is (`Layout.turns`)
+    checks: Optional["ReplyChecks"] = None  # with `plan_splits(tool_schemas=...)`: how its replies fare
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -959,14 +979,19 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
         # The cache entry is keyed by this code, the sources' bytes and the `datasets` version, so an edited
         # local source (or an edited builder) is rebuilt instead of served stale, and a `datasets` that
         # cannot read another's cache files (3.x reads no 5.x `List`) never meets them.
-        self._member_sha256 = {member: file_sha256(path) for member, path in sources.items()
-                               if path is not None and not is_url(path)}
-        self._source_sha256 = ",".join(f"{member}:{sha256}" for member, sha256 in self._member_sha256.items()) or None
+        # Each local source file's digest and state, which name its cache entries (`_FileState`).
+        self._states = {member: _FileState.of(path) for member, path in sources.items()
+                        if path is not None and not is_url(path)}
         schemas = kwargs.get("tool_schemas")
         schemas_sha256 = file_sha256(schemas) if schemas and not is_url(schemas) and os.path.isfile(schemas) else None
         code = kwargs.get("hash") or file_sha256(__file__)
-        key = f"{code}:{self._source_sha256}:{schemas_sha256}:{datasets.__version__}"
+        digests = ",".join(f"{member}:{state.digest}" for member, state in self._states.items()) or None
+        key = f"{code}:{digests}:{schemas_sha256}:{datasets.__version__}"
         kwargs["hash"] = hashlib.sha256(key.encode()).hexdigest()[:16]
+        # Each source row's checks (the scan) are kept beside the `datasets` cache, for every config built
+        # from the same bytes with this code (`SourceFacts`).
+        self._facts = SourceFacts(os.path.join(os.fspath(kwargs.get("cache_dir") or datasets.config.HF_DATASETS_CACHE),
+                                               "claudesidian_synthetic_facts"), code)
         super().__init__(*args, **kwargs)
         self.config.check()
         self._tool_schemas = None
@@ -992,35 +1017,52 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
     # -- the public face: the plan, then each split's examples --
 
     def plan_splits(self, download_config: Optional[datasets.DownloadConfig] = None,
-                    writes_to: Optional[str] = None) -> dict:
+                    writes_to: Optional[str] = None, tool_schemas: Optional["ToolSchemas"] = None) -> dict:
         """Each split's plan (`train`, and `test` with a test size), from one strict read of the source,
-        which is fetched first when it is not a local file. The rows must fit in this machine's memory and
-        on the disk of `writes_to` (default: the `datasets` cache), or an OptionError says how many do."""
+        which is fetched first when it is not a local file, or from that read's facts kept from an earlier
+        build of the same bytes. The rows must fit in this machine's memory and on the disk of `writes_to`
+        (default: the `datasets` cache), or an OptionError says how many do. With `tool_schemas`, each plan
+        also carries its replies' checks against them (for the funnel of `stats`), from the same facts."""
         download_config = download_config or datasets.DownloadConfig()
         named = CONFIGS[self.config.name]
         paths = fetch_members(self.config, download_config)
-        if named.pinned:
-            for member, path in paths.items():
-                _verify_pinned_source(path, self.config.name, member, self._member_sha256.get(member))
-        schemas = self.tool_schemas(download_config) if uses_tool_checks(self.config) else None
+        for member, path in paths.items():
+            _verify_member_file(path, self.config.name, member)
         with _gc_frozen():
-            scans = [scan_source(path, keys=row_keys(self.config), tool_schemas=schemas) for path in paths.values()]
+            facts = [self._source_facts(path, self._states.get(member) or _FileState.of(path), download_config,
+                                        tool_schemas) for member, path in paths.items()]
         files = SourceFiles.of(paths)
-        scan = scans[0] if len(scans) == 1 else combine_scans(scans, files, dedupe=self.config.dedupe)
+        scan, counted = facts[0] if len(facts) == 1 else (
+            combine_scans([each for each, _ in facts], files, dedupe=self.config.dedupe),
+            combine_scans([each for _, each in facts], files))
         try:
             planned = plan_rows(scan, self.config, row_limit(scan, writes_to or self.cache_dir))
         except OptionError as error:
             raise error.about(f"{files.paths[0] if len(files.paths) == 1 else files.folder_words()}: ") from None
+        self._facts.keep()
         for notes in planned.notes.values():
             for note in notes.get("said", ()):
                 logger.warning("%s", note)
         self.info.description = DESCRIPTION + "".join(
             f"\n{_NOTES_HEADING} {note}" for notes in planned.notes.values() for note in notes.get("said", ()))
         relabelled = not np.array_equal(planned.labels, scan.labels)
+        layout = LAYOUTS[self.config.layout]
         return {split: SplitPlan(files, scan.offsets[rows], scan.lengths[rows],
                                  planned.labels[rows] if relabelled and rows.ndim == 1 else None,
-                                 planned.notes.get(split, {}), planned.turns.get(split))
+                                 planned.notes.get(split, {}), planned.turns.get(split),
+                                 ReplyChecks.of(counted, rows, planned.labels, layout) if tool_schemas and not
+                                 (layout.turns or named.family) else None)
                 for split, rows in planned.splits.items()}
+
+    def _source_facts(self, path: str, source: "_FileState", download_config: datasets.DownloadConfig,
+                      tool_schemas: Optional["ToolSchemas"]) -> tuple:
+        """The source's facts the plan needs (with its gate's checks where it has a gate), and those with the
+        checks against `tool_schemas` (the same, where the gate checks against them too)."""
+        gate = self.tool_schemas(download_config) if uses_tool_checks(self.config) else None
+        scan = self._facts.scan(path, source, row_keys(self.config), gate or tool_schemas)
+        if tool_schemas is None or gate is None or gate.sha256 == tool_schemas.sha256:
+            return scan, scan
+        return scan, self._facts.scan(path, source, (), tool_schemas)
 
     def tool_schemas(self, download_config: Optional[datasets.DownloadConfig] = None) -> "ToolSchemas":
         """The tool schemas this config checks calls against: `tool_schemas`, or the pinned copy."""
@@ -1033,8 +1075,6 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
         """The split's examples in order, each read from its source line(s), already checked by the scan."""
         layout = LAYOUTS[self.config.layout]
         schemas = self.tool_schemas() if layout.tools else None
-        labels = iter(plan.labels.tolist()) if plan.labels is not None else None
-        turns = iter(plan.turns.tolist()) if plan.turns is not None else None
         files, family = plan.files, CONFIGS[self.config.name].family
         with contextlib.ExitStack() as stack:
             # Rows are read out of order: a buffer only costs a copy.
@@ -1045,18 +1085,25 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
                 index = int(files.which(offset)) if len(handles) > 1 else 0
                 return _read_row(handles[index], files.paths[index], offset - files.bases[index], length), index
 
-            for offset, length in zip(plan.offsets.tolist(), plan.lengths.tolist()):
-                if isinstance(offset, list):  # a preference pair: the chosen row, then the rejected one
-                    rows = [read(*where)[0] for where in zip(offset, length)]
-                    yield layout.to_example(*rows, schemas=schemas)
-                    continue
-                row, index = read(offset, length)
-                if labels is not None:
-                    row["label"] = next(labels)
-                example = layout.to_example(row, schemas=schemas, **({} if turns is None else {"turn": next(turns)}))
-                if family:
-                    example["source"] = files.members[index]
-                yield example
+            # The plan's numbers become Python ints a window at a time: for a million rows, the whole of
+            # them as lists took 80 MB, the export's peak.
+            for start in range(0, len(plan), _ROWS_PER_WINDOW):
+                window = slice(start, start + _ROWS_PER_WINDOW)
+                labels = iter(plan.labels[window].tolist()) if plan.labels is not None else None
+                turns = iter(plan.turns[window].tolist()) if plan.turns is not None else None
+                for offset, length in zip(plan.offsets[window].tolist(), plan.lengths[window].tolist()):
+                    if isinstance(offset, list):  # a preference pair: the chosen row, then the rejected one
+                        rows = [read(*where)[0] for where in zip(offset, length)]
+                        yield layout.to_example(*rows, schemas=schemas)
+                        continue
+                    row, index = read(offset, length)
+                    if labels is not None:
+                        row["label"] = next(labels)
+                    example = layout.to_example(row, schemas=schemas,
+                                                **({} if turns is None else {"turn": next(turns)}))
+                    if family:
+                        example["source"] = files.members[index]
+                    yield example
 
     def iter_batches(self, plan: SplitPlan, batch_size: int = 1000) -> Iterator[dict]:
         """The split's examples in columnar batches (`{column: [values]}`, as `Dataset.iter` yields)."""
@@ -1095,6 +1142,7 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
             yield from enumerate(self.iter_examples(SplitPlan(files, offsets, lengths, labels, turns=turns)), start)
 
 
+_ROWS_PER_WINDOW = 4096  # rows whose places `iter_examples` turns into Python numbers at a time
 _NOTES_HEADING = "This build:"
 
 
@@ -1201,8 +1249,8 @@ def _read_row(file, path: str, offset: int, length: int) -> dict:
     """The source row at `offset`, already checked by the scan."""
     file.seek(offset)
     try:
-        return _DECODER.raw_decode(file.read(length).strip(_JSON_SPACE).decode("utf-8"))[0]
-    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return _PLAIN_DECODER.decode(file.read(length))
+    except ValueError:  # msgspec's DecodeError is a ValueError
         raise SourceError(
             path,
             f"changed while it was being read (the row at byte {offset} no longer parses)",
@@ -1267,6 +1315,8 @@ def member_sources(source: Union[None, str, Mapping], members: Sequence[str]) ->
     download). A folder must hold each one's pinned file; one file or URL serves a config of one member; a
     mapping names members that exist, each with its own file."""
     given = Mention("source", Placeholder("FILE_OR_FOLDER"))
+    if source is not None and not isinstance(source, (str, Mapping)):
+        raise OptionError("{given}: " + _SOURCE.states, given=Mention("source", source))
     if isinstance(source, Mapping):
         return _mapped_sources(source, members)
     if source is None:
@@ -1282,6 +1332,8 @@ def member_sources(source: Union[None, str, Mapping], members: Sequence[str]) ->
                 "s" if len(missing) > 1 else "") + " there under that name, or pass {source} another folder",
                 source=Mention("source"))
         return {member: os.path.join(source, MEMBERS[member].file) for member in members}
+    if not is_url(source) and not os.path.exists(source):
+        raise SourceError(source, "no such file or folder", _SOURCE_FIX, source=given)
     if len(members) > 1:
         raise SourceError(source, f"is one file, and this config reads {len(members)}: "
                           + ", ".join(MEMBERS[member].file for member in members),
@@ -1297,6 +1349,8 @@ def member_sources(source: Union[None, str, Mapping], members: Sequence[str]) ->
 
 def _mapped_sources(source: Mapping, members: Sequence[str]) -> dict:
     """A mapping of member name to path or URL; a member it leaves out is downloaded."""
+    if not all(isinstance(path, str) for path in source.values()):
+        raise OptionError("{given}: " + _SOURCE.states, given=Mention("source", Placeholder(dict(source))))
     unknown = sorted(set(source) - set(MEMBERS))
     if unknown:
         raise OptionError("{given}: " + f"{', '.join(map(repr, unknown))} is no member of the family; the members are "
@@ -1310,8 +1364,8 @@ def _mapped_sources(source: Mapping, members: Sequence[str]) -> dict:
                 f"{member} its own file, {MEMBERS[member].file}", given=Mention("source", Placeholder(dict(source))))
         if not is_url(path) and not os.path.isfile(path):
             problem = "is a folder, not a file" if os.path.isdir(path) else "no such file"
-            raise SourceError(path, f"{problem} (the source of {member})", _SOURCE_FIX,
-                              source=Mention("source", Placeholder("FILE_OR_FOLDER")))
+            raise SourceError(path, f"{problem} (the source of {member})", "Give " + member + " its own file, "
+                              + MEMBERS[member].file + ", in the {source} mapping", source=Mention("source"))
     return {member: source.get(member) for member in members}
 
 
@@ -1342,7 +1396,8 @@ def _download_member(member: Member, url: Optional[str], download_config: datase
         problem = "is not in the local cache and downloads are off (offline mode)" if offline else (
             f"could not be downloaded ({type(error).__name__}: {message})")
         raise SourceError(url, problem, "Without network, pass {source} a folder holding " + member.file + " (and "
-                          "the other source files the config reads), or download it once online",
+                          "the other source files the config reads; in Python a mapping may give " + member.name
+                          + " its file), or download it once online",
                           source=Mention("source", Placeholder("FOLDER"))) from None
 
 
@@ -1374,7 +1429,8 @@ class SourceFiles:
 
 
 _NO_NETWORK_FIX = (
-    "Without network, pass {source} (a local copy of " + SOURCE_FILENAME + "), or load once online so that "
+    "Without network, pass {source} (a local copy of " + SOURCE_FILENAME + ", or the folder that holds the source "
+    "files), or load once online so that "
     "offline mode serves the cache; check {revision} if the file is missing there"
 )
 
@@ -1420,28 +1476,36 @@ def _hub_source(revision: str, offline: bool) -> str:
     )
 
 
-def _verify_pinned_source(path: str, name: str, member: str = "claude", known_sha256: Optional[str] = None) -> None:
-    """A pinned config reads its members' pinned bytes only: another file is refused in one line naming it."""
-    actual, pin = known_sha256 or file_sha256(path), MEMBERS[member]
+def _verify_member_file(path: str, name: str, member: str = "claude") -> None:
+    """A pinned config reads its members' pinned bytes only, and no family config takes one member's file for
+    another's (a folder whose files are swapped): either is refused in one line naming the file."""
+    named, pin = CONFIGS[name], MEMBERS[member]
+    if not named.pinned and not named.family:
+        return
+    actual = file_sha256(path)
     if actual == pin.sha256:
         return
+    other = next((each for each in MEMBERS.values() if each.sha256 == actual), None)
+    if other is None and not named.pinned:  # other bytes, which a config that pins nothing takes
+        return
     size = os.path.getsize(path)
-    if member != "claude":
-        other = next((each for each in MEMBERS.values() if each.sha256 == actual), None)
+    if named.family:
         what = f"is {other.name}'s file ({other.file}), not {member}'s" if other else (
             f"sha256 {actual} ({size:,} bytes) is not {member}'s pinned file {pin.file} {pin.sha256} ({pin.size:,} "
             "bytes)")
-        raise SourceError(path, f"{what}, and {name} promises those exact bytes",
-                          "Put the pinned " + pin.file + " there (the card and the data README give its address), or "
-                          "for other bytes use {family_custom}", family_custom=Mention("name", "family_balanced"))
-    pinned = ", ".join(named.name for named in CONFIGS.values() if named.pinned and named.members == ("claude",))
+        raise SourceError(path, f"{what}, and {name} " + ("promises those exact bytes" if named.pinned else
+                                                          "reads each member's own file"),
+                          "Put the pinned " + pin.file + " there (the card and the data README give its address)"
+                          + (", or for other bytes use {family_custom}" if named.pinned else ""),
+                          family_custom=Mention("name", "family_balanced"))
+    pinned = ", ".join(each.name for each in CONFIGS.values() if each.pinned and not each.family)
     raise SourceError(
         path,
         f"sha256 {actual} ({size:,} bytes) is not the v1.0.0 source {SOURCE_SHA256} "
         f"({SOURCE_NUM_BYTES:,} bytes), and {name} promises those exact bytes (as {pinned} do)",
         "Pass {revision} a Hub commit that holds v1.0.0, or {source} a local v1.0.0 copy; for any other "
         "version of the data use {custom}", revision=Mention("revision"), source=Mention("source"),
-        custom=Mention("name", "balanced_custom" if CONFIGS[name].members == ("claude",) else "family_balanced"),
+        custom=Mention("name", "balanced_custom"),
     )
 
 
@@ -1493,6 +1557,32 @@ def load(
 # --- reading the source -----------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class RowReasons:
+    """Why each source row's calls fail, as the funnel counts them: the (code, tool, parameter) of every
+    reason `check_reply` gives for the row, the distinct ones held once and each row's as numbers into them."""
+
+    keys: tuple  # the distinct (code, tool, parameter)
+    counts: np.ndarray  # how many reasons each row has (uint32): row r's are the next counts[r] of `ids`
+    ids: np.ndarray  # into `keys` (int32)
+
+    @classmethod
+    def joined(cls, parts: Sequence["RowReasons"]) -> "RowReasons":
+        """The reasons of several sources' rows, one source's rows after the other's (as `combine_scans` joins)."""
+        keys, ids = {}, []
+        for part in parts:
+            renumbered = np.array([keys.setdefault(key, len(keys)) for key in part.keys], dtype=np.int32)
+            ids.append(renumbered[part.ids] if len(part.ids) else part.ids.astype(np.int32))
+        return cls(tuple(keys), np.concatenate([part.counts for part in parts]), np.concatenate(ids))
+
+    def counted(self, rows: np.ndarray) -> Counter:
+        """(code, tool, parameter) -> how often it is a reason of these rows (a row counts as often as listed)."""
+        listed = np.bincount(rows, minlength=len(self.counts))
+        per_reason = np.repeat(listed, self.counts)
+        counts = np.bincount(self.ids, weights=per_reason, minlength=len(self.keys))
+        return Counter({self.keys[key]: int(count) for key, count in enumerate(counts.tolist()) if count})
+
+
 @dataclasses.dataclass
 class SourceScan:
     """What the selection needs of each source row: its label, where its line lies, whether an
@@ -1512,8 +1602,13 @@ class SourceScan:
     prompts: Optional[np.ndarray] = None
     replies: Optional[np.ndarray] = None
     # With the tool schemas: the index into CHECKS of the first check each row's reply fails (len(CHECKS):
-    # it passes every one).
+    # it passes every one), and the reasons of its calls.
     tool_checks: Optional[np.ndarray] = None
+    reasons: Optional[RowReasons] = None
+    # With them too, what the parse of each reply says beside its checks: whether a call of it got no result
+    # (uint8), and how many characters of tool results the reply holds (`Result:` blocks).
+    unanswered: Optional[np.ndarray] = None
+    result_chars: Optional[np.ndarray] = None
     # For a layout of one decision per example (when asked, with the tool schemas): each reply's decisions.
     turns: Optional["TurnFacts"] = None
     # The member of the family each row comes from (an index into MEMBERS order), when several are read.
@@ -1524,15 +1619,17 @@ def combine_scans(scans: Sequence[SourceScan], files: "SourceFiles", dedupe: boo
     """One scan of several members' files read as one stream (`SourceFiles`): each file's rows after the last
     file's, its offsets moved by the file's base, `member` naming each row's file. With `dedupe`, a line equal
     to an earlier line of another file is a duplicate too."""
-    def joined(field: str) -> Optional[np.ndarray]:
+    def joined(field: str) -> Optional[np.ndarray]:  # a fact one file's kept facts lack, the config did not ask
         values = [getattr(scan, field) for scan in scans]
-        return None if values[0] is None else np.concatenate(values)
+        return None if any(value is None for value in values) else np.concatenate(values)
 
     combined = SourceScan(joined("labels"), np.concatenate([scan.offsets + base for scan, base in
                                                            zip(scans, files.bases)]), joined("lengths"),
                           joined("duplicate"), joined("completion_chars"), joined("prompts"), joined("replies"),
-                          joined("tool_checks"))
-    if scans[0].turns is not None:
+                          joined("tool_checks"), unanswered=joined("unanswered"), result_chars=joined("result_chars"))
+    if all(scan.reasons is not None for scan in scans):
+        combined.reasons = RowReasons.joined([scan.reasons for scan in scans])
+    if all(scan.turns is not None for scan in scans):
         counts = np.concatenate([scan.turns.counts for scan in scans])
         combined.turns = TurnFacts(counts, *(np.concatenate([getattr(scan.turns, field) for scan in scans])
                                              for field in ("assistant_turns", "labelled", "rules")),
@@ -1599,65 +1696,150 @@ class _TurnCounter:
 
 
 _DIGEST = np.dtype("V16")
+# The row schema as types. msgspec checks a line against them while it decodes it, in C (strict types,
+# unknown keys refused), where Python's json and a walk over its result took three times as long. A line
+# they refuse goes to `parse_line`, which says what is wrong in the words it always has.
+_Message = msgspec.defstruct("Message", [("role", str), ("content", str)], forbid_unknown_fields=True, gc=False)
+_Context = msgspec.defstruct("Context", [(name, Optional[str], None) for name in CONTEXT_FIELDS],
+                             forbid_unknown_fields=True, gc=False)
+_Row = msgspec.defstruct(
+    "Row", [("conversations", Annotated[list[_Message], msgspec.Meta(min_length=2)]), ("label", bool),
+            ("context", Optional[_Context], None)], forbid_unknown_fields=True, gc=False)
+_ROW_DECODER = msgspec.json.Decoder(_Row)
+# The picked lines, already checked, are decoded again for the writer: as the plain dicts layouts take.
+_PLAIN_DECODER = msgspec.json.Decoder()
+_BLOCK_BYTES = 1 << 20  # the scan reads, splits and decodes the file this much at a time
 
 
 def scan_source(path: str, *, keys: Collection[str] = (), tool_schemas: Optional["ToolSchemas"] = None) -> SourceScan:
     """Read and check every line of the source strictly; raise SourceError naming the first bad one.
     Per row it keeps a label byte and four 8-byte integers (no Python object), the digests `keys` names
-    ("prompts", "replies"), and with `tool_schemas` the first check its tool calls fail, so memory
-    grows slowly."""
-    labels, hashes = bytearray(), array.array("q")
-    offsets, lengths, completion_chars = array.array("q"), array.array("q"), array.array("q")
-    prompts, replies, tool_checks = bytearray(), bytearray(), bytearray()
-    turns = _TurnCounter() if "turns" in keys and tool_schemas is not None else None
-    size = os.path.getsize(path)
-    progress = datasets.utils.tqdm(total=size, unit="B", unit_scale=True, desc="Checking source", leave=False)
+    ("prompts", "replies"), and with `tool_schemas` the first check its tool calls fail and their reasons,
+    so memory grows slowly."""
+    columns = _ScanColumns(keys, tool_schemas)
+    progress = datasets.utils.tqdm(total=os.path.getsize(path), unit="B", unit_scale=True, desc="Checking source",
+                                   leave=False)
     with open(path, "rb") as file, progress:
-        offset = reported = 0
-        for number, line in enumerate(file, 1):
-            line_start, offset = offset, offset + len(line)
-            if line_start == 0 and line.startswith(codecs.BOM_UTF8):
-                line, line_start = line[len(codecs.BOM_UTF8) :], len(codecs.BOM_UTF8)
-            if number % 4096 == 0:
-                progress.update(offset - reported)
-                reported = offset
-            row = line.strip(_JSON_SPACE)  # CRLF and blank lines change nothing either
-            if not row:
-                continue
-            parsed = parse_line(row, path, number)
-            messages = parsed["conversations"]
-            labels.append(parsed["label"])
-            completion_chars.append(len(messages[-1]["content"]))
-            offsets.append(line_start)
-            lengths.append(offset - line_start)
-            hashes.append(hash(row))
-            if "prompts" in keys:
-                prompts += messages_digest(messages[:-1])
-            if "replies" in keys:
-                replies += messages_digest(messages[-1:])
-            if tool_schemas is not None:
-                parsed_reply = parse_reply(messages[-1]["content"])
-                checked = check_reply(parsed_reply, tool_schemas)
-                tool_checks.append(checked.first_failed)
-                if turns is not None:
-                    turns.add(parsed_reply, checked)
-        progress.update(offset - reported)
-        if not labels:
+        number, offset = 1, 0
+        for lines, last in _line_blocks(file):
+            if number == 1 and lines[0].startswith(codecs.BOM_UTF8):  # the first line begins after the mark
+                lines[0], offset = lines[0][len(codecs.BOM_UTF8) :], len(codecs.BOM_UTF8)
+            sizes = np.fromiter(map(len, lines), np.int64, len(lines)) + 1  # each line's "\n"...
+            sizes[-1] -= last  # ...but the file's last line may lack one
+            starts = offset + np.cumsum(sizes) - sizes
+            numbers = range(number, number + len(lines))
+            number, offset = number + len(lines), offset + int(sizes.sum())
+            progress.update(int(sizes.sum()))
+            stripped = [line.strip(_JSON_SPACE) for line in lines]  # CRLF and blank lines change nothing either
+            if not all(stripped):
+                kept = [index for index, line in enumerate(stripped) if line]
+                stripped, numbers = [stripped[index] for index in kept], [numbers[index] for index in kept]
+                starts, sizes = starts[kept], sizes[kept]
+            columns.add(_decode_rows(stripped, path, numbers), stripped, starts, sizes)
+        if not columns.rows:
             raise SourceError(path, "the file holds no rows",
                               "Point {source} at a non-empty copy of " + SOURCE_FILENAME, source=Mention("source"))
-        offsets, lengths = np.frombuffer(offsets, dtype=np.int64), np.frombuffer(lengths, dtype=np.int64)
-        duplicate = _exact_duplicates(file, offsets, lengths, np.frombuffer(hashes, dtype=np.int64))
-    scan = SourceScan(np.frombuffer(labels, dtype=np.bool_), offsets, lengths, duplicate,
-                      np.frombuffer(completion_chars, dtype=np.int64))
-    if "prompts" in keys:
-        scan.prompts = np.frombuffer(prompts, dtype=_DIGEST)
-    if "replies" in keys:
-        scan.replies = np.frombuffer(replies, dtype=_DIGEST)
-    if tool_schemas is not None:
-        scan.tool_checks = np.frombuffer(tool_checks, dtype=np.uint8)
-    if turns is not None:
-        scan.turns = turns.facts()
-    return scan
+        return columns.scan(file)
+
+
+def _line_blocks(file) -> Iterator[tuple]:
+    """The file's lines, split as `for line in file` splits them, a block at a time: (the lines without their
+    "\\n", whether the last of them is the file's last line, which may lack one)."""
+    pending = []  # the beginning of a line that runs on into the next block
+    for block in iter(functools.partial(file.read, _BLOCK_BYTES), b""):
+        lines = block.split(b"\n")
+        if len(lines) == 1:  # a line longer than a block
+            pending.append(block)
+            continue
+        if pending:
+            lines[0] = b"".join([*pending, lines[0]])
+        pending = [lines.pop()]
+        yield lines, False
+    last = b"".join(pending)
+    if last:
+        yield [last], True
+
+
+class _ScanColumns:
+    """The scan's per-row columns, grown a block of rows at a time."""
+
+    def __init__(self, keys: Collection[str], tool_schemas: Optional["ToolSchemas"]):
+        self.keys, self.tool_schemas, self.rows = frozenset(keys), tool_schemas, 0
+        self.labels, self.completion_chars, self.hashes = bytearray(), array.array("q"), array.array("q")
+        self.offsets, self.lengths = array.array("q"), array.array("q")  # grown in place: no copy joins them
+        self.prompts, self.replies, self.tool_checks = bytearray(), bytearray(), bytearray()
+        self.reason_counts, self.reason_ids, self.reason_keys = array.array("I"), array.array("i"), {}
+        self.turns = _TurnCounter() if "turns" in self.keys and tool_schemas is not None else None
+        self.unanswered, self.result_chars = bytearray(), array.array("q")
+
+    def add(self, rows: list, lines: list, starts: np.ndarray, sizes: np.ndarray) -> None:
+        self.rows += len(rows)
+        self.labels += bytes([row.label for row in rows])
+        self.completion_chars.extend([len(row.conversations[-1].content) for row in rows])
+        self.hashes.extend(map(hash, lines))
+        self.offsets.frombytes(starts.tobytes())
+        self.lengths.frombytes(sizes.tobytes())
+        if "prompts" in self.keys:
+            self.prompts += b"".join([_messages_digest(row.conversations[:-1]) for row in rows])
+        if "replies" in self.keys:
+            self.replies += b"".join([_messages_digest(row.conversations[-1:]) for row in rows])
+        if self.tool_schemas is not None:
+            parsed = [parse_reply(row.conversations[-1].content) for row in rows]
+            checks = [check_reply(reply, self.tool_schemas) for reply in parsed]
+            if self.turns is not None:
+                for reply, checked in zip(parsed, checks):
+                    self.turns.add(reply, checked)
+            self.tool_checks += bytes([checked.first_failed for checked in checks])
+            self.unanswered += bytes([reply.unanswered for reply in parsed])
+            self.result_chars.extend([reply.result_chars for reply in parsed])
+            self.reason_counts.extend([len(checked.reasons) for checked in checks])
+            keys = self.reason_keys
+            self.reason_ids.extend([keys.setdefault((reason.code, reason.tool, reason.parameter), len(keys))
+                                    for checked in checks for reason in checked.reasons])
+
+    def scan(self, file) -> SourceScan:
+        offsets, lengths = np.frombuffer(self.offsets, dtype=np.int64), np.frombuffer(self.lengths, dtype=np.int64)
+        duplicate = _exact_duplicates(file, offsets, lengths, np.frombuffer(self.hashes, dtype=np.int64))
+        scan = SourceScan(np.frombuffer(self.labels, dtype=np.bool_), offsets, lengths, duplicate,
+                          np.frombuffer(self.completion_chars, dtype=np.int64))
+        if "prompts" in self.keys:
+            scan.prompts = np.frombuffer(self.prompts, dtype=_DIGEST)
+        if "replies" in self.keys:
+            scan.replies = np.frombuffer(self.replies, dtype=_DIGEST)
+        if self.tool_schemas is not None:
+            scan.tool_checks = np.frombuffer(self.tool_checks, dtype=np.uint8)
+            scan.reasons = RowReasons(tuple(self.reason_keys), np.frombuffer(self.reason_counts, dtype=np.uint32),
+                                      np.frombuffer(self.reason_ids, dtype=np.int32))
+            scan.unanswered = np.frombuffer(self.unanswered, dtype=np.uint8)
+            scan.result_chars = np.frombuffer(self.result_chars, dtype=np.int64)
+        if self.turns is not None:
+            scan.turns = self.turns.facts()
+        return scan
+
+
+def _decode_rows(lines: list, path: str, numbers: Sequence[int]) -> list:
+    """Each stripped line as a typed row (`_Row`). Where any line of the block fails the types, the block is
+    read again line by line, so the first bad line is the one named."""
+    try:
+        rows = list(map(_ROW_DECODER.decode, lines))
+    except ValueError:  # msgspec's DecodeError and ValidationError
+        rows = None
+    if rows is None or any(row.conversations[-1].role != "assistant" for row in rows):
+        rows = [_decode_row(line, path, number) for line, number in zip(lines, numbers)]
+    return rows
+
+
+def _decode_row(line: bytes, path: str, number: int) -> Any:
+    """One line as a typed row, or the SourceError `parse_line` words for it. A few lines msgspec refuses are
+    rows all the same (a key given twice, first with a value of the wrong type: JSON keeps the last), and
+    `parse_line` decides for those too."""
+    try:
+        row = _ROW_DECODER.decode(line)
+        if row.conversations[-1].role == "assistant":
+            return row
+    except ValueError:
+        pass
+    return msgspec.convert(parse_line(line, path, number), _Row)
 
 
 def _exact_duplicates(file, offsets: np.ndarray, lengths: np.ndarray, hashes: np.ndarray) -> np.ndarray:
@@ -1677,8 +1859,167 @@ def _exact_duplicates(file, offsets: np.ndarray, lengths: np.ndarray, hashes: np
             duplicate[row] = line in seen
             seen.add(line)
     return duplicate
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplyChecks:
+    """How a split's replies fare in the tool-call checks, taken from the source rows' facts (no reply is
+    parsed again): each reply's first failing check, in the split's order, and the reasons of its
+    desirable and of its undesirable replies; and each reply's parse beside its checks (`SourceScan`)."""
+
+    first_failed: np.ndarray
+    reasons: tuple  # (Counter of (code, tool, parameter) over the desirable replies, the same over the others)
+    unanswered: np.ndarray
+    result_chars: np.ndarray
+
+    @classmethod
+    def of(cls, scan: SourceScan, rows: np.ndarray, labels: np.ndarray, layout: Layout) -> "ReplyChecks":
+        """The replies of these source rows (a (chosen, rejected) pair per example of a pairs layout), every
+        source row's label being `labels` (after the gate), as the layout's examples list them."""
+        replies = rows.ravel()
+        if layout.labels == "pairs":
+            desirable = np.tile([True, False], len(rows))
+        elif layout.labels == "desirable":
+            desirable = np.ones(len(replies), dtype=bool)
+        else:
+            desirable = labels[replies]
+        return cls(scan.tool_checks[replies], (scan.reasons.counted(replies[desirable]),
+                                               scan.reasons.counted(replies[~desirable])),
+                   scan.unanswered[replies], scan.result_chars[replies])
+
+
+@dataclasses.dataclass(frozen=True)
+class _FileState:
+    """A digest of a file's bytes, and its size, modification time and inode when that was taken: what
+    names the source's cache entries (the `datasets` cache, the facts), and what says the file changed since."""
+
+    digest: str
+    stamp: tuple
+
+    @classmethod
+    def of(cls, path: str) -> "_FileState":
+        """The file at `path` now. Its digest is xxh3's 128 bits (a `datasets` requirement), ten times as fast as
+        sha256 (a tenth of a second on a gigabyte), which stays for what a source is pinned or recorded by."""
+        stamp, digest = _stamp(path), xxhash.xxh3_128()
+        with open(path, "rb") as file:
+            for block in iter(functools.partial(file.read, 1 << 20), b""):
+                digest.update(block)
+        return cls(digest.hexdigest(), stamp)
+
+
+def _stamp(path: str) -> tuple:
+    status = os.stat(path)
+    return status.st_size, status.st_mtime_ns, status.st_ino
+
+
+# The facts that depend on the tool schemas as well as on the source: kept in a file of their own per schemas
+# (the replies' decisions, `turns`, there too when a layout of one decision per example asked for them).
+_CHECK_FIELDS = ("tool_checks", "reasons", "unanswered", "result_chars", "turns")
+_TURN_COLUMNS = {"turn_counts": "counts", "turn_assistant": "assistant_turns", "turn_labelled": "labelled",
+                 "turn_rules": "rules", "turn_chars": "chars"}
+# The facts a scan reads only when asked (`keys`): SourceScan's fields that may be None, but the checks'.
+_ASKED_FIELDS = frozenset(field.name for field in dataclasses.fields(SourceScan)
+                          if field.default is None and field.name not in _CHECK_FIELDS)
+
+
+class SourceFacts:
+    """Every source row's facts (a `SourceScan`: label, place, lengths, digests, and with tool schemas the
+    checks of its calls), kept in `folder` beside the `datasets` cache once read. They depend only on the
+    source's bytes, the schemas' bytes and this code (its version and sha256), which name the files, so the
+    configs, `stats`, an export of several configs and `verify` of one source share one read of it, and
+    parse each reply at most once. A new per-row fact is a new field of SourceScan, an array per row that
+    `_ScanColumns` fills (when asked by name in `keys`, if it defaults to None), kept and read back as it is;
+    one that depends on the schemas joins `_CHECK_FIELDS` and `_check_columns`."""
+
+    def __init__(self, folder: str, code: str):
+        self.folder, self.code, self._unkept = folder, code, []
+
+    def scan(self, path: str, source: _FileState, keys: Collection[str],
+             tool_schemas: Optional["ToolSchemas"]) -> SourceScan:
+        """`scan_source(path, keys=keys, tool_schemas=tool_schemas)`, read from the kept facts when they hold
+        all of it; else scanned, to be kept by `keep()` when the file did not change since `source` was taken."""
+        name = hashlib.sha256(f"{source.digest}:{__version__}:{self.code}".encode()).hexdigest()[:32]
+        rows_file = os.path.join(self.folder, f"{name}.npz")
+        checks_file = tool_schemas and os.path.join(self.folder, f"{name}-checks-{tool_schemas.sha256[:32]}.npz")
+        rows = _read_columns(rows_file)
+        checks = _read_columns(checks_file) if checks_file else {}
+        turns = "turns" in keys and tool_schemas is not None
+        if checks and turns and "turn_counts" not in checks:  # checked before without the decisions: again
+            checks = None
+        keys = {*keys, *(_ASKED_FIELDS & set(rows or ()))} - {"turns"}  # what is kept stays kept
+        if rows is not None and keys <= set(rows) and checks is not None:
+            return _scan_of(rows, checks)
+        # Read the source for what is missing: the replies are parsed only where their checks are.
+        scan = scan_source(path, keys=keys | ({"turns"} if turns and checks is None else set()),
+                           tool_schemas=tool_schemas if checks is None else None)
+        if _stamp(path) == source.stamp:  # the bytes read are those `source.digest` stands for
+            if rows is None or not keys <= set(rows):
+                self._unkept.append((rows_file, _row_columns(scan)))
+            if checks is None:
+                self._unkept.append((checks_file, _check_columns(scan)))
+        return scan if checks is None else _scan_of(_row_columns(scan), checks)
+
+    def keep(self) -> None:
+        """Keep what the scans read, once a plan was made of it: a build refused writes nothing."""
+        for path, columns in self._unkept:
+            _write_columns(path, columns)
+        self._unkept.clear()
+
+
+def _row_columns(scan: SourceScan) -> dict:
+    return {field.name: getattr(scan, field.name) for field in dataclasses.fields(scan)
+            if field.name not in _CHECK_FIELDS and getattr(scan, field.name) is not None}
+
+
+def _check_columns(scan: SourceScan) -> dict:
+    keys = np.frombuffer(json.dumps(scan.reasons.keys).encode(), dtype=np.uint8)
+    columns = {"tool_checks": scan.tool_checks, "reason_counts": scan.reasons.counts, "reason_ids": scan.reasons.ids,
+               "reason_keys": keys, "unanswered": scan.unanswered, "result_chars": scan.result_chars}
+    if scan.turns is not None:
+        columns.update({column: getattr(scan.turns, field) for column, field in _TURN_COLUMNS.items()})
+    return columns
+
+
+def _scan_of(rows: dict, checks: dict) -> SourceScan:
+    """The SourceScan of kept facts (`_row_columns` and, where checked, `_check_columns`)."""
+    scan = SourceScan(**rows)
+    if checks:
+        keys = tuple(map(tuple, json.loads(checks["reason_keys"].tobytes())))
+        scan.tool_checks, scan.unanswered, scan.result_chars = (checks["tool_checks"], checks["unanswered"],
+                                                                checks["result_chars"])
+        scan.reasons = RowReasons(keys, checks["reason_counts"], checks["reason_ids"])
+        if "turn_counts" in checks:
+            counts = checks["turn_counts"]
+            scan.turns = TurnFacts(**{field: checks[column] for column, field in _TURN_COLUMNS.items()},
+                                   starts=np.cumsum(counts) - counts)
+    return scan
+
+
+def _read_columns(path: str) -> Optional[dict]:
+    """The arrays of a facts file, or None where there is none or it cannot be read (then the source is read)."""
+    try:
+        with np.load(path) as stored:
+            return {name: stored[name] for name in stored.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def _write_columns(path: str, columns: dict) -> None:
+    """Keep a facts file, whole or not at all; where it cannot be written, the next build reads the source."""
+    partial = f"{path}.{os.getpid()}.partial"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(partial, "wb") as file:
+            np.savez(file, **columns)
+        os.replace(partial, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(partial)
+
+
 def parse_line(line: bytes, path: str, number: int) -> dict:
-    """Decode one stripped source line and check it against the schema."""
+    """Decode one stripped source line with Python's json and check it against the schema, saying what is
+    wrong: the words of every source error (the scan's typed reader sends the lines it refuses here)."""
     try:
         text = line.decode("utf-8")
         row, end = _DECODER.raw_decode(text)
@@ -1747,8 +2088,6 @@ def _lone_surrogate_problem(row: dict) -> Optional[str]:
     return None
 
 
-
-
 def row_keys(config: ClaudesidianSyntheticConfig) -> tuple:
     """What the config reads of each row, which the scan then keeps: prompt digests for a test split, pairs
     and a mixed order (which keeps a prompt's rows out of one batch); reply digests for pairs; the replies'
@@ -1762,6 +2101,11 @@ def messages_digest(messages: Sequence[Mapping]) -> bytes:
     """16 bytes that stand for a list of `{role, content}` messages (a prompt, a reply): sets of prompts
     without their text."""
     return value_digest(tuple((message["role"], message["content"]) for message in messages))
+
+
+def _messages_digest(messages: Sequence) -> bytes:
+    """`messages_digest` of the typed reader's messages: the same value, as `astuple` gives (role, content)."""
+    return value_digest(tuple(map(msgspec.structs.astuple, messages)))
 
 
 def json_digest(value: Any) -> bytes:
@@ -1808,18 +2152,13 @@ _PRIMITIVES = {"string": lambda v: isinstance(v, str), "boolean": lambda v: isin
                "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
                "object": lambda v: isinstance(v, dict), "array": lambda v: isinstance(v, list), "any": lambda v: True}
 _MEMBER = re.compile(r"'[^']*'|[A-Z][A-Za-z0-9_]*")  # a string literal or an interface name
-# Markers count only at a line start. The patterns begin with their literal, which `re` finds several
-# times faster than a `^` under re.MULTILINE (tried at every position); `_line_starts` keeps the rule.
-_CALL = re.compile(r"tool_call:[ \t]*([^\n]*)")
-_ARGUMENTS = re.compile(r"\narguments:[ \t]*")
+# Markers count only at a line start. One pass of `_LINE_MARKER` finds them all: led by its literal "\n",
+# `re` finds it several times faster than a `^` under re.MULTILINE, which it tries at every position.
+_FIRST_MARKER = re.compile(r"(tool_call:|Result:)")  # at the reply's start
+_LINE_MARKER = re.compile(r"\n(tool_call:|Result:)")
 _BLOCK_END = re.compile(r"\n[ \t]*\n|\n(?=tool_call:|Result:)")
-_STRAY_RESULT = re.compile(r"Result:")
-
-
-def _line_starts(pattern: re.Pattern, text: str, start: int, stop: int) -> Iterator[re.Match]:
-    """The matches of `pattern` in `text[start:stop]` that begin a line (what `^` means under re.MULTILINE)."""
-    return (match for match in pattern.finditer(text, start, stop)
-            if match.start() == 0 or text[match.start() - 1] == "\n")
+_SPACE = re.compile(r"\s*")  # what str.strip() strips
+_BLANKS = re.compile(r"[ \t]*")
 
 
 def _reject_constant(name: str) -> None:
@@ -1866,8 +2205,19 @@ class ParsedReply:
     findings: tuple
 
     @property
+    def unanswered(self) -> bool:
+        """Whether a call of the reply got no result."""
+        answered = {part.call for part in self.parts if type(part) is Result}
+        return any(call.index not in answered for call in self.calls)
+
+    @property
+    def result_chars(self) -> int:
+        """Characters of the tool results the reply holds (the environment's text, which no policy writes)."""
+        return sum(len(part.text) for part in self.parts if type(part) is Result)
+
+    @property
     def calls(self) -> tuple:
-        return tuple(part for part in self.parts if isinstance(part, Call))
+        return tuple([part for part in self.parts if isinstance(part, Call)])
 
 
 def _json_block(text: str, start: int) -> tuple:
@@ -1875,7 +2225,15 @@ def _json_block(text: str, start: int) -> tuple:
 
     The block ends with its JSON when the rest of that line is blank; otherwise (not JSON, or text after
     it) at the next blank line or line-start marker, the only points where the format lets a reader
-    resynchronise."""
+    resynchronise. A value alone on its line, the common case, is decoded once by msgspec; any other (a
+    value over several lines, or none) is read by Python's json, whose messages the findings quote."""
+    line_end = text.find("\n", start)
+    line = text[start : len(text) if line_end < 0 else line_end]
+    if line[:1] not in ("", "\r"):  # msgspec, unlike Python's json, would skip a leading \r
+        try:
+            return _PLAIN_DECODER.decode(line), start + len(line.rstrip(" \t\r")), None
+        except (ValueError, RecursionError):  # msgspec's DecodeError, or a lone surrogate it cannot encode
+            pass
     try:
         value, end = _STRICT_JSON.raw_decode(text, start)
     except json.JSONDecodeError as error:
@@ -1897,41 +2255,54 @@ def parse_reply(text: str) -> ParsedReply:
 
     `tool_call:` counts only at a line start; the next line must start with `arguments:`, and the JSON
     object starts on that line (it may span lines); `Result:` at a line start after only whitespace is
-    the call's result."""
+    the call's result. The markers are found in one pass, then read in order; a `Result:` that no call
+    reached is a finding."""
     parts, findings = [], []
-    position = index = 0
-    while True:
-        match = next(_line_starts(_CALL, text, position, len(text)), None)
-        stop = match.start() if match else len(text)
-        findings += [Finding("result_without_call", stray.start(), 0)
-                     for stray in _line_starts(_STRAY_RESULT, text, position, stop)]
-        segment = text[position:stop].strip()
-        if match is None:
-            return ParsedReply(tuple(parts), segment, tuple(findings))
+    position = calls = 0
+    first = _FIRST_MARKER.match(text)
+    for marker in itertools.chain([first] if first else (), _LINE_MARKER.finditer(text)):
+        start = marker.start(1)
+        if start < position:  # inside the block of the call before
+            continue
+        if marker.group(1) == "Result:":
+            findings.append(Finding("result_without_call", start, 0))
+            continue
+        segment = text[position:start].strip()
         if segment:
             parts.append(Text(segment))
-        index, name, position = index + 1, match.group(1).strip(), match.end()
-        if not name:
-            findings.append(Finding("name_missing", match.start(), index))
-        arguments, arguments_line = None, _ARGUMENTS.match(text, position)
-        if arguments_line is None:
-            findings.append(Finding("arguments_missing", position, index, "the next line must start with arguments:"))
-        else:
-            value, position, problem = _json_block(text, arguments_line.end())
-            if problem:
-                findings.append(Finding(f"arguments_{problem[0]}", problem[1], index, problem[2]))
-            elif not isinstance(value, dict):
-                findings.append(Finding("arguments_not_object", arguments_line.end(), index, type(value).__name__))
-            arguments = value if isinstance(value, dict) else None
-        parts.append(Call(index, name, arguments, match.start()))
-        head = len(text) - len(text[position:].lstrip())
-        if text.startswith("Result:", head) and text[head - 1] == "\n":
-            start = head + len("Result:")
-            start += len(text[start:]) - len(text[start:].lstrip(" \t"))
-            _, position, problem = _json_block(text, start)
-            if problem:
-                findings.append(Finding(f"result_{problem[0]}", problem[1], index, problem[2]))
-            parts.append(Result(index, text[start:position].rstrip(), head))
+        calls += 1
+        position = _read_call(text, start, calls, parts, findings)
+    return ParsedReply(tuple(parts), text[position:].strip(), tuple(findings))
+
+
+def _read_call(text: str, start: int, index: int, parts: list, findings: list) -> int:
+    """Read the call whose `tool_call:` is at `start`, and its result if one follows, into `parts` and
+    `findings`; return where its block ends."""
+    line_end = text.find("\n", start)
+    position = len(text) if line_end < 0 else line_end
+    name = text[start + len("tool_call:") : position].strip()
+    if not name:
+        findings.append(Finding("name_missing", start, index))
+    arguments = None
+    if not text.startswith("\narguments:", position):
+        findings.append(Finding("arguments_missing", position, index, "the next line must start with arguments:"))
+    else:
+        json_start = _BLANKS.match(text, position + len("\narguments:")).end()
+        value, position, problem = _json_block(text, json_start)
+        if problem:
+            findings.append(Finding(f"arguments_{problem[0]}", problem[1], index, problem[2]))
+        elif not isinstance(value, dict):
+            findings.append(Finding("arguments_not_object", json_start, index, type(value).__name__))
+        arguments = value if isinstance(value, dict) else None
+    parts.append(Call(index, name, arguments, start))
+    head = _SPACE.match(text, position).end()
+    if text.startswith("Result:", head) and text[head - 1] == "\n":
+        result_start = _BLANKS.match(text, head + len("Result:")).end()
+        _, position, problem = _json_block(text, result_start)
+        if problem:
+            findings.append(Finding(f"result_{problem[0]}", problem[1], index, problem[2]))
+        parts.append(Result(index, text[result_start:position].rstrip(), head))
+    return position
 
 
 class ToolSchemaError(ClaudesidianError):
@@ -1949,6 +2320,11 @@ class ToolSchemas:
     def definition(self, name: str) -> dict:
         """The tool as a chat template's tool definition (JSON Schema), as `get_json_schema` writes one."""
         return function_definition(name, self)
+
+    @functools.cached_property
+    def checks(self) -> dict:
+        """Each tool's checks, compiled once: a call is checked without reading the schema again."""
+        return {name: _ToolCheck.of(tool) for name, tool in self.tools.items()}
 
 
 def _type_members(type_string: str) -> list:
@@ -1982,38 +2358,57 @@ def read_tool_schemas(path: str, data: Optional[bytes] = None) -> ToolSchemas:
     if not isinstance(tools, dict) or not tools:
         raise fail("file", "must be a non-empty JSON object keyed by tool name")
     for name, tool in tools.items():
-        where = f"tool {name!r}"
-        if not isinstance(tool, dict) or not isinstance(tool.get("parameters"), list):
-            raise fail(where, "must be an object with a 'parameters' list")
-        if tool.get("tool_name") != name or not all(isinstance(tool.get(key), str) for key in ("agent", "mode")):
-            raise fail(where, "needs 'tool_name' equal to its key and string 'agent' and 'mode'")
-        seen = []
-        for number, parameter in enumerate(tool["parameters"], 1):
-            if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str) or not parameter["name"]:
-                raise fail(f"{where} parameter #{number}", "needs a non-empty string 'name'")
-            named = f"{where} parameter {parameter['name']!r}"
-            if parameter["name"] in seen or not isinstance(parameter.get("optional"), bool):
-                raise fail(named, "is listed twice or lacks a boolean 'optional'")
-            if not isinstance(parameter.get("type"), str) or not isinstance(parameter.get("description", ""), str):
-                raise fail(named, "needs a string 'type' (and a string 'description' if any)")
-            try:
-                _type_members(parameter["type"])
-            except ValueError as error:
-                raise fail(named, f"{error}: the checks know string, number, boolean, object, array, any, X[], "
-                                  "'literal' | 'unions' and interface names") from None
-            seen.append(parameter["name"])
-        required = tool.get("required_params")
-        optional = {parameter["name"] for parameter in tool["parameters"] if parameter["optional"]}
-        if not isinstance(required, list) or sorted(required) != sorted(set(seen) - optional):
-            raise fail(where, f"'required_params' {required!r} must name exactly its non-optional parameters")
-        schema = tool.get("context_schema")
-        fields = schema.get("fields") if isinstance(schema, dict) else None
-        if schema is not None and not (isinstance(fields, list) and "context" in seen and all(
-                isinstance(field, dict) and isinstance(field.get("name"), str)
-                and isinstance(field.get("optional"), bool) for field in fields)):
-            raise fail(where, "'context_schema' must be null or {'fields': [{name, optional}]} with a 'context' "
-                              "parameter")
+        problem = _tool_problem(f"tool {name!r}", name, tool)
+        if problem:
+            raise fail(*problem)
     return ToolSchemas(tools, hashlib.sha256(data).hexdigest(), str(path))
+
+
+def _tool_problem(where: str, name: str, tool: Any) -> Optional[tuple]:
+    """(where, what is wrong) of the first fault of one tool's schema, or None."""
+    if not isinstance(tool, dict) or not isinstance(tool.get("parameters"), list):
+        return where, "must be an object with a 'parameters' list"
+    if tool.get("tool_name") != name or not all(isinstance(tool.get(key), str) for key in ("agent", "mode")):
+        return where, "needs 'tool_name' equal to its key and string 'agent' and 'mode'"
+    seen = []
+    for number, parameter in enumerate(tool["parameters"], 1):
+        problem = _parameter_problem(where, number, parameter, seen)
+        if problem:
+            return problem
+        seen.append(parameter["name"])
+    return _required_and_context_problem(where, tool, seen)
+
+
+def _required_and_context_problem(where: str, tool: dict, seen: list) -> Optional[tuple]:
+    """(where, what is wrong) of a tool's `required_params` and `context_schema`, given its parameters' names."""
+    required = tool.get("required_params")
+    optional = {parameter["name"] for parameter in tool["parameters"] if parameter["optional"]}
+    if not isinstance(required, list) or sorted(required) != sorted(set(seen) - optional):
+        return where, f"'required_params' {required!r} must name exactly its non-optional parameters"
+    schema = tool.get("context_schema")
+    fields = schema.get("fields") if isinstance(schema, dict) else None
+    if schema is not None and not (isinstance(fields, list) and "context" in seen and all(
+            isinstance(field, dict) and isinstance(field.get("name"), str)
+            and isinstance(field.get("optional"), bool) for field in fields)):
+        return where, "'context_schema' must be null or {'fields': [{name, optional}]} with a 'context' parameter"
+    return None
+
+
+def _parameter_problem(where: str, number: int, parameter: Any, seen: list) -> Optional[tuple]:
+    """(where, what is wrong) of one parameter of a tool's schema, or None; `seen` are the names before it."""
+    if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str) or not parameter["name"]:
+        return f"{where} parameter #{number}", "needs a non-empty string 'name'"
+    named = f"{where} parameter {parameter['name']!r}"
+    if parameter["name"] in seen or not isinstance(parameter.get("optional"), bool):
+        return named, "is listed twice or lacks a boolean 'optional'"
+    if not isinstance(parameter.get("type"), str) or not isinstance(parameter.get("description", ""), str):
+        return named, "needs a string 'type' (and a string 'description' if any)"
+    try:
+        _type_members(parameter["type"])
+    except ValueError as error:
+        return named, (f"{error}: the checks know string, number, boolean, object, array, any, X[], "
+                       "'literal' | 'unions' and interface names")
+    return None
 
 
 def _parameters(tool: dict) -> tuple:
@@ -2027,20 +2422,77 @@ def _parameters(tool: dict) -> tuple:
     return parameters, required, list(fields)
 
 
-def _type_ok(value: Any, type_string: str) -> bool:
-    """Whether a JSON value has the TypeScript type: interfaces are objects, aliases expand, literals compare."""
+def _type_test(type_string: str) -> Callable[[Any], bool]:
+    """A test of a JSON value against a TypeScript type, made once: interfaces are objects, aliases expand,
+    literals compare, and a union passes where any member does."""
+    tests, literals = [], set()
     for member in _type_members(type_string):
         if member.endswith("[]"):
-            ok = isinstance(value, list) and all(_type_ok(item, member[:-2]) for item in value)
+            tests.append(functools.partial(_is_list_of, _type_test(member[:-2])))
         elif member in TYPE_ALIASES:
-            ok = _type_ok(value, TYPE_ALIASES[member])
+            tests.append(_type_test(TYPE_ALIASES[member]))
         elif member.startswith("'"):
-            ok = isinstance(value, str) and value == member[1:-1]
+            literals.add(member[1:-1])
         else:
-            ok = _PRIMITIVES.get(member, _PRIMITIVES["object"])(value)
-        if ok:
-            return True
-    return False
+            tests.append(_PRIMITIVES.get(member, _PRIMITIVES["object"]))
+    if literals:
+        tests.append(functools.partial(_is_one_of, frozenset(literals)))
+    return tests[0] if len(tests) == 1 else functools.partial(_passes_any, tuple(tests))
+
+
+def _is_list_of(item: Callable[[Any], bool], value: Any) -> bool:
+    return isinstance(value, list) and all(map(item, value))
+
+
+def _is_one_of(literals: frozenset, value: Any) -> bool:
+    return isinstance(value, str) and value in literals
+
+
+def _passes_any(tests: tuple, value: Any) -> bool:
+    return any(test(value) for test in tests)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ToolCheck:
+    """One tool's checks after `arguments` and `tool`, compiled from its schema once: the parameters a call
+    must give, a type test per parameter, and the fields of its `context`."""
+
+    required: tuple  # in the file's order, `context` last where it is implied
+    types: dict  # parameter -> (its type as the file writes it, a test of a value against it)
+    context_required: tuple
+    context_fields: frozenset
+
+    @classmethod
+    def of(cls, tool: dict) -> "_ToolCheck":
+        parameters, required, fields = _parameters(tool)
+        return cls(tuple(required), {parameter["name"]: (parameter["type"], _type_test(parameter["type"]))
+                                     for parameter in parameters},
+                   tuple(field["name"] for field in fields if not field["optional"]),
+                   frozenset(field["name"] for field in fields))
+
+    def failing(self, arguments: dict) -> tuple:
+        """(index into CHECKS of the first check the arguments fail, each of its reasons as (code,
+        parameter, detail)), or (len(CHECKS), []) when they pass them all."""
+        missing = [("missing_required", name, "") for name in self.required if name not in arguments]
+        if missing:
+            return CHECKS.index("required"), missing
+        unknown = [("unknown_parameter", name, "") for name in arguments if name not in self.types]
+        if unknown:
+            return CHECKS.index("unknown"), unknown
+        mistyped = [("wrong_type", name, f"expected {self.types[name][0]}, got {json.dumps(value)[:40]}")
+                    for name, value in arguments.items() if not self.types[name][1](value)]
+        if mistyped:
+            return CHECKS.index("types"), mistyped
+        context = arguments.get("context")
+        faults = self._context_faults(context) if isinstance(context, dict) else []
+        return (CHECKS.index("context"), faults) if faults else (len(CHECKS), [])
+
+    def _context_faults(self, context: dict) -> list:
+        # Extra fields fail: the runtime's context is a closed record, so an extra one is invented and ignored.
+        return ([("context_missing_field", name, "") for name in self.context_required if name not in context]
+                + [("context_unknown_field", key, "") for key in context if key not in self.context_fields]
+                + [("context_wrong_type", key, f"expected string, got {json.dumps(value)[:40]}")
+                   for key, value in context.items() if key in self.context_fields and not isinstance(value, str)])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -2062,31 +2514,15 @@ class RowCheck:
 
 def _check_call(call: Call, findings: Sequence, schemas: ToolSchemas) -> tuple:
     """(index of the call's first failing check, every reason of that check), or (len(CHECKS), [])."""
-    def reason(code: str, parameter: str = "", detail: str = "") -> Reason:
-        return Reason(code, call.index, call.name, parameter, detail)
-
-    steps = [[reason(finding.code, "", f"char {finding.pos} {finding.detail}".strip())
-              for finding in findings if finding.call == call.index and finding.code in FORMAT_CODES]]
-    if steps[0] or call.arguments is None:
-        return 0, steps[0] or [reason("arguments_missing")]
-    if call.name not in schemas.tools:
-        return 1, [reason("unknown_tool")]
-    arguments = call.arguments
-    parameters, required, fields = _parameters(schemas.tools[call.name])
-    types, names = {parameter["name"]: parameter["type"] for parameter in parameters}, [f["name"] for f in fields]
-    steps += [[], [reason("missing_required", name) for name in required if name not in arguments],
-              [reason("unknown_parameter", name) for name in arguments if name not in types],
-              [reason("wrong_type", name, f"expected {types[name]}, got {json.dumps(value)[:40]}")
-               for name, value in arguments.items() if name in types and not _type_ok(value, types[name])]]
-    context = arguments.get("context")
-    if isinstance(context, dict):  # when absent or not an object, `required` or `types` already failed
-        # Extra fields fail: the runtime's context is a closed record, so an extra one is invented and ignored.
-        steps.append([reason("context_missing_field", field["name"]) for field in fields
-                      if not field["optional"] and field["name"] not in context]
-                     + [reason("context_unknown_field", key) for key in context if key not in names]
-                     + [reason("context_wrong_type", key, f"expected string, got {json.dumps(value)[:40]}")
-                        for key, value in context.items() if key in names and not isinstance(value, str)])
-    return next(((index, reasons) for index, reasons in enumerate(steps) if reasons), (len(CHECKS), []))
+    bad_format = [Reason(finding.code, call.index, call.name, "", f"char {finding.pos} {finding.detail}".strip())
+                  for finding in findings if finding.call == call.index and finding.code in FORMAT_CODES]
+    if bad_format or call.arguments is None:
+        return CHECKS.index("arguments"), bad_format or [Reason("arguments_missing", call.index, call.name, "", "")]
+    check = schemas.checks.get(call.name)
+    if check is None:
+        return CHECKS.index("tool"), [Reason("unknown_tool", call.index, call.name, "", "")]
+    failed, reasons = check.failing(call.arguments)
+    return failed, [Reason(code, call.index, call.name, parameter, detail) for code, parameter, detail in reasons]
 
 
 def check_reply(parsed: ParsedReply, schemas: ToolSchemas) -> RowCheck:
@@ -2095,7 +2531,8 @@ def check_reply(parsed: ParsedReply, schemas: ToolSchemas) -> RowCheck:
     first, reasons = len(CHECKS), []
     for call in parsed.calls:
         index, call_reasons = _check_call(call, parsed.findings, schemas)
-        first, reasons = min(first, index), reasons + call_reasons
+        first = min(first, index)
+        reasons += call_reasons
     return RowCheck(first, tuple(reasons))
 
 
@@ -2302,9 +2739,11 @@ def plan_rows(scan: SourceScan, config: ClaudesidianSyntheticConfig, row_limit: 
     candidates = np.arange(len(scan.labels))
     sides = {}
     if config.test_size is not None:
+        both = named.selection != "desirable_only"
         held_out = np.array(held_out_rows(scan.labels.tolist(), scan.prompts.tolist(), config.test_size, config.seed,
-                                          None if scan.member is None else scan.member,
-                                          both_labels=named.selection != "desirable_only"))
+                                          both_labels=both) if scan.member is None else
+                            family_held_out(scan.labels, scan.prompts, scan.member, config.test_size, config.seed,
+                                            both_labels=both), dtype=np.int64)
         candidates = np.setdiff1d(candidates, held_out)
         sides["test"] = held_out
     sides = {"train": candidates, **sides}
@@ -2381,10 +2820,16 @@ def _refuse_unparsed(scan: SourceScan, config: ClaudesidianSyntheticConfig, spli
     for split, rows in splits.items():
         bad = np.unique(rows[scan.tool_checks[rows] == 0])
         if len(bad):
+            if scan.member is None:
+                named = "source rows " + ", ".join(str(row + 1) for row in bad[:8].tolist())
+            else:  # a family's rows, counted from 1 in each member's file
+                first = {member: int(np.argmax(scan.member == member)) for member in np.unique(scan.member).tolist()}
+                named = ", ".join(f"{list(MEMBERS)[scan.member[row]]}'s row {row - first[scan.member[row]] + 1}"
+                                  for row in bad[:8].tolist())
             raise OptionError(
                 "{layout} needs the tool calls of every row it holds to parse, and " + f"{plural(len(bad), 'row')} "
-                f"of the {split} split do not (source rows {', '.join(str(row + 1) for row in bad[:8].tolist())}"
-                f"{', ...' if len(bad) > 8 else ''}): give " + "{drop} (or {relabel}) to leave them out",
+                f"of the {split} split do not ({named}{', ...' if len(bad) > 8 else ''}): give "
+                + "{drop} (or {relabel}) to leave them out",
                 layout=Mention("layout", config.layout), drop=Mention("gate", "drop"),
                 relabel=Mention("gate", "relabel"))
 
@@ -2522,11 +2967,11 @@ def preference_pairs(labels: Sequence[bool], prompts: Sequence, replies: Sequenc
 
 
 def held_out_rows(labels: Sequence[bool], prompt_keys: Sequence, test_size: Union[float, int], seed: int,
-                  members: Optional[Sequence[int]] = None, both_labels: bool = True) -> list:
+                  members: Optional[Sequence[int]] = None, both_labels: Optional[bool] = True) -> list:
     """Sorted source rows of a test split that shares no prompt with the rest, sized and stratified:
     its row count and its desirable count (and, with `members`, each member's count of each label) each lie
     within the largest prompt group of the exact figures. Each side needs both labels, or, where the config
-    holds desirable rows only (`both_labels=False`), a desirable row.
+    holds desirable rows only (`both_labels=False`), a desirable row (`None`: neither, for a part of a split).
 
     Prompt groups are shuffled by a generator of their own (seeded from `seed`), then taken while they
     fit under every stratum's exact count; a second pass fills up to the row count."""
@@ -2581,6 +3026,8 @@ def held_out_rows(labels: Sequence[bool], prompt_keys: Sequence, test_size: Unio
             f"found (best: {desirable + undesirable} rows, {desirable} desirable; the largest group of rows sharing "
             "a prompt has " + f"{largest}); try another test size or seed", given=given,
         )
+    if both_labels is None:  # a part of a split, whose labels the whole split's check covers
+        return sorted(taken)
     if not both_labels:  # desirable rows only (SFT): both sides need some
         if desirable == 0 or sum(labels) == desirable:
             side = "test" if desirable == 0 else "train"
@@ -2594,6 +3041,33 @@ def held_out_rows(labels: Sequence[bool], prompt_keys: Sequence, test_size: Unio
         )
     if sum(labels) - desirable == 0 or n - sum(labels) - undesirable == 0:
         raise OptionError("{given} leaves the train split with one label; give a smaller test size", given=given)
+    return sorted(taken)
+
+
+def family_held_out(labels: np.ndarray, prompt_keys: np.ndarray, members: np.ndarray, test_size: Union[float, int],
+                    seed: int, both_labels: bool = True) -> list:
+    """Sorted rows of a family config's test split: claude's rows that claude's own configs hold out with the
+    same `test_size` and `seed` (so a model trained on them, then on the family, or the other way, is never
+    evaluated on a prompt it trained on), every other member's row of a prompt on either side of that split on
+    the same side, and of the rest the same share (`test_size` of claude's rows), prompt-disjoint and stratified
+    by member and label (`held_out_rows`). Claude is the family's first member, which every family config reads.
+
+    >>> family_held_out(np.array([True, False, True, False, True, False]), np.array(["p", "q", "r", "s", "p", "t"]),
+    ...                 np.array([0, 0, 0, 0, 1, 1]), 0.5, 42)
+    [0, 1, 4]
+    """
+    claude = np.flatnonzero(members == 0)
+    tested = claude[np.asarray(held_out_rows(labels[claude].tolist(), prompt_keys[claude].tolist(), test_size, seed,
+                                             both_labels=both_labels), dtype=np.int64)]
+    others = np.flatnonzero(members != 0)
+    sides = np.isin(prompt_keys[others], prompt_keys[tested]), np.isin(prompt_keys[others], prompt_keys[claude])
+    taken, free = [*tested.tolist(), *others[sides[0]].tolist()], others[~sides[1]]
+    share = test_size if isinstance(test_size, float) else test_size / len(claude)
+    wanted = round(share * len(others)) - int(sides[0].sum())
+    if len(free) and wanted >= 1:
+        picked = held_out_rows(labels[free].tolist(), prompt_keys[free].tolist(), min(wanted, len(free) - 1), seed,
+                               members[free] - 1, both_labels=None)  # claude's part checked the labels
+        taken += free[np.asarray(picked, dtype=np.int64)].tolist()
     return sorted(taken)
 
 

@@ -3,11 +3,13 @@
 Both checkouts run the same cases on the same generated sources, one fresh process each with its own
 `datasets` cache; in every round each case runs once per checkout, the order alternating between
 rounds, and every figure is this checkout's over the other's within a round: per case, the median
-over the rounds and the lowest and highest round. Nothing is written unless `--out FILE` says where.
+over the rounds and the lowest and highest round. `--runs` repeats the whole comparison (each run's
+medians are kept; the figures pool every round). Nothing is written unless `--out FILE` says where.
+Both checkouts draw the export's figures, so both need matplotlib (the `plots` extra).
 
-    git worktree add ../before 304f452 && (cd ../before && python -m venv .venv && .venv/bin/pip install -e .)
+    git worktree add ../before 304f452 && (cd ../before && python -m venv .venv && .venv/bin/pip install -e ".[plots]")
     python benchmarks/against.py ../before                 # 100k and 1M rows (about 15 minutes)
-    python benchmarks/against.py ../before --rows 100000 --repeats 3
+    python benchmarks/against.py ../before --rows 100000 --repeats 3 --runs 3
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ CASES_AT = {100_000: ("build", "build_with_test", "export"), 1_000_000: ("build"
 
 
 def compare(other: pathlib.Path, python: str, rows: int, repeats: int, workdir: pathlib.Path) -> dict:
-    """Per case: this checkout's wall time and peak RSS over the other's, round by round."""
+    """Per case and checkout: the (wall time, peak RSS) of each round."""
     source = workdir / f"rows{rows}.jsonl"
     generate_source(source, rows)
     with open(source, "rb") as file:
@@ -52,6 +54,12 @@ def compare(other: pathlib.Path, python: str, rows: int, repeats: int, workdir: 
                     if leftover.exists():
                         shutil.rmtree(leftover)
     source.unlink()
+    return measured
+
+
+def figures(measured: dict) -> dict:
+    """Per case: this checkout's wall time and peak RSS over the other's, round by round: the medians and
+    the median, lowest and highest ratio."""
     report = {}
     for case, runs in measured.items():
         report[case] = {}
@@ -101,6 +109,7 @@ def main() -> None:
     parser.add_argument("--python", help="the other checkout's Python (default: OTHER/.venv/bin/python)")
     parser.add_argument("--rows", type=int, nargs="+", choices=sorted(CASES_AT), default=sorted(CASES_AT))
     parser.add_argument("--repeats", type=at_least_one, default=3, help="paired rounds per size")
+    parser.add_argument("--runs", type=at_least_one, default=1, help="whole comparisons, each run's medians kept")
     parser.add_argument("--out", help="write the results (JSON) to this file")
     args = parser.parse_args()
     other = args.other.resolve()
@@ -108,21 +117,30 @@ def main() -> None:
     if args.out and not pathlib.Path(args.out).resolve().parent.is_dir():
         parser.error(f"--out {args.out}: its folder does not exist; create it or choose another file")
     commit = check_other(parser, other, python)
-    print(f"{'rows':>9}  {'case':<16} {'measure':<13} this checkout / the other: median ratio over the rounds "
+    print(f"{'':<5} {'rows':>9}  {'case':<16} {'measure':<13} this checkout / the other: median ratio over the rounds "
           "(lowest-highest)", flush=True)
-    results = {}
+    pooled, runs = {}, []
     with tempfile.TemporaryDirectory() as temp:
-        for rows in args.rows:
-            results[str(rows)] = compare(other, python, rows, args.repeats, pathlib.Path(temp))
-            for case, figures in results[str(rows)].items():
-                for key, figure in figures.items():
-                    unit = "s" if key == "wall_s" else "MiB"
-                    print(f"{rows:>9}  {case:<16} {key:<13} {figure['this_median']:g} {unit} / "
-                          f"{figure['other_median']:g} {unit}: {figure['ratio_median']:.3f}x "
-                          f"({figure['ratio_lowest']:.3f}-{figure['ratio_highest']:.3f})", flush=True)
+        for run in range(args.runs):
+            runs.append({})
+            for rows in args.rows:
+                measured = compare(other, python, rows, args.repeats, pathlib.Path(temp))
+                for case, rounds in measured.items():
+                    for name, values in rounds.items():
+                        pooled.setdefault(str(rows), {}).setdefault(case, {}).setdefault(name, []).extend(values)
+                runs[-1][str(rows)] = {case: {key: figure["ratio_median"] for key, figure in each.items()}
+                                       for case, each in figures(measured).items()}
+                for case, each in figures(measured).items():
+                    for key, figure in each.items():
+                        unit = "s" if key == "wall_s" else "MiB"
+                        print(f"run {run + 1} {rows:>9}  {case:<16} {key:<13} {figure['this_median']:g} {unit} / "
+                              f"{figure['other_median']:g} {unit}: {figure['ratio_median']:.3f}x "
+                              f"({figure['ratio_lowest']:.3f}-{figure['ratio_highest']:.3f})", flush=True)
+    results = {rows: figures(measured) for rows, measured in pooled.items()}
     if args.out:
-        report = {"other": other.name, "other_commit": commit, "repeats": args.repeats,
-                  "ratio_is": "per case, the median over the rounds of (this / other within the round)",
+        report = {"other": other.name, "other_commit": commit, "repeats": args.repeats, "runs": runs,
+                  "ratio_is": "per case, the median over the rounds of (this / other within the round); results "
+                              "pool the rounds of every run, runs hold each run's medians",
                   "results": results}
         pathlib.Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.out}")

@@ -1,4 +1,4 @@
-"""Benchmark `claudesidian_synthetic.load` against `datasets.load_dataset("json")` and a naive recipe.
+"""Benchmark `claudesidian_synthetic.load` and `stats` against `datasets.load_dataset("json")` and a naive recipe.
 
 Every measurement is a fresh Python process (whole-process wall time and peak RSS, imports included),
 the cases take turns in each of `--repeats` rounds (three times as many for the 1k-row cases: they
@@ -12,10 +12,11 @@ the whole benchmark; a target counts as met when the median meets it in every ru
     python benchmarks/benchmark.py --rows 10000 --repeats 1 --runs 1 --out /tmp/smoke.json   # a smoke
     python benchmarks/benchmark.py --million     # adds the 1M-row figures (minutes, 1.6 GB of disk)
 
-Nothing is written unless `--out FILE` names where. The 1M-row case compares fresh processes at 100k
-and at 1M rows: a `balanced_custom` build (peak RSS, target at most 1.5x the 100k build's), a sharded
-export of every row in mixed order, and streaming every row. `full` promises the v1.0.0 bytes, so on a
-generated source "every row" is `balanced_custom` with both classes kept whole.
+Nothing is written unless `--out FILE` names where. The 1M-row case (in each run) compares fresh processes
+at 100k and at 1M rows: a `balanced_custom` build (wall time against the json loader's on the same 1M-row
+file, target at most 1.2x; peak RSS, target at most 1.5x the 100k build's), a sharded export of every row
+in mixed order (peak RSS, target at most 1.5x the 100k export's), and streaming every row. `full` promises
+the v1.0.0 bytes, so on a generated source "every row" is `balanced_custom` with both classes kept whole.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ CASES = {
         "d = datasets.Dataset.from_list([{{'prompt': r['conversations'][:-1], 'completion': r['conversations'][-1:],"
         " 'label': r['label'], 'context': r.get('context')}} for r in picked])"
     ),
+    # `claudesidian-synthetic stats CONFIG --source FILE`: the plan, every row counted, the tool-call funnel.
+    "stats": "from claudesidian_tools.cli import main\nraise SystemExit(main(['stats', {config!r}, '--source', "
+             "{source!r}]))",
 }
 
 
@@ -118,33 +122,55 @@ MILLION_CASES = {
         "n = sum(1 for _ in cs.load('balanced_custom', split='train', source={source!r}, streaming=True,"
         " desirable={desirable}, undesirable={undesirable}))\nassert n == {desirable} + {undesirable}"
     ),
+    "json": CASES["json"].replace("{data!r}", "{source!r}"),  # the baseline of the 1M build's wall time
 }
 
 
-def million_case(workdir: pathlib.Path, repeats: int) -> dict:
-    """Wall time and peak RSS at 100k and at 1M rows, and the 1M / 100k ratios."""
-    runs = {}
+def million_sources(workdir: pathlib.Path) -> dict:
+    """The 100k- and 1M-row sources, generated once for every run: {rows: the fields of MILLION_CASES}."""
+    sources = {}
     for rows in (100_000, 1_000_000):
         source = workdir / f"rows{rows}.jsonl"
         generate_source(source, rows)
         with open(source, "rb") as file:  # line by line: a child forked from a big parent inherits its peak RSS
             desirable = sum(b'"label": true' in line for line in file)
-        fields = {"source": str(source), "desirable": desirable, "undesirable": rows - desirable,
-                  "folder": str(workdir / f"export{rows}")}
+        sources[rows] = {"source": str(source), "desirable": desirable, "undesirable": rows - desirable,
+                         "folder": str(workdir / f"export{rows}")}
+    return sources
+
+
+def million_run(sources: dict, repeats: int, workdir: pathlib.Path) -> dict:
+    """One run of the 1M-row case: wall time and peak RSS of every case at 100k and at 1M rows."""
+    runs = {}
+    for rows, fields in sources.items():
         codes = {f"{name}_{rows}": code.format(**fields) for name, code in MILLION_CASES.items()}
         runs.update(run_cases(codes, repeats, False, workdir))
         shutil.rmtree(fields["folder"], ignore_errors=True)
-        source.unlink()
+    return runs
+
+
+def million_case(runs: list) -> dict:
+    """The 1M-row figures of every run: per case the median over all rounds, the 1M / 100k ratios of
+    those, and per run the 1M build's wall time over the json loader's (paired rounds)."""
+    pooled = {name: {key: [value for run in runs for value in run[name][key]] for key in runs[0][name]}
+              for name in runs[0]}
     medians = {name: {key: round(statistics.median(values), 3) for key, values in measured.items()}
-               for name, measured in runs.items()}
+               for name, measured in pooled.items()}
     ratios = {
         f"{name}: 1M / 100k {key}": round(medians[f"{name}_1000000"][key] / medians[f"{name}_100000"][key], 3)
-        for name in MILLION_CASES for key in ("wall_s", "peak_rss_mib")
+        for name in MILLION_CASES if name != "json" for key in ("wall_s", "peak_rss_mib")
     }
-    return {"medians": medians, "ratios": ratios, "targets": million_targets(ratios)}
+    paired = [paired_ratios(run, "build_1000000", "json_1000000", "wall_s") for run in runs]
+    build_vs_json = {"what": "1M-row balanced_custom build vs json loader: wall", "target_at_most": BUILD_VS_JSON_1M,
+                     "medians": [round(statistics.median(each), 3) for each in paired],
+                     "spreads": [[round(min(each), 3), round(max(each), 3)] for each in paired]}
+    build_vs_json["met"] = all(median <= BUILD_VS_JSON_1M for median in build_vs_json["medians"])
+    return {"medians": medians, "ratios": ratios, "targets": million_targets(ratios), "build_vs_json_1m": build_vs_json,
+            "rounds": runs}
 
 
 MILLION_TARGETS = {"build": 1.5, "export": 1.5}  # peak RSS at 1M rows over the peak at 100k, at most
+BUILD_VS_JSON_1M = 1.2  # the 1M build's wall time over the json loader's on the same file, at most
 
 
 def million_targets(ratios: dict) -> dict:
@@ -161,14 +187,15 @@ def paired_ratios(runs: dict, name: str, baseline: str, key: str) -> list:
 
 # (what, case, baseline, measure, target: the ratio at most)
 COMPARISONS = [
-    ("1. balanced_254 vs json loader, fresh cache: wall", "small_fresh_builder", "small_fresh_json", "wall_s", 1.10),
+    ("1. balanced_254 vs json loader, fresh cache: wall", "small_fresh_builder", "small_fresh_json", "wall_s", 1.0),
     ("2. balanced_254 vs json loader, warm cache: wall", "small_warm_builder", "small_warm_json", "wall_s", 1.05),
-    ("3a. scale: balanced_custom vs json loader: wall", "scale_fresh_builder", "scale_fresh_json", "wall_s", 1.2),
+    ("3a. scale: balanced_custom vs json loader: wall", "scale_fresh_builder", "scale_fresh_json", "wall_s", 1.0),
     ("3b. scale: balanced_custom vs json loader: peak RSS", "scale_fresh_builder", "scale_fresh_json",
-     "peak_rss_mib", 1.2),
+     "peak_rss_mib", 0.65),
     ("3c. scale: balanced_custom vs naive recipe: wall", "scale_fresh_builder", "scale_fresh_naive", "wall_s", 0.55),
     ("3d. scale: balanced_custom vs naive recipe: peak RSS", "scale_fresh_builder", "scale_fresh_naive",
      "peak_rss_mib", 1 / 1.5),
+    ("4. scale: stats balanced_custom vs json loader: wall", "scale_fresh_stats", "scale_fresh_json", "wall_s", 1.5),
 ]
 
 
@@ -187,7 +214,7 @@ def one_run(rows: int, repeats: int) -> dict:
             label = "warm" if warm else "fresh"
             codes = {f"small_{label}_{case}": CASES[case].format(**small) for case in ("builder", "json")}
             runs.update(run_cases(codes, 3 * repeats, warm, workdir))
-        codes = {f"scale_fresh_{case}": CASES[case].format(**scale) for case in ("builder", "json", "naive")}
+        codes = {f"scale_fresh_{case}": CASES[case].format(**scale) for case in ("builder", "json", "naive", "stats")}
         runs.update(run_cases(codes, repeats, False, workdir))
     ratios = []
     for what, name, baseline, key, target in COMPARISONS:
@@ -222,20 +249,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=7, help="rounds at 100k rows (x3 at 1k rows)")
     parser.add_argument("--runs", type=int, default=3, help="whole runs; a target is met when every run's median is")
     parser.add_argument("--out", help="write the results (JSON) to this file; without it they are only printed")
-    parser.add_argument("--million", action="store_true", help="also run the 1M-row case (not run in CI)")
+    parser.add_argument("--million", action="store_true", help="also run the 1M-row case in each run (not in CI)")
     return parser.parse_args(argv)
 
 
 def main() -> None:
     args = parse_args()
     require_the_package("benchmark.py")
-    runs = []
-    for run in range(args.runs):
-        runs.append(one_run(args.rows, args.repeats))
-        print(f"run {run + 1} of {args.runs}:")
-        for row in runs[-1]["ratios"]:
-            print(f"  {row['what']:<56} {row['median']:>6.3f}x ({row['lowest']:.3f}-{row['highest']:.3f})  "
-                  f"target <= {row['target_at_most']}  {'met' if row['met'] else 'MISSED'}")
+    runs, million_runs = [], []
+    with tempfile.TemporaryDirectory() as temp:
+        sources = million_sources(pathlib.Path(temp)) if args.million else {}
+        for run in range(args.runs):
+            runs.append(one_run(args.rows, args.repeats))
+            print(f"run {run + 1} of {args.runs}:")
+            for row in runs[-1]["ratios"]:
+                print(f"  {row['what']:<56} {row['median']:>6.3f}x ({row['lowest']:.3f}-{row['highest']:.3f})  "
+                      f"target <= {row['target_at_most']}  {'met' if row['met'] else 'MISSED'}")
+            if args.million:
+                million_runs.append(million_run(sources, 2, pathlib.Path(temp)))
+                paired = paired_ratios(million_runs[-1], "build_1000000", "json_1000000", "wall_s")
+                print(f"  1M build vs json loader: wall {statistics.median(paired):.3f}x")
     report = {
         "rows_scale": args.rows,
         "python": sys.version.split()[0],
@@ -252,8 +285,7 @@ def main() -> None:
         "runs": runs,
     }
     if args.million:
-        with tempfile.TemporaryDirectory() as temp:
-            report["million_rows"] = million_case(pathlib.Path(temp), repeats=2)
+        report["million_rows"] = million_case(million_runs)
         for what, ratio in report["million_rows"]["ratios"].items():
             print(f"{what:<58} {ratio:>7.3f}x")
     print(f"in every one of {args.runs} run(s): " + ", ".join(

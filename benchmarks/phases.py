@@ -1,13 +1,13 @@
 """Where a 100k-row `balanced_custom` build spends its time, phase by phase, next to the json loader's engine.
 
 One process, `--repeats` fresh caches, medians in seconds. The builder's phases are timed by wrapping
-its public methods (nothing else changes): the source hash that keys the cache (`__init__`), the strict
+its public methods (nothing else changes): the source digest that keys the cache (`__init__`), the strict
 scan of every line (`plan_splits`), reading and decoding the selected lines (`iter_examples`), and
 `datasets`' writer (the rest of the build).
 Python's garbage-collector pauses are counted too (they happen inside those phases, mostly while
-examples wait in the writer's batch). The same build with the per-line checks skipped shows what the
-strictness costs. The floors are the same work without the builder: `json` decoding of every line,
-and pyarrow's multithreaded JSON reader, which `load_dataset("json")` uses.
+examples wait in the writer's batch). The floors are the same decoding without the builder: Python's
+`json` on every line, msgspec decoding every line into the typed rows the scan checks them as (the
+checks are that decoding), and pyarrow's multithreaded JSON reader, which `load_dataset("json")` uses.
 
     python benchmarks/phases.py                                 # 100,000 rows, 3 repeats, printed only
     python benchmarks/phases.py --out benchmarks/phases.json    # the committed profile
@@ -35,6 +35,7 @@ from benchmarks.benchmark import generate_source, require_the_package  # noqa: E
 require_the_package("phases.py")  # a Python without the package: say what to run, not a traceback
 
 import datasets  # noqa: E402
+import msgspec  # noqa: E402
 import pyarrow.json  # noqa: E402
 
 import claudesidian_synthetic as cs  # noqa: E402
@@ -42,8 +43,8 @@ import claudesidian_synthetic as cs  # noqa: E402
 
 def timed_build(source: str, cache: str) -> dict:
     """Seconds per phase of one `load("balanced_custom")` into an empty cache."""
-    phases = ("builder init (sha256 cache key)", "scan: check every line", "selected lines: read+decode",
-              "datasets writer")
+    phases = ("builder init (source digest for the cache key)", "scan: check every line",
+              "selected lines: read+decode", "datasets writer")
     spent = dict.fromkeys(phases, 0.0)
     builder_class = cs.ClaudesidianSynthetic
     originals = {name: getattr(builder_class, name) for name in ("__init__", "plan_splits", "iter_examples")}
@@ -68,7 +69,7 @@ def timed_build(source: str, cache: str) -> dict:
                 spent["selected lines: read+decode"] += time.perf_counter() - start
             yield row
 
-    patches = {"__init__": wrap("__init__", "builder init (sha256 cache key)"),
+    patches = {"__init__": wrap("__init__", "builder init (source digest for the cache key)"),
                "plan_splits": wrap("plan_splits", "scan: check every line"),
                "iter_examples": timed_generation}
     pause_started = []
@@ -94,29 +95,21 @@ def timed_build(source: str, cache: str) -> dict:
     return spent
 
 
-def unchecked_build(source: str, cache: str) -> float:
-    """Seconds of the same `load()` with the per-line schema checks skipped (each line only decoded):
-    what the strictness costs."""
-    parse_line, decoder = cs.parse_line, json.JSONDecoder()
-    cs.parse_line = lambda line, path, number: decoder.raw_decode(line.decode("utf-8"))[0]
-    try:
-        start = time.perf_counter()
-        cs.load("balanced_custom", split="train", source=source, cache_dir=cache)
-        return time.perf_counter() - start
-    finally:
-        cs.parse_line = parse_line
-
-
 def floors(source: str) -> dict:
-    """The same file without the builder: Python's json on every line, and pyarrow's reader."""
-    start = time.perf_counter()
-    with open(source, "rb") as file:
-        for line in file:
-            json.loads(line)
-    decoded = time.perf_counter() - start
+    """The same file without the builder: Python's json on every line, msgspec decoding every line into the
+    scan's typed rows, and pyarrow's reader."""
+    figures = {}
+    for name, decode in (("json.loads of every line", json.loads),
+                         ("msgspec typed decode of every line", msgspec.json.Decoder(cs._Row).decode)):
+        start = time.perf_counter()
+        with open(source, "rb") as file:
+            for line in file:
+                decode(line)
+        figures[name] = time.perf_counter() - start
     start = time.perf_counter()
     pyarrow.json.read_json(source)
-    return {"json.loads of every line": decoded, "pyarrow.json.read_json (threads)": time.perf_counter() - start}
+    figures["pyarrow.json.read_json (threads)"] = time.perf_counter() - start
+    return figures
 
 
 def main() -> None:
@@ -132,7 +125,6 @@ def main() -> None:
         for repeat in range(args.repeats):
             runs.append({
                 **timed_build(source, os.path.join(temp, f"cache-{repeat}")),
-                "total load(), line checks skipped": unchecked_build(source, os.path.join(temp, f"unchecked-{repeat}")),
                 **floors(source),
             })
     report = {

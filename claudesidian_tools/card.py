@@ -119,8 +119,9 @@ def describe(entry: Mapping) -> str:
                              for note in notes.get("said", ()) if note.startswith("gate: ")) + ")")
     if "test" in entry["stats"]:
         test = entry["stats"]["test"]
+        strata = ("member and label (claude's rows those claude's configs hold out)" if named.family else "label")
         text += (f". The `test` split ({test['rows']} rows) was held out of the source first: "
-                 f"prompt-disjoint ({entry['shared_prompts']} prompts shared with `train`), stratified by label, "
+                 f"prompt-disjoint ({entry['shared_prompts']} prompts shared with `train`), stratified by {strata}, "
                  f"seed {resolved['seed']}, test size {resolved['test_size']}, the same prompts in every config "
                  "with these two options")
         if test["duplicates"]:
@@ -212,8 +213,10 @@ def _member_files(manifest: Mapping) -> list[dict]:
     recorded = manifest["source"].get("members", {})
     revision = manifest["source"]["revision"] or "main"
     return [{"name": name, "file": cs.MEMBERS[name].file, "version": cs.MEMBERS[name].version,
-             "rows": cs.MEMBERS[name].rows, "sha256": figures["sha256"], "licence": cs.MEMBERS[name].licence,
-             "url": cs.member_url(name, revision)} for name, figures in recorded.items()]
+             "rows": cs.MEMBERS[name].rows, "licence": cs.MEMBERS[name].licence, "url": cs.member_url(name, revision),
+             "sha256": figures["sha256"] if figures["sha256"] == cs.MEMBERS[name].sha256 else
+             f"{figures['sha256']}` (not the pinned `{cs.MEMBERS[name].sha256}`)"}
+            for name, figures in recorded.items()]
 
 
 def _member_rows(name: str, split: str, stats: Mapping) -> list[dict]:
@@ -282,15 +285,13 @@ def _builder_block(entries: list, manifest: Mapping, where: Mapping) -> str:
         wide["revision"] = repr(manifest["source"]["revision"])
     if not manifest["tool_schemas"]["pinned"]:  # the copy the export keeps
         wide["tool_schemas"] = where["schemas"]
-    calls, family = [], False
+    calls = []
     for entry in entries:
         given = {key: repr(value) for key, value in entry["options"].items()}
-        if cs.CONFIGS[entry["config"]].family:  # three files: downloaded, or from a folder that holds them
-            given["source"], family = "source", True
         options = "".join(f", {key}={value}" for key, value in {**given, **wide}.items())
-        calls.append(f'    "{entry["name"]}": cs.load("{entry["config"]}"{options}),')
-    folder = ["source = None  # the family's files download; offline, the folder that holds them"] if family else []
-    return "\n".join([where["builder"], "import claudesidian_synthetic as cs", *folder, "built = {", *calls, "}"])
+        calls.append(f'    "{entry["name"]}": cs.load("{entry["config"]}", source=source{options}),')
+    folder = "source = None  # the source files download; offline, the folder that holds them"
+    return "\n".join([where["builder"], "import claudesidian_synthetic as cs", folder, "built = {", *calls, "}"])
 
 
 def _tool_rows(name: str, split: str, stats: Mapping, layout: cs.Layout) -> list[dict]:

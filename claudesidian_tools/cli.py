@@ -450,7 +450,8 @@ def make_parser() -> argparse.ArgumentParser:
     verify.add_argument("target", metavar="FOLDER_OR_REPO", help="an exported folder, or a Hub repository owner/name")
     verify.add_argument("--revision", action=_Once, help="the repository's revision to check (default: main)")
     verify.add_argument("--source", action=_Once,
-                        help="a local copy of the source the export was made from (default: the pinned Hub file)")
+                        help="a local copy of the source the export was made from, or the folder that holds the "
+                        "source files (a family config's three) (default: the pinned files, downloaded)")
     return parser
 
 

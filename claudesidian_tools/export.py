@@ -398,7 +398,7 @@ def _write_config(folder: str, spec: ConfigSpec, *, source, revision, num_shards
     try:
         built = cs.builder(spec.config_name, source=source, revision=revision, **spec.options,
                            **schemas_option(spec.config_name, spec.options, tool_schemas))
-        plans = built.plan_splits(writes_to=folder)
+        plans = built.plan_splits(writes_to=folder, tool_schemas=schemas)
     except cs.SourceError as error:
         if defaults and cs.CONFIGS[spec.config_name].pinned and "is not the v1.0.0 source" in str(error):
             raise _another_version(error.path, spec.config_name) from None
@@ -427,7 +427,7 @@ def _write_config(folder: str, spec: ConfigSpec, *, source, revision, num_shards
             raise cs.OptionError(f"{where}: {shards} shards of at most {max_bytes:,} bytes are needed, more than its "
                                  f"{what}: give a larger --max-shard-size")
         writer = _ShardWriter(folder, where, shard_bounds(rows, shards, config.batch_size, where), schema)
-        counted[split], notes[split] = SplitStats(config.layout, tokenizer, schemas), plan.notes
+        counted[split], notes[split] = SplitStats(config.layout, tokenizer, schemas, plan.checks), plan.notes
         tables, pending = [], 0
         for batch in built.iter_batches(plan, min(ROWS_PER_CHUNK, ROWS_PER_ROW_GROUP)):
             counted[split].add(batch)

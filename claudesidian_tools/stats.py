@@ -59,10 +59,12 @@ def _plain(value):
 class SplitStats:
     """The numbers of one split, accumulated batch by batch: per row a label byte, a few lengths, two
     16-byte digests and the first tool-call check it fails (never the text), so memory follows the row
-    count, not the text. `schemas` are the tool schemas its calls are checked against."""
+    count, not the text. `schemas` are the tool schemas its calls are checked against; `checks` their results
+    where the builder's plan has them (`cs.ReplyChecks`), else each reply is checked here."""
 
-    def __init__(self, layout: str, tokenizer=None, schemas: cs.ToolSchemas | None = None):
-        self.layout, self.tokenizer, self.schemas = cs.LAYOUTS[layout], tokenizer, schemas
+    def __init__(self, layout: str, tokenizer=None, schemas: cs.ToolSchemas | None = None,
+                 checks: cs.ReplyChecks | None = None):
+        self.layout, self.tokenizer, self.schemas, self.checks = cs.LAYOUTS[layout], tokenizer, schemas, checks
         self.rows = 0
         self.labels = bytearray()
         self.prompt_chars, self.reply_chars, self.tools_chars = array.array("q"), array.array("q"), array.array("q")
@@ -74,6 +76,7 @@ class SplitStats:
         self._first_failed = bytearray()
         self._reasons = (Counter(), Counter())  # desirable, undesirable
         self._unanswered = [0, 0]  # rows with a call that got no result: desirable, undesirable
+        self._replies = 0  # the labelled replies taken so far (two per pair): a place in `checks`
         self._unrenderable: list[int] = []  # positions of the rows the chat template cannot render
         self._unrenderable_reason = ""
         # A family config's rows: each one's member (an index into cs.MEMBERS), and the reasons per member.
@@ -102,26 +105,36 @@ class SplitStats:
             self._members += bytes(members)
         for label, prompt, reply, member in zip(labels, prompts, replies, members):
             self._add_reply(label, prompt, reply, member)
+            self._replies += 1
         if self.tokenizer is not None:
             tools = [listed for listed in batch["tools"] for _ in range(per_row)] if self.layout.tools else None
             self._add_tokens(prompts, replies, tools, [first + index // per_row for index in range(len(replies))])
 
     def _add_reply(self, label: bool, prompt: list, reply: list, member: int | None = None) -> None:
-        """One labelled reply's calls (checked against the schemas) and what the trainer's loss sees of it."""
-        parsed = cs.calls_of(reply)
-        if self.schemas is not None:
-            checked = cs.check_reply(parsed, self.schemas)
-            self._first_failed.append(checked.first_failed)
-            reasons = [(reason.code, reason.tool, reason.parameter) for reason in checked.reasons]
-            self._reasons[0 if label else 1].update(reasons)
-            if member is not None:
-                self._member_reasons.setdefault((member, 0 if label else 1), Counter()).update(reasons)
-        answered = {part.call for part in parsed.parts if isinstance(part, cs.Result)}
-        self._unanswered[0 if label else 1] += any(call.index not in answered for call in parsed.calls)
+        """One labelled reply's calls (checked against the schemas) and what the trainer's loss sees of it. Where
+        the builder's plan has the replies' checks (`self.checks`), the reply is not parsed again."""
+        if self.checks is not None:
+            place = self._replies
+            unanswered, results = bool(self.checks.unanswered[place]), int(self.checks.result_chars[place])
+        else:
+            parsed = cs.calls_of(reply)
+            unanswered, results = parsed.unanswered, parsed.result_chars
+            if self.schemas is not None:
+                checked = cs.check_reply(parsed, self.schemas)
+                self._first_failed.append(checked.first_failed)
+                reasons = [(reason.code, reason.tool, reason.parameter) for reason in checked.reasons]
+                self._reasons[0 if label else 1].update(reasons)
+                if member is not None:
+                    self._member_reasons.setdefault((member, 0 if label else 1), Counter()).update(reasons)
+        self._unanswered[0 if label else 1] += unanswered
         if self.layout.trainer:
             seen = self.layout.loss_messages(prompt, reply)
             self.loss_chars += message_chars(seen)
-            self.tool_output_chars += tool_output_chars(seen)
+            if self.layout.trainer == "sft":  # the loss sees the assistant's turns: a tools layout's results apart
+                self.tool_output_chars += tool_output_chars([message for message in seen if message not in reply]) + (
+                    0 if self.layout.tools else results)
+            else:  # the completion, results and all
+                self.tool_output_chars += results
 
     def _add_tokens(self, prompts: list, replies: list, tools: list | None, positions: list) -> None:
         """Token lengths of each reply as its trainer tokenizes it; a row the chat template cannot render is
@@ -235,9 +248,11 @@ class SplitStats:
         the rows holding a call that got no result (a whole reply only: a decision's result comes after it);
         for undesirable rows also how many are bad by format and how many are WELL_FORMED_BUT_FAILING (what
         KTO must learn from)."""
-        first_failed = np.frombuffer(self._first_failed, dtype=np.uint8)
+        first_failed, reasons_by_label = np.frombuffer(self._first_failed, dtype=np.uint8), self._reasons
+        if self.checks is not None:  # the builder's plan checked them
+            first_failed, reasons_by_label = self.checks.first_failed, self.checks.reasons
         funnel = {"schemas_sha256": self.schemas.sha256, "checks": list(cs.CHECKS)}
-        for index, (name, rows, reasons) in enumerate(zip(cs.LABEL_NAMES, (labels, ~labels), self._reasons)):
+        for index, (name, rows, reasons) in enumerate(zip(cs.LABEL_NAMES, (labels, ~labels), reasons_by_label)):
             failed = first_failed[rows]
             ranked = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:TOP_REASONS]
             funnel[name] = {
@@ -329,8 +344,8 @@ def count_config(name: str, tokenizer=None, tool_schemas: str | None = None, **o
     built = cs.builder(name, **options, **schemas_option(name, options, tool_schemas))
     schemas = cs.load_tool_schemas(tool_schemas)
     counted, notes = {}, {}
-    for split, plan in built.plan_splits().items():
-        counted[split], notes[split] = SplitStats(built.config.layout, tokenizer, schemas), plan.notes
+    for split, plan in built.plan_splits(tool_schemas=schemas).items():
+        counted[split], notes[split] = SplitStats(built.config.layout, tokenizer, schemas, plan.checks), plan.notes
         for batch in built.iter_batches(plan):
             counted[split].add(batch)
     return counted, notes

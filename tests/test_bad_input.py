@@ -40,6 +40,10 @@ def _with_bad_line(bad, at=3):
          ' "label": true}', "holds the escape \\ud800, half of a surrogate pair"),
         (json.dumps({**GOOD[0], "context": {"sessionId": "s"}}).replace('"s"', '"s\\uDFFF"'),
          "holds the escape \\udfff, half of a surrogate pair"),  # upper-case hex, in context
+        ('{"conversations": [{"role": "user", "content": "\\udc00\\ud800"}, {"role": "assistant", "content": "x"}],'
+         ' "label": true}', "holds the escape \\udc00, half of a surrogate pair"),  # both halves, the wrong way round
+        (json.dumps({**GOOD[0], "label": 1, "conversations": GOOD[0]["conversations"][:1]}),
+         '"label" must be true or false, found 1'),  # two faults: the first the strict reader meets is said
         (json.dumps(GOOD[0]) + " " + json.dumps(GOOD[1]), "not valid JSON (Extra data"),
         ("\x0c" + json.dumps(GOOD[0]), "not valid JSON (Expecting value, column 1)"),  # not JSON whitespace
     ],
@@ -53,6 +57,49 @@ def test_bad_line_is_named(write_source, bad_line, message):
     assert f"{path}, line 3: " in str(caught.value) and message in str(caught.value)
     assert "Fix or delete that line" in str(caught.value) and '{"conversations"' in str(caught.value)
     assert "{{" not in str(caught.value)  # the message's braces are text, written once
+
+
+def test_the_first_bad_line_is_named_when_a_later_one_of_its_block_fails_otherwise(write_source):
+    # Line 2 is JSON of the right types with the wrong last speaker; line 4 is not JSON at all.
+    reversed_turns = json.dumps({**GOOD[0], "conversations": GOOD[0]["conversations"][::-1]})
+    path = write_source([GOOD[0], reversed_turns, GOOD[1], '{"conversations": ['])
+    with pytest.raises(cs.SourceError, match=f"{path}, line 2: the last message must be from the assistant, found "
+                                             "role 'user'"):
+        cs.scan_source(path)
+
+
+def test_a_key_given_twice_keeps_its_last_value_as_json_does(write_source):
+    # msgspec refuses the first "label" (1 is no boolean) and the first "role"; JSON keeps the last of each,
+    # which makes a good row, and the strict reader takes it as Python's json reads it.
+    twice = ('{"label": 1, "conversations": [{"role": 7, "content": "question 9", "role": "user"}, '
+             '{"role": "assistant", "content": "answer 9"}], "label": false}')
+    path = write_source(GOOD[:2] + [twice] + GOOD[2:])
+    assert cs.scan_source(path).labels.tolist() == [True, False, False, True, False, True, False]
+    rows = cs.load("balanced_custom", split="train", source=path, order="source", desirable=3, undesirable=4)
+    assert rows[2] == {"prompt": [{"role": "user", "content": "question 9"}],
+                       "completion": [{"role": "assistant", "content": "answer 9"}], "label": False, "context": None}
+
+
+def test_a_line_longer_than_a_read_block_and_a_last_line_without_newline(tmp_path):
+    # The scan reads the file a block (1 MiB) at a time: a 3 MB line spans blocks; the file's end has no "\n".
+    long_row = make_row(7, True)
+    long_row["conversations"][1]["content"] = "x" * 3_000_000
+    lines = [json.dumps(row).encode() for row in [GOOD[0], long_row, GOOD[1]]]
+    path = tmp_path / "long.jsonl"
+    path.write_bytes(b"\n".join(lines))
+    scan = cs.scan_source(str(path))
+    assert scan.offsets.tolist() == [0, len(lines[0]) + 1, len(lines[0]) + len(lines[1]) + 2]
+    assert scan.lengths.tolist() == [len(lines[0]) + 1, len(lines[1]) + 1, len(lines[2])]
+    assert scan.completion_chars.tolist() == [len("answer 0"), 3_000_000, len("answer 1")]
+    rows = cs.load("balanced_custom", split="train", source=str(path), order="source", desirable=2, undesirable=1)
+    assert [len(row["completion"][0]["content"]) for row in rows] == [8, 3_000_000, 8]
+
+
+def test_the_scans_digests_are_those_of_the_messages(source_path, source_rows):
+    """The typed reader digests its own message objects; the value is `messages_digest` of the rows as dicts."""
+    scan = cs.scan_source(source_path, keys=("prompts", "replies"))
+    assert scan.prompts.tolist() == [cs.messages_digest(row["conversations"][:-1]) for row in source_rows]
+    assert scan.replies.tolist() == [cs.messages_digest(row["conversations"][-1:]) for row in source_rows]
 
 
 def test_a_bad_line_stops_the_whole_load(write_source):
@@ -243,7 +290,8 @@ def test_the_source_names_what_it_cannot_give_end_to_end(source_path):
         cs.load("balanced_custom", source=source_path, desirable=800)
 
 
-def test_source_rewritten_during_the_build_is_one_clear_error(write_source, monkeypatch):
+def test_source_rewritten_during_the_build_is_one_clear_error(write_source, monkeypatch, own_cache):
+    # own_cache: the source's kept facts from an earlier test of the same bytes would spare this build its scan.
     path = write_source(GOOD)
     scan = cs.scan_source
 

@@ -202,9 +202,10 @@ def test_relative_source_is_resolved(source_path, tmp_path, monkeypatch):
     assert len(dataset) == 508
 
 
-def test_the_loading_script_imports_one_name_per_line_and_only_what_datasets_installs():
+def test_the_loading_script_imports_one_name_per_line_and_only_what_the_package_installs():
     # datasets<4 reads a script's imports line by line and misreads `from a import b, c`; the Hub
-    # script must also stand alone: the standard library, `datasets` and what `datasets` requires.
+    # script must also stand alone: the standard library, `datasets`, what `datasets` requires and this
+    # package's own requirements (msgspec), which datasets<4 names in its "install" line when one is missing.
     import ast
     import importlib.metadata
     import re
@@ -215,7 +216,23 @@ def test_the_loading_script_imports_one_name_per_line_and_only_what_datasets_ins
     assert imports and all(len(node.names) == 1 for node in imports)
     modules = {(node.module if isinstance(node, ast.ImportFrom) else node.names[0].name).split(".")[0]
                for node in imports}
-    required = {re.split(r"[^A-Za-z0-9_-]", line)[0].replace("-", "_").lower()
-                for line in importlib.metadata.requires("datasets") if "extra ==" not in line}
+
+    def requirements(package: str) -> set:
+        return {re.split(r"[^A-Za-z0-9_-]", line)[0].replace("-", "_").lower()
+                for line in importlib.metadata.requires(package) if "extra ==" not in line}
+
     third_party = modules - set(sys.stdlib_module_names)
-    assert "datasets" in third_party and third_party - {"datasets"} <= required, third_party - required
+    beyond_datasets = third_party - {"datasets"} - requirements("datasets")
+    assert "datasets" in third_party and beyond_datasets == {"msgspec"} <= requirements("claudesidian-synthetic")
+
+
+@pytest.mark.parametrize("name", ["full", "kto_tools", "pairs"])
+def test_a_plans_examples_are_the_same_whatever_the_window_of_places(source_path, monkeypatch, name):
+    """`iter_examples` turns a plan's places (and relabelled labels, and pairs' two rows) into Python numbers a
+    window at a time; windows of 7 rows, the last one short, give the examples of one window over all 1000."""
+    built = cs.builder(name, source=source_path)
+    plans = built.plan_splits()
+    whole = {split: list(built.iter_examples(plan)) for split, plan in plans.items()}
+    monkeypatch.setattr(cs, "_ROWS_PER_WINDOW", 7)
+    assert {split: list(built.iter_examples(plan)) for split, plan in plans.items()} == whole
+    assert sum(map(len, whole.values())) == {"full": 1000, "kto_tools": 1540 + 173, "pairs": 43}[name]

@@ -290,3 +290,30 @@ def test_verify_rebuilds_a_family_export_from_the_folder(tmp_path):
     result = run_cli("verify", str(tmp_path / "made"), "--source", str(DATA / cs.SOURCE_FILENAME),
                      cache=tmp_path / "hf")
     assert result.returncode == 2 and "is one file, and the export was made from the family's 3" in result.stderr
+
+
+def test_the_family_holds_out_the_prompts_the_claude_configs_hold_out(source_path, family):
+    """Claude's rows of family's test split are full_eval's, and no stage of claude configs and family configs
+    trains on a prompt another is evaluated on."""
+    full_eval = cs.load("full_eval", source=source_path, split="test")
+    claude_test = [row for row in family["test"] if row["source"] == "claude"]
+    assert sorted(map(prompt_key, claude_test)) == sorted(map(prompt_key, full_eval))
+    names = ("full_eval", "sft_tools", "kto_tools", "family", "family_sft_tools", "family_kto_tools")
+    counted = {name: count_config(name, source=str(DATA))[0] for name in names}
+    leaks = held_out_leaks({name: {split: each.prompts() for split, each in splits.items()}
+                            for name, splits in counted.items()})
+    assert len(leaks) == 30 and [leak for leak in leaks if leak["shared"]] == []
+
+
+def test_a_family_held_out_split_of_hand_made_rows():
+    """Claude's part is held_out_rows of claude's rows alone; another member's row goes where its prompt is."""
+    import numpy as np
+
+    labels = np.array([True, False, True, False, True, False, True, False])
+    prompts = np.array(["p", "q", "r", "s", "p", "r", "x", "y"])
+    members = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    claude = cs.held_out_rows(labels[:4].tolist(), prompts[:4].tolist(), 0.5, 42)
+    held = cs.family_held_out(labels, prompts, members, 0.5, 42)
+    assert [row for row in held if row < 4] == claude
+    tested = {prompts[row] for row in claude}
+    assert (4 in held) == ("p" in tested) and (5 in held) == ("r" in tested)  # with claude's row of its prompt

@@ -166,7 +166,7 @@ def _run_at_10k_rows(script: str, tmp_path, *options: str) -> dict:
 @pytest.mark.slow
 def test_benchmark_smoke_at_10k_rows(tmp_path):
     report = _run_at_10k_rows("benchmark.py", tmp_path, "--runs", "2")
-    assert report["rows_scale"] == 10_000 and len(report["ratios"]) == 6 and len(report["runs"]) == 2
+    assert report["rows_scale"] == 10_000 and len(report["ratios"]) == 7 and len(report["runs"]) == 2
     for index, row in enumerate(report["ratios"]):
         in_runs = [run["ratios"][index] for run in report["runs"]]
         assert row["medians"] == [ratio["median"] for ratio in in_runs]
@@ -239,7 +239,7 @@ def test_readme_quotes_the_committed_benchmark_results():
     table = readme[readme.index("| comparison | run 1 |") :].split("\n\n")[0].splitlines()
     assert table[0].count("| run ") == len(committed["runs"]) == 3
     quoted, expected = [], []
-    assert len(table[2:]) == len(committed["ratios"]) == 6
+    assert len(table[2:]) == len(committed["ratios"]) == 7
     for line, row in zip(table[2:], committed["ratios"]):
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         quoted.append(([_quoted_run(cell) for cell in cells[1:-1]], cells[-1]))
@@ -268,6 +268,14 @@ def test_readme_quotes_the_committed_million_row_results():
         if target:
             met = "met" if target["met"] else "missed"
             assert cells[5].startswith(f"{ratio:.3f}x (target <= {target['peak_rss_1m_over_100k_at_most']}, {met})")
+    # The 1M build against the json loader on the same file, in each run.
+    compared = million["build_vs_json_1m"]
+    [line] = readme[readme.index("| 1M-row comparison |") :].split("\n\n")[0].splitlines()[2:]
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    assert [_quoted_run(cell) for cell in cells[1:4]] == [[median, *spread] for median, spread in
+                                                          zip(compared["medians"], compared["spreads"])]
+    assert cells[4] == f"<= {compared['target_at_most']:g} ({'met in every run' if compared['met'] else 'missed'})"
+    assert compared["met"] == all(median <= benchmark.BUILD_VS_JSON_1M for median in compared["medians"])
 
 
 def test_readme_quotes_the_committed_comparison_with_the_code_before():
@@ -288,18 +296,25 @@ def test_readme_quotes_the_committed_comparison_with_the_code_before():
             spread = f"{figure['ratio_lowest']:.3f}-{figure['ratio_highest']:.3f}"
             assert cell == (f"{figure['this_median']:g} {unit} / {figure['other_median']:g} {unit}: "
                             f"{figure['ratio_median']:.3f}x ({spread})")
+    runs = json.loads((REPO / "benchmarks" / "against.json").read_text(encoding="utf-8"))["runs"]
+    exports = [run["100000"]["export"]["wall_s"] for run in runs]
+    met = "met" if all(ratio <= 0.8 for ratio in exports) else "missed"
+    said = " ".join(readme.split())
+    assert (f"The sharded 100k export, this over 304f452 in each run: {', '.join(f'{ratio:.3f}x' for ratio in exports)}"
+            f" (target at most 0.8x: {met})") in said
 
 
 def test_readme_quotes_the_committed_phase_profile():
     """Each phase the README names is quoted with the committed profile's median."""
     median = json.loads((REPO / "benchmarks" / "phases.json").read_text(encoding="utf-8"))["median_s"]
     readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
-    for words, phase in (("the sha256 that keys the cache", "builder init (sha256 cache key)"),
+    for words, phase in (("the digest of the source that keys the cache", "builder init (source digest for the "
+                                                                          "cache key)"),
                          ("the strict scan of every line", "scan: check every line"),
                          ("reading and decoding the selected lines", "selected lines: read+decode"),
                          ("`datasets`' Arrow writer", "datasets writer"), ("total", "total load()"),
-                         ("skipped takes", "total load(), line checks skipped"),
                          ("decodes every line in", "json.loads of every line"),
+                         ("typed rows in", "msgspec typed decode of every line"),
                          ("reads the file in", "pyarrow.json.read_json (threads)")):
         assert f"{words} {median[phase]:g}" in readme, phase
 
@@ -307,12 +322,12 @@ def test_readme_quotes_the_committed_phase_profile():
 @pytest.mark.slow
 def test_phase_profile_smoke_at_10k_rows(tmp_path):
     median = _run_at_10k_rows("phases.py", tmp_path)["median_s"]
-    phases = ("builder init (sha256 cache key)", "scan: check every line", "selected lines: read+decode",
-              "datasets writer")
+    phases = ("builder init (source digest for the cache key)", "scan: check every line",
+              "selected lines: read+decode", "datasets writer")
     assert median["rows"] % 2 == 0 and 0 < median["rows"] < 10_000  # a balanced subset of the source
     assert 0 < sum(median[phase] for phase in phases) <= median["total load()"] + 0.01
     assert 0 <= median["python gc pauses (within the above)"] < median["total load()"]
-    assert median["total load(), line checks skipped"] > 0
+    assert median["msgspec typed decode of every line"] > 0 and median["json.loads of every line"] > 0
 
 
 def _source_with_text_of(path, extra_bytes: int, rows: int = 2000) -> int:

@@ -4,6 +4,7 @@ under test."""
 
 import hashlib
 import json
+import math
 import random
 
 import pytest
@@ -141,6 +142,23 @@ def test_result_problems_are_findings_but_keep_the_text():
     assert [(f.code, f.call) for f in parsed.findings] == [
         ("result_trailing_text", 1), ("result_not_json", 2), ("result_not_json", 3)]
     assert parsed.answer == "ok"
+
+
+def test_a_value_msgspec_refuses_is_read_as_pythons_json_reads_it():
+    """A one-line value is decoded by msgspec, and where msgspec refuses what Python's json accepts, or
+    would read it otherwise, Python's json decides (its findings and values are the format's)."""
+    huge = "9" * 5000  # more digits than Python turns into an int: not JSON to this reader
+    cases = [
+        ('{"x": 1e400}', {"x": math.inf}, ()),  # out of msgspec's range; Python's float() says inf
+        ('{"x": "\\ud800"}', {"x": "\ud800"}, ()),  # half a surrogate pair: a str all the same
+        ('{"x": 1}\u00a0', {"x": 1}, ()),  # a no-break space after the value is blank to the format
+        ('{"x":\n 1}', {"x": 1}, ()),  # a value over two lines
+        ('\r{"x": 1}', None, (Finding("arguments_not_json", 25, 1, "Expecting value"),)),  # json skips no \r
+        ('{"x": ' + huge + "}", None, (Finding("arguments_not_json", 25, 1, "ValueError"),)),
+    ]
+    for arguments, value, findings in cases:
+        parsed = tc.parse_reply(f"tool_call: a_b\narguments:{arguments}\n\nok")
+        assert (parsed.calls[0].arguments, parsed.findings) == (value, findings), arguments
 
 
 def test_result_without_a_call_is_flagged():
