@@ -976,6 +976,14 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
         if kwargs.get("source") is not None:  # local paths made absolute, as the config then records them
             kwargs["source"] = absolute_source(kwargs["source"])
         sources = member_sources(kwargs.get("source"), named.members if named else ("claude",))
+        unread = [member for member in MEMBERS if isinstance(kwargs.get("source"), Mapping)
+                  and member in kwargs["source"] and member not in sources]
+        if unread:  # a file given for nothing: a mapping meant for another config
+            raise OptionError("{given} names " + " and ".join(unread) + ", which {config} does not read (it reads "
+                              + " and ".join(sources) + "): leave " + ("them" if len(unread) > 1 else "it")
+                              + " out, or choose a config of the family, e.g. {family}",
+                              given=Mention("source", Placeholder(dict(kwargs["source"]))),
+                              config=Mention("name", named.name), family=Mention("name", "family_balanced"))
         # The cache entry is keyed by this code, the sources' bytes and the `datasets` version, so an edited
         # local source (or an edited builder) is rebuilt instead of served stale, and a `datasets` that
         # cannot read another's cache files (3.x reads no 5.x `List`) never meets them.
@@ -992,7 +1000,14 @@ class ClaudesidianSynthetic(datasets.GeneratorBasedBuilder):
         # from the same bytes with this code (`SourceFacts`).
         self._facts = SourceFacts(os.path.join(os.fspath(kwargs.get("cache_dir") or datasets.config.HF_DATASETS_CACHE),
                                                "claudesidian_synthetic_facts"), code)
+        # datasets 3.x locks the folder above this file's, as FOLDER.lock beside it, to extend the builder for
+        # streaming: imported from an export (the card's builder block), a stray file beside the export.
+        stray = os.path.dirname(os.path.dirname(os.path.realpath(__file__))) + ".lock"
+        stray = stray if int(datasets.__version__.split(".")[0]) < 4 and not os.path.exists(stray) else None
         super().__init__(*args, **kwargs)
+        if stray:
+            with contextlib.suppress(OSError):
+                os.remove(stray)
         self.config.check()
         self._tool_schemas = None
 
@@ -1493,11 +1508,16 @@ def _verify_member_file(path: str, name: str, member: str = "claude") -> None:
         what = f"is {other.name}'s file ({other.file}), not {member}'s" if other else (
             f"sha256 {actual} ({size:,} bytes) is not {member}'s pinned file {pin.file} {pin.sha256} ({pin.size:,} "
             "bytes)")
+        layout, gate = named.option_defaults()["layout"], named.option_defaults()["gate"]
+        # For other bytes, what builds the same kind of rows without a pin, where something does.
+        other_bytes = ("{family_custom} with {layout}" + (" and {gate}" if gate != "keep" else "")
+                       if layout in SELECTIONS["balanced"].layouts else "{single} on each member's file alone")
         raise SourceError(path, f"{what}, and {name} " + ("promises those exact bytes" if named.pinned else
                                                           "reads each member's own file"),
-                          "Put the pinned " + pin.file + " there (the card and the data README give its address)"
-                          + (", or for other bytes use {family_custom}" if named.pinned else ""),
-                          family_custom=Mention("name", "family_balanced"))
+                          "Put the pinned " + pin.file + " there (it downloads from " + (pin.url or source_url())
+                          + ")" + (", or for other bytes use " + other_bytes if named.pinned else ""),
+                          family_custom=Mention("name", "family_balanced"), layout=Mention("layout", layout),
+                          gate=Mention("gate", gate), single=Mention("name", name.removeprefix("family_")))
     pinned = ", ".join(each.name for each in CONFIGS.values() if each.pinned and not each.family)
     raise SourceError(
         path,
@@ -2806,11 +2826,11 @@ def _decisions_said(counts: dict, split: str) -> str:
     """The build's line about a split's decisions."""
     by = counts["labelled_by"]
     left_out = counts["turns_left_out"]
-    return (f"decisions: {plural(counts['desirable_rows'], 'desirable row')} of the {split} split gave "
-            f"{plural(counts['desirable_turns'], 'turn')}, one row each"
+    return (f"decisions: the {split} split's {plural(counts['desirable_rows'], 'desirable row')} hold "
+            f"{plural(counts['desirable_turns'], 'assistant turn')}, a row each"
             + (f" ({plural(left_out, 'turn')} after a call without a result, or an empty final answer, left out)"
                if left_out else "")
-            + f"; {plural(counts['undesirable_rows'], 'undesirable row')} one each: "
+            + f"; its {plural(counts['undesirable_rows'], 'undesirable row')} give one row each: "
             + ", ".join(f"{words} in {by[rule]:,}" for rule, words in LABELLING_RULES.items()))
 
 

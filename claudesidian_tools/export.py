@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -93,7 +94,8 @@ def parse_config_spec(spec: str) -> ConfigSpec:
             raise cs.OptionError(f"--config {spec}: {key.strip()} is given twice; give it once")
         options[key.strip()] = _parse_value(value.strip())
     if not export_name and options:
-        export_name = config_name + "_" + "_".join(f"{k}{v}" for k, v in sorted(options.items()))
+        export_name = config_name + "_" + "_".join(
+            (k if v else f"no_{k}") if isinstance(v, bool) else f"{k}{v}" for k, v in sorted(options.items()))
     return ConfigSpec(export_name or config_name, config_name, options, spec)
 
 
@@ -229,6 +231,7 @@ def _export(folder: str, target: str, specs: list[ConfigSpec], named_by_user: bo
     before = config_names(read_manifest(target)) if previous else []
     loaded_tokenizer = _tokenizer(tokenizer, max_length)
     schemas = cs.load_tool_schemas(tool_schemas)
+    _check_writable(folder, target)
     try:
         staging = make_staging(target)
     except OSError as error:
@@ -333,9 +336,25 @@ def _recover(target: str) -> None:
         print(said, file=sys.stderr)
 
 
+def _check_writable(folder: str, target: str) -> None:
+    """Before any work: an existing folder must take new files (a read-only mount, an immutable folder), since
+    the export is built beside it and only then moved in."""
+    if not os.path.isdir(target):
+        return  # the staging folder, made next, checks its parent
+    try:
+        descriptor, probe = tempfile.mkstemp(prefix=".write-check.", dir=target)
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:  # mkstemp names no file: the folder is where it failed
+        raise ExportError(_cannot_write(folder, OSError(error.errno, error.strerror, target))) from None
+
+
 def _cannot_write(folder: str, error: OSError) -> str:
     """One line for a file-system failure while exporting: the folder, the cause, what to do."""
-    parent = os.path.dirname(os.path.abspath(folder))
+    target = os.path.abspath(folder)
+    where = error.filename if isinstance(error.filename, str) else ""
+    # The folder itself when the failing path is in it, else its parent (where the export is built first).
+    parent = target if where == target or where.startswith(target + os.sep) else os.path.dirname(target)
     if error.errno == errno.ENOSPC or "No space left" in str(error):
         return (f"{folder}: the disk is full (no space left on the device of {parent}), so the export could not be "
                 f"written; free some space or export to another disk; {folder} is as it was")
@@ -597,12 +616,14 @@ def _previous_files(target: str, replace_existing: bool = False) -> list[str]:
                and os.path.isfile(os.path.join(target, path)) and cs.file_sha256(os.path.join(target, path)) != sha256]
     if changed and not replace_existing:
         raise ExportError(
-            cs.escaped(f"{target}: {', '.join(changed[:5])} changed since the last export wrote them, and an export "
-                       "would replace them: ") + "copy your changes elsewhere and give {replace} (or export into "
-            "another folder)", replace=cs.Mention("replace_existing", True),
+            cs.escaped(f"{target}: {', '.join(changed[:5])} changed since the last export wrote {them(changed)}, "
+                       f"and an export would replace {them(changed)}: ")
+            + "copy your changes elsewhere and give {replace} (or export into another folder)",
+            replace=cs.Mention("replace_existing", True),
         )
     if changed:
-        print(f"replacing {', '.join(changed)}, changed since the last export wrote them (--replace-existing)",
+        print(f"replacing {', '.join(changed)}, changed since the last export wrote {them(changed)} "
+              "(--replace-existing)",
               file=sys.stderr)
     return list(written)
 
@@ -643,3 +664,8 @@ def _write_text(folder: str, relative: str, text: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as file:
         file.write(text)
+
+
+def them(paths: Sequence[str]) -> str:
+    """The pronoun for a list of files: one is "it"."""
+    return "it" if len(paths) == 1 else "them"

@@ -143,7 +143,8 @@ def recover(target: str, *, step: Callable[[str], None] | None = None) -> str | 
                 said = f"{what} after its commit point and has been completed; {target} holds that export"
             else:
                 _undo(target, staging, journal, plan, step)
-                said = f"{what} and has been undone; {target} holds the export before it"
+                before = "holds the export before it" if plan["aside"] else "is as it was before it"
+                said = f"{what} and has been undone; {target} {before}"
         stale = _remove_stale_staging(parent, name, step)
         _remove_stale_lock(os.path.join(parent, f".{name}.lock"))
     if stale:
@@ -316,6 +317,8 @@ def _move(source: str, destination: str) -> None:
 
 
 def _remove_if_empty(folder: str) -> bool:
+    if not os.path.lexists(folder):  # a read-only file system refuses even the rmdir of nothing
+        return False
     try:
         os.rmdir(folder)
     except OSError as error:

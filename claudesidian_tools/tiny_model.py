@@ -69,4 +69,8 @@ def write_tiny_model(folder: str, source: str | None = None, *, revision: str | 
     transformers.utils.logging.disable_progress_bar()  # one small file: nothing to watch
     transformers.LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in os.listdir(folder):  # safetensors writes its file 0600: readable as the user's other files are
+        os.chmod(os.path.join(folder, name), 0o666 & ~mask)
     return os.fspath(folder)

@@ -59,6 +59,8 @@ def verify(folder_or_repo: str, *, revision: str | None = None, source: str | No
     differences += len(changed)
     if not changed:
         yield f"files: {len(manifest['files']) - 1} identical to what the export wrote"
+    if not is_repo and (renamed := _renamed(folder, manifest)):
+        yield renamed
     recorded = {entry["name"]: entry for entry in manifest["configs"]}
     for listed in listed_configs:
         name = listed["config_name"]
@@ -82,6 +84,21 @@ def verify(folder_or_repo: str, *, revision: str | None = None, source: str | No
                                   f"{other}); ")
                        + "export again with {replace} to rebuild it from the source (it replaces the files changed "
                        "since)", replace=cs.Mention("replace_existing", True))
+
+
+def _renamed(folder: str, manifest: dict) -> str | None:
+    """A folder renamed since its export still verifies (its bytes are the export's), but its recipes name the
+    old folder and fail from beside it: say so, in one line, with what to do."""
+    recipe = next((path for path in manifest["files"] if path.startswith("recipes/")), None)
+    if recipe is None or not os.path.isfile(os.path.join(folder, recipe)):
+        return None
+    with open(os.path.join(folder, recipe), encoding="utf-8") as file:
+        named = next((line.split(":", 1)[1].strip() for line in file if line.startswith("dataset_name:")), "")
+    here = os.path.basename(os.path.abspath(folder))
+    if not named.startswith("./") or named[2:] == here:
+        return None
+    return (f"recipes: they name the dataset {named}, and this folder is {here}: run them from beside a folder named "
+            f"{named[2:]}, or change dataset_name in them to ./{here} (export again into this folder to rewrite them)")
 
 
 def _recovered(folder: str) -> str | None:

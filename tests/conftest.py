@@ -4,6 +4,7 @@ sources, the command line in a subprocess, and the checks several test files mak
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -247,3 +248,25 @@ def sigint_as_usual() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """An existing folder that refuses new files while its parent takes them: a read-only mount as root (who
+    writes past any mode), else mode 555."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine\n")
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    shutil.copy(folder / "notes.txt", tmp_path / "notes.txt")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot make a read-only folder here as root (mount -o ro: {mounted.stderr.strip()})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

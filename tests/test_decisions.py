@@ -4,6 +4,7 @@ code of this file, never computed by the code under test."""
 
 import importlib.resources
 import json
+import os
 import pathlib
 import re
 
@@ -292,6 +293,10 @@ def test_trl_sft_trains_from_the_recipe_and_its_loss_sees_exactly_the_assistant_
 
     made = run_main("tiny-model", tmp_path / "tiny", "--source", source_path)
     assert made.returncode == 0, made.stderr
+    mask = os.umask(0)
+    os.umask(mask)
+    modes = {path.name: oct(path.stat().st_mode & 0o777) for path in (tmp_path / "tiny").iterdir()}
+    assert set(modes.values()) == {oct(0o666 & ~mask)}, modes  # as the user's other files: a shared machine reads it
     shutil.copytree(session_export, tmp_path / "dataset")
     recipe = "dataset/recipes/sft_sft_tools.yaml"
     assert "assistant_only_loss: true" in (tmp_path / recipe).read_text(encoding="utf-8")

@@ -322,12 +322,13 @@ def test_an_edited_file_of_the_last_export_is_not_replaced(source_path, tmp_path
     edited = (folder / "recipes" / "kto_a.yaml").read_bytes()
     result = run_cli("export", str(folder), "--source", source_path, "--config", "a=full_eval",
                      cache=tmp_path / "hf")
-    assert result.returncode == 2 and "recipes/kto_a.yaml changed since the last export wrote them" in result.stderr
+    assert result.returncode == 2
+    assert "recipes/kto_a.yaml changed since the last export wrote it, and an export would replace it" in result.stderr
     assert "copy your changes elsewhere and give --replace-existing" in result.stderr
     assert (folder / "recipes" / "kto_a.yaml").read_bytes() == edited
     again = run_main("export", folder, "--source", source_path, "--config", "a=full_eval", "--replace-existing")
     assert again.returncode == 0, again.stderr
-    assert "replacing recipes/kto_a.yaml, changed since the last export wrote them" in again.stderr
+    assert "replacing recipes/kto_a.yaml, changed since the last export wrote it" in again.stderr
     assert b"learning_rate" not in (folder / "recipes" / "kto_a.yaml").read_bytes()
 
 
@@ -343,6 +344,13 @@ def test_a_second_export_into_a_folder_that_an_export_holds_is_refused(source_pa
         "export again"]
     assert run_main("export", folder, "--source", source_path, "--config", "full").returncode == 0
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]  # no lock file left beside it
+
+
+def test_a_config_given_options_and_no_name_is_named_after_them_in_words():
+    assert exporter.parse_config_spec("family_balanced:per_member=true").export_name == "family_balanced_per_member"
+    assert exporter.parse_config_spec("balanced_custom:desirable=300,dedupe=true").export_name == (
+        "balanced_custom_dedupe_desirable300")
+    assert exporter.parse_config_spec("full_eval:dedupe=false").export_name == "full_eval_no_dedupe"
 
 
 def test_an_empty_folder_name_is_refused():
@@ -433,6 +441,19 @@ def test_an_unwritable_folder_is_one_line(source_path, tmp_path):
     result = run_cli("export", "/sys/out", "--source", source_path, "--config", "full", cache=tmp_path / "hf")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "/sys/out: cannot write in /sys" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_read_only_folder_is_refused_before_any_work_and_leaves_nothing(source_path, tmp_path, read_only_folder):
+    before = sorted(os.listdir(tmp_path))
+    result = run_cli("export", str(read_only_folder), "--source", source_path, "--config", "full",
+                     cache=tmp_path / "hf")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"{read_only_folder}: cannot write in {read_only_folder} (" in result.stderr, result.stderr
+    assert "is as it was" in result.stderr and "Traceback" not in result.stderr
+    assert not list((tmp_path / "hf").rglob("*.arrow"))  # refused before the build
+    assert sorted(name for name in os.listdir(tmp_path) if name != "hf") == [n for n in before if n != "hf"]
+    again = run_cli("verify", str(read_only_folder), "--source", source_path, cache=tmp_path / "hf")
+    assert "interrupted" not in again.stderr, again.stderr
 
 
 def test_ctrl_c_during_an_export_changes_nothing(source_path, tmp_path):

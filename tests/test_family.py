@@ -94,6 +94,37 @@ def test_a_member_file_with_other_bytes_is_refused_naming_it(tmp_path):
     assert run_main("stats", "family_balanced", "--source", folder, "--json").returncode == 0
 
 
+@pytest.mark.parametrize("name", ["family", "family_sft_tools", "family_kto_tools"])
+def test_what_a_changed_member_file_is_told_to_use_instead_works(tmp_path, name):
+    folder = tmp_path / "mirror"
+    shutil.copytree(DATA, folder)
+    changed = folder / cs.MEMBERS["copilot"].file
+    changed.chmod(0o644)
+    changed.write_text(changed.read_text(encoding="utf-8").replace("true", "true ", 1), encoding="utf-8")
+    (line,) = run_main("stats", name, "--source", folder).stderr.strip().splitlines()
+    assert f"(it downloads from {cs.MEMBERS['copilot'].url})" in line  # where the pinned file is, said in place
+    suggestion = line.split(", or for other bytes use the config ")[1]
+    if suggestion.endswith(" on each member's file alone"):
+        command = [suggestion.split()[0], "--source", changed]
+    else:
+        config, options = suggestion.split(" with ")
+        command = [config, *options.replace(" and ", " ").split(), "--source", folder]
+    result = run_main("stats", *command, "--json")
+    assert result.returncode == 0, (command, result.stderr)
+    assert json.loads(result.stdout)["train"]["rows"] > 0
+
+
+def test_a_mapping_entry_the_config_does_not_read_is_refused_not_ignored():
+    given = {"copilot": str(DATA / cs.MEMBERS["copilot"].file)}
+    with pytest.raises(cs.OptionError, match=r"names copilot, which name='full' does not read \(it reads claude\): "
+                                             r"leave it out"):
+        cs.builder("full", source=given)
+    both = {member: str(DATA / cs.MEMBERS[member].file) for member in cs.MEMBERS}
+    with pytest.raises(cs.OptionError, match=r"names chatgpt and copilot, which name='sft_tools' does not read"):
+        cs.builder("sft_tools", source=both)
+    assert cs.builder("family", source=both).config.name == "family"  # every entry read: taken
+
+
 def test_a_mapping_names_members_that_exist_each_with_its_own_file():
     with pytest.raises(cs.OptionError, match=r"'gpt4' is no member of the family; the members are claude, chatgpt, "
                                              r"copilot"):

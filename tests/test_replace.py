@@ -369,3 +369,17 @@ def test_sigkill(tmp_path):
         outcomes.append(assert_whole(target, [old, new]))
     print(f"\nSIGKILL after 0-{1.2 * duration * 1000:.0f} ms of a {duration * 1000:.0f} ms replacement of 200 files: "
           f"{outcomes.count('old')} ended old, {outcomes.count('new')} ended new")
+
+
+def test_a_read_only_folder_is_left_as_it_was_with_no_journal(tmp_path, dead_pid, read_only_folder):
+    """A read-only file system refuses even the rmdir of a folder that was never made: the undo must not
+    stop there and leave a journal that blocks every later export."""
+    held = sorted(os.listdir(read_only_folder))
+    staging = make_staging(str(read_only_folder))
+    write(staging, NEW)
+    with pytest.raises(OSError) as raised:
+        replace_files(str(read_only_folder), staging, list(NEW), [])
+    assert raised.value.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+    assert not replace.pending(str(read_only_folder)) and not os.path.exists(staging)
+    assert sorted(os.listdir(read_only_folder)) == held
+    assert recover(str(read_only_folder)) is None

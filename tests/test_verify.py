@@ -66,8 +66,19 @@ def test_an_export_verifies(exported, source_path, tmp_path):
     ]
 
 
+def test_a_renamed_export_verifies_and_says_its_recipes_name_the_old_folder(exported, source_path, tmp_path):
+    shutil.copytree(exported, tmp_path / "renamed")
+    result = run_cli("verify", str(tmp_path / "renamed"), "--source", source_path, cache=tmp_path / "hf")
+    assert result.returncode == 0, result.stderr
+    assert ("recipes: they name the dataset ./export, and this folder is renamed: run them from beside a folder named "
+            "export, or change dataset_name in them to ./renamed") in result.stdout.splitlines()[1]
+    shutil.copytree(exported, tmp_path / "copied" / "export")  # copied elsewhere under its name: nothing to say
+    again = run_cli("verify", str(tmp_path / "copied" / "export"), "--source", source_path, cache=tmp_path / "hf")
+    assert again.returncode == 0 and "recipes:" not in again.stdout, again.stdout
+
+
 def test_one_changed_row_is_named(exported, source_path, tmp_path):
-    folder = shutil.copytree(exported, tmp_path / "copy")
+    folder = shutil.copytree(exported, tmp_path / "copy" / "export")
     change_one_row(folder, "full_eval", "test", 17)
     result = run_cli("verify", str(folder), "--source", source_path, cache=tmp_path / "hf")
     assert result.returncode == 1, result.stderr
@@ -87,7 +98,7 @@ def test_one_changed_row_is_named(exported, source_path, tmp_path):
 
 @pytest.mark.parametrize("damage", ["garbage", "missing"])
 def test_a_damaged_shard_is_one_line_and_differs(exported, source_path, tmp_path, damage):
-    folder = shutil.copytree(exported, tmp_path / "copy")
+    folder = shutil.copytree(exported, tmp_path / "copy" / "export")
     shard = folder / "data" / "pairs" / "train-00000-of-00001.parquet"
     shard.write_bytes(b"not parquet") if damage == "garbage" else shard.unlink()
     result = run_cli("verify", str(folder), "--source", source_path, cache=tmp_path / "hf")
@@ -115,7 +126,7 @@ def test_a_folder_that_is_not_an_export_cannot_be_verified(tmp_path):
 
 
 def test_an_export_without_its_card_cannot_be_verified(exported, tmp_path):
-    folder = shutil.copytree(exported, tmp_path / "copy")
+    folder = shutil.copytree(exported, tmp_path / "copy" / "export")
     (folder / "README.md").unlink()
     result = run_cli("verify", str(folder), cache=tmp_path / "hf")
     assert result.returncode == 2 and "(no README.md)" in result.stderr
@@ -181,7 +192,7 @@ def test_an_export_checked_against_other_tool_schemas_carries_them_and_verifies_
     assert manifest["tool_schemas"] == {"file": "my_schemas.json", "sha256": hashlib.sha256(schemas.read_bytes())
                                         .hexdigest(), "pinned": False, "copy": "tool_schemas.json"}
     shutil.rmtree(schemas.parent)
-    copy = shutil.copytree(tmp_path / "made", tmp_path / "gpu-machine" / "export")
+    copy = shutil.copytree(tmp_path / "made", tmp_path / "gpu-machine" / "made")
     result = run_cli("verify", str(copy), "--source", source_path, cache=tmp_path / "hf")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[1:] == ["sft: 579 rows identical (train 521, test 58)",

@@ -183,9 +183,12 @@ def test_the_cards_builder_block_builds_the_json_configs_on_this_datasets(export
             "for name, dataset in built.items()}))")
     # The family's files come from the data folder (offline, as the block's comment says), claude's from a fake Hub.
     block = block.replace("source = None", f"source = {str(DATA)!r}")
+    beside = os.path.dirname(os.path.abspath(export_dir))
+    before = sorted(os.listdir(beside))
     with source_on_a_fake_hub(tmp_path, source_path) as env:
-        result = subprocess.run([sys.executable, "-c", block + dump], cwd=os.path.dirname(os.path.abspath(export_dir)),
+        result = subprocess.run([sys.executable, "-c", block + dump], cwd=beside,
                                 env=env, capture_output=True, text=True, timeout=900)
+    assert sorted(os.listdir(beside)) == before, "the block left a file beside the export"
     lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if line.startswith(("BUILDER ", "ROWS ")))
     assert "ROWS" in lines, result.stderr[-3000:]
     assert os.path.samefile(os.path.dirname(lines["BUILDER"]), os.path.join(export_dir, "loading_script"))
