@@ -2783,7 +2783,11 @@ def plan_rows(scan: SourceScan, config: ClaudesidianSyntheticConfig, row_limit: 
         for split, rows in sides.items():
             sides[split], turns[split], chars[split] = decision_rows(scan.turns, labels, rows)
             notes[split]["decisions"] = _decision_counts(scan.turns, labels, rows)
-            notes[split]["said"].append(_decisions_said(notes[split]["decisions"], split))
+            said = _decisions_said(notes[split]["decisions"], split)
+            if named.selection != "every_row":  # the counts are drawn from decisions: a reply may give some turns
+                said += ("; the selection then draws its rows from these decisions, so a reply may give some of its "
+                         "turns")
+            notes[split]["said"].append(said)
     picked = {}
     if "test" in sides:  # the test split first: its errors are said first, as they were
         try:
@@ -2791,10 +2795,25 @@ def plan_rows(scan: SourceScan, config: ClaudesidianSyntheticConfig, row_limit: 
                                     random_stream(config.seed, "test_order"), row_limit, chars["test"])
         except OptionError as error:
             fix = "; pick a larger {test_size}" + (" or a larger {batch_size}" if config.order == "mixed" else "")
+            if "smallest batch size" in error.template:  # set by the mix of labels, which any test size keeps
+                fix = ("; the test split keeps the source's mix of labels at any {test_size}: give a {batch_size} "
+                       "that large, or {no_test}")
             raise error.about("the test split: ", "" if "give at most" in error.template else fix,
-                              test_size=Mention("test_size"), batch_size=Mention("batch_size")) from None
-    picked["train"] = choose(named.selection, gated, sides["train"], config, random_stream(config.seed, "selection"),
-                             row_limit, chars["train"])
+                              test_size=Mention("test_size"), batch_size=Mention("batch_size"),
+                              no_test=Mention("test_size", 0)) from None
+    try:
+        picked["train"] = choose(named.selection, gated, sides["train"], config,
+                                 random_stream(config.seed, "selection"), row_limit, chars["train"])
+    except OptionError as error:
+        # What drew from fewer rows than the source holds, said where a count runs out.
+        fewer = [what for what, applies in (("the test split is held out", "test" in sides),
+                                            ("dedupe drops duplicates", config.dedupe),
+                                            ("the gate " + ("drops" if config.gate == "drop" else "relabels")
+                                             + " desirable rows whose calls fail", config.gate != "keep"),
+                                            ("each row is its decisions", bool(turns))) if applies]
+        if "rows to draw from" not in error.template or not fewer:
+            raise
+        raise error.about("", " (the train split's rows, after " + "; ".join(fewer) + ")") from None
     splits = {split: sides[split][picked[split]] for split in sides}
     turns = {split: turns[split][picked[split]] for split in turns}
     if LAYOUTS[config.layout].tools and not turns:
@@ -3132,8 +3151,8 @@ def _check_pool(pool: list, count: int, label: str) -> None:
     """Without replacement a label gives at most its rows."""
     if count > len(pool):
         raise OptionError(
-            "{given} but the source has only " + f"{len(pool)} {label} rows: ask for at most {len(pool)}, or add "
-            "{replacement} to oversample", given=Mention(label, count), replacement=Mention("replacement", True),
+            "{given} but there are only " + f"{len(pool)} {label} rows to draw from: ask for at most {len(pool)}, or "
+            "add {replacement} to oversample", given=Mention(label, count), replacement=Mention("replacement", True),
         )
 
 
@@ -3290,6 +3309,11 @@ def length_matched_indices(
     desirable_rows, undesirable_rows = _by_label(labels)
     lengths = np.asarray(completion_chars)
     smaller = desirable_rows if len(desirable_rows) < len(undesirable_rows) else undesirable_rows
+    most = len(smaller) + 1  # from there on every length of the smaller label is an edge: more strata change nothing
+    if strata > most:
+        name = LABEL_NAMES[smaller is undesirable_rows]
+        raise OptionError("{strata}: the smaller label has " + f"{len(smaller)} {name} rows, whose lengths cut at most "
+                          f"{most} strata; give at most {most}", strata=Mention("length_strata", strata))
     stratum = length_strata_of(lengths, lengths[smaller], strata).tolist()
     rng = random_stream(seed, "selection")
     picked = ([], [])

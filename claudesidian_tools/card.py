@@ -505,7 +505,7 @@ def render_recipe(entry: Mapping, *, location: str, is_repo: bool = False) -> st
         partial = [split for split, figures in stats.items() if figures["last_batch_one_label"][str(size)]]
         if partial and not single:  # every whole batch is mixed: leave out the last, partial one
             recipe["dataloader_drop_last"] = True
-            left = ", ".join(f"{stats[split]['rows'] % size} rows" for split in partial)
+            left = ", ".join(cs.plural(stats[split]["rows"] % size, "row") for split in partial)
             warning = (f"# dataloader_drop_last: the last, partial batch of {' and of '.join(partial)} holds one "
                        f"label ({left}), where TRL's KL term has no pair of the other label; every whole batch holds "
                        "both.\n")

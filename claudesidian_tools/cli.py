@@ -107,12 +107,25 @@ def _number(text: str) -> int | float:
         return float(text)
 
 
+class _Unread(str):
+    """A value its option's type cannot read: refused after parsing in one line, as a value out of range is
+    (argparse would print the whole usage before its own line)."""
+
+
+def _refuse_unread(args: argparse.Namespace) -> None:
+    for option in cs.OPTIONS:
+        value = getattr(args, option.name, None)
+        if isinstance(value, _Unread):
+            raise cs.OptionError("{given}: must be " + option.metadata["rule"].states,
+                                 given=cs.Mention(option.name, cs.Placeholder(value)))
+
+
 def _typed(read, rule: cs.Rule, option: str):
     def parse(text: str):
         try:
             return read(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {rule.states}") from None
+            return _Unread(text)
 
     parse.__name__ = option  # argparse names the type in its error message
     return parse
@@ -423,7 +436,8 @@ def make_parser() -> argparse.ArgumentParser:
                         help="Parquet files per split; a multiple of your world size gives every rank whole shards "
                         "(default: as many as --max-shard-size needs)")
     export.add_argument("--max-shard-size", action=_Once,
-                        help=f"largest shard, e.g. 500MB (default: {datasets.config.MAX_SHARD_SIZE}, as push_to_hub)")
+                        help="largest shard in bytes, e.g. 500MB, 1GiB or 1500KB (default: "
+                        f"{datasets.config.MAX_SHARD_SIZE}, as push_to_hub)")
     _add_length_options(export)
     export.add_argument("--replace-existing", action=_OnceFlag, nargs=0, default=False,
                         help="let export replace files at the paths it writes that it did not write itself (the "
@@ -500,6 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(argv: Sequence[str] | None, args: argparse.Namespace) -> int:
     try:
         vars(args).update(vars(_parse(make_parser(), argv)))
+        _refuse_unread(args)
         args.run(args)
     except cs.ClaudesidianError as error:
         print(f"claudesidian-synthetic: error: {error.words(cli_voice)}", file=sys.stderr)

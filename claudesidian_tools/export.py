@@ -376,13 +376,20 @@ def _shard_limit(num_shards: int | None, max_shard_size: int | str | None) -> in
                                                                                           max_shard_size))
     if num_shards is not None and (isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1):
         raise cs.OptionError("{given}: must be a positive whole number", given=cs.Mention("num_shards", num_shards))
+    size = max_shard_size or datasets.config.MAX_SHARD_SIZE
+    if isinstance(size, str) and size.strip().isdigit():
+        size = int(size)  # a number of bytes, as the Python keyword takes it
+    if isinstance(size, str) and size.endswith("b") and not size.upper().endswith("IB"):  # datasets: 100kb is bits
+        raise cs.OptionError("{given}: a lower-case b means bits to datasets (8 times the shards); write "
+                             + size[:-2] + size[-2:-1].upper() + "B for bytes",
+                             given=cs.Mention("max_shard_size", max_shard_size))
     try:
-        limit = datasets.utils.py_utils.convert_file_size_to_int(max_shard_size or datasets.config.MAX_SHARD_SIZE)
+        limit = datasets.utils.py_utils.convert_file_size_to_int(size)
     except ValueError:
         limit = 0
-    if limit < 1:
-        raise cs.OptionError("{given}: give a size such as 500MB or 1GB", given=cs.Mention("max_shard_size",
-                                                                                           max_shard_size))
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise cs.OptionError("{given}: give a whole number of bytes, or of a unit, such as 500MB, 1GB or 1500KB (no "
+                             "decimals)", given=cs.Mention("max_shard_size", max_shard_size))
     return limit
 
 

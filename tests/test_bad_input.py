@@ -178,8 +178,8 @@ OPTION_ERRORS = [
      "--length-strata 1: must be a whole number of strata, at least 2"),
     ("balanced_custom", {"seed": "7"}, "seed='7': must be a whole number", None),
     ("balanced_custom", {"dedupe": "yes"}, "dedupe='yes': must be True or False", None),
-    ("balanced_custom", {"desirable": 800}, "desirable=800 but the source has only 746 desirable rows",
-     "--desirable 800 but the source has only 746 desirable rows: ask for at most 746, or add --replacement"),
+    ("balanced_custom", {"desirable": 800}, "desirable=800 but there are only 746 desirable rows to draw from",
+     "--desirable 800 but there are only 746 desirable rows to draw from: ask for at most 746, or add --replacement"),
     ("balanced_custom", {"ratio": 1000}, "ratio=1000 asks for 254000 desirable and 254 undesirable rows, and the "
      "source has 746 and 254: give a ratio at most 2.937", "--ratio 1000 asks for 254000 desirable and 254 "
      "undesirable rows, and the source has 746 and 254: give a ratio at most 2.937"),
@@ -286,7 +286,7 @@ def test_unknown_config_and_options_in_load():
 
 
 def test_the_source_names_what_it_cannot_give_end_to_end(source_path):
-    with pytest.raises(cs.OptionError, match=f"{source_path}: desirable=800 but the source has only 746"):
+    with pytest.raises(cs.OptionError, match=f"{source_path}: desirable=800 but there are only 746"):
         cs.load("balanced_custom", source=source_path, desirable=800)
 
 
@@ -325,3 +325,38 @@ def test_a_byte_order_mark_crlf_and_blank_lines_change_no_scanned_row_but_its_pl
     assert odd.pop("offsets")[0] == 3 and clean.pop("offsets")[0] == 0  # the first line begins after the mark
     assert [length - 1 for length in odd.pop("lengths")] == clean.pop("lengths")  # each line's \r
     assert odd == clean and len(clean["labels"]) == 60
+
+
+@pytest.mark.parametrize("options, said", [
+    ({"test_size": 0.5, "desirable": 500}, "desirable=500 but there are only 373 desirable rows to draw from: ask for "
+     "at most 373, or add replacement=True to oversample (the train split's rows, after the test split is held out)"),
+    ({"gate": "drop", "desirable": 700}, "desirable=700 but there are only 632 desirable rows to draw from: ask for at "
+     "most 632, or add replacement=True to oversample (the train split's rows, after the gate drops desirable rows "
+     "whose calls fail)"),
+    ({"dedupe": True, "desirable": 746}, "desirable=746 but there are only 745 desirable rows to draw from: ask for at "
+     "most 745, or add replacement=True to oversample (the train split's rows, after dedupe drops duplicates)"),
+])
+def test_a_count_past_what_the_train_split_holds_says_what_made_it_fewer_than_the_source(source_path, options, said):
+    with pytest.raises(cs.OptionError) as raised:
+        cs.load("balanced_custom", source=source_path, **options)
+    assert str(raised.value).endswith(said), str(raised.value)
+
+
+def test_a_test_split_too_unmixed_for_the_batch_size_is_told_what_helps(source_path):
+    with pytest.raises(cs.OptionError) as raised:
+        cs.load("balanced_custom", source=source_path, order="mixed", batch_size=3, test_size=0.1)
+    assert str(raised.value).endswith(
+        "the test split: batch_size=3 cannot give every batch both labels with 75 desirable and 25 undesirable rows: "
+        "the smallest batch size that works is 4; the test split keeps the source's mix of labels at any test_size: "
+        "give a batch_size that large, or test_size=0"), str(raised.value)
+    for helps, rows in (({"batch_size": 4, "test_size": 0.1}, 458), ({"batch_size": 3, "test_size": 0}, 508)):
+        built = cs.load("balanced_custom", source=source_path, order="mixed", split="train", **helps)  # as it says
+        assert built.num_rows == rows
+
+
+def test_more_length_strata_than_the_smaller_label_has_rows_is_refused_not_ignored(source_path):
+    with pytest.raises(cs.OptionError) as raised:
+        cs.load("balanced_custom", source=source_path, length_strata=256)
+    assert str(raised.value).endswith("length_strata=256: the smaller label has 254 undesirable rows, whose lengths "
+                                      "cut at most 255 strata; give at most 255"), str(raised.value)
+    assert cs.load("balanced_custom", source=source_path, length_strata=255, split="train").num_rows > 0

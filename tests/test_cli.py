@@ -189,8 +189,9 @@ def test_errors_are_one_line_and_exit_2(source_path, capsys, args, message):
 def test_an_error_in_a_fresh_process_is_one_line_and_exit_2(source_path, tmp_path):
     result = run_cli("build", "balanced_custom", "--source", source_path, "--desirable", "800", cache=tmp_path / "hf")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert last_line(result) == (f"claudesidian-synthetic: error: {source_path}: --desirable 800 but the source has "
-                                 "only 746 desirable rows: ask for at most 746, or add --replacement to oversample")
+    assert last_line(result) == (f"claudesidian-synthetic: error: {source_path}: --desirable 800 but there are only "
+                                 "746 desirable rows to draw from: ask for at most 746, or add --replacement to "
+                                 "oversample")
 
 
 def test_python_speaks_keywords_where_the_command_line_speaks_flags(source_path):
@@ -205,12 +206,22 @@ def test_python_speaks_keywords_where_the_command_line_speaks_flags(source_path)
     [
         (["build", "full", "--order", "mixed", "--batch-size", "8", "--batch-size", "4"], "--batch-size given twice"),
         (["build", "full", "--layout", "chatml"], "invalid choice: 'chatml'"),
-        (["build", "full", "--test-size", "a tenth"], "'a tenth' is not a fraction of the source"),
+        (["build", "full", "--test-size", "a tenth"], "--test-size a tenth: must be a fraction of the source"),
     ],
 )
 def test_usage_errors_exit_2(source_path, tmp_path, args, message):
     result = run_main(*args, "--source", source_path)
     assert result.returncode == 2 and message in last_line(result)
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["--length-strata", "2.5"], "--length-strata 2.5: must be a whole number of strata, at least 2"),
+    (["--desirable", "1e2"], "--desirable 1e2: must be a positive whole number"),
+])
+def test_a_value_of_the_wrong_type_is_one_line_as_one_out_of_range_is(source_path, args, line):
+    result = run_main("build", "balanced_custom", *args, "--source", source_path)
+    assert result.returncode == 2 and result.stderr.startswith(f"claudesidian-synthetic: error: {line}"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
 
 
 def test_a_folder_as_source_without_the_file_says_so(tmp_path):

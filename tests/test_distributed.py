@@ -119,7 +119,11 @@ def test_accelerate_sharding_keeps_every_batch_mixed(source_path, world_size, sp
     [
         (["--num-shards", "0"], "--num-shards 0: must be a positive whole number"),
         (["--num-shards", "2", "--max-shard-size", "1MB"], "give one"),
-        (["--max-shard-size", "lots"], "--max-shard-size lots: give a size"),
+        (["--max-shard-size", "lots"], "--max-shard-size lots: give a whole number of bytes, or of a unit, such as "
+                                       "500MB, 1GB or 1500KB (no decimals)"),
+        (["--max-shard-size", "1.5MB"], "--max-shard-size 1.5MB: give a whole number of bytes"),
+        (["--max-shard-size", "100kb"], "--max-shard-size 100kb: a lower-case b means bits to datasets (8 times the "
+                                        "shards); write 100KB for bytes"),
         (["--max-shard-size", "1KB"], "balanced_254/train: 743 shards of at most 1,000 bytes are needed, more than its "
                                       "508 rows: give a larger --max-shard-size"),
     ],
