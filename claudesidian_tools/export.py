@@ -621,15 +621,16 @@ def _previous_files(target: str, replace_existing: bool = False) -> list[str]:
     written = {path: sha256 for path, sha256 in manifest["files"].items() if _inside(target, path)}
     changed = [path for path, sha256 in written.items() if sha256 is not None
                and os.path.isfile(os.path.join(target, path)) and cs.file_sha256(os.path.join(target, path)) != sha256]
+    them = "it" if len(changed) == 1 else "them"
     if changed and not replace_existing:
         raise ExportError(
-            cs.escaped(f"{target}: {', '.join(changed[:5])} changed since the last export wrote {them(changed)}, "
-                       f"and an export would replace {them(changed)}: ")
+            cs.escaped(f"{target}: {', '.join(changed[:5])} changed since the last export wrote {them}, "
+                       f"and an export would replace {them}: ")
             + "copy your changes elsewhere and give {replace} (or export into another folder)",
             replace=cs.Mention("replace_existing", True),
         )
     if changed:
-        print(f"replacing {', '.join(changed)}, changed since the last export wrote {them(changed)} "
+        print(f"replacing {', '.join(changed)}, changed since the last export wrote {them} "
               "(--replace-existing)",
               file=sys.stderr)
     return list(written)
@@ -671,8 +672,3 @@ def _write_text(folder: str, relative: str, text: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as file:
         file.write(text)
-
-
-def them(paths: Sequence[str]) -> str:
-    """The pronoun for a list of files: one is "it"."""
-    return "it" if len(paths) == 1 else "them"

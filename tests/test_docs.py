@@ -267,12 +267,19 @@ def test_readme_family_figures_are_what_stats_reports():
                              f"{entry['undesirable']['reply_chars']['median']:g}"], cells
 
 
-def test_readme_loss_figures_are_what_stats_reports(source_path):
-    rows = _table("### What the loss learns from")
-    assert len(rows) == 5
-    for cells in rows:
+def _rows_and_their_stats(section_title: str, rows: int, source_path: str):
+    """Each row of the README table under a heading whose first cells name a config and a split, with what
+    `stats` reports for that split."""
+    table = _table(section_title)
+    assert len(table) == rows
+    for cells in table:
         name = re.match(r"`(\w+)`", cells[0]).group(1)
-        loss = split_stats(cs.load(name, split=cells[1], source=source_path)).result()["loss"]
+        yield cells, split_stats(cs.load(name, split=cells[1], source=source_path)).result()
+
+
+def test_readme_loss_figures_are_what_stats_reports(source_path):
+    for cells, stats in _rows_and_their_stats("### What the loss learns from", 5, source_path):
+        loss = stats["loss"]
         assert cells[2:] == [loss["sees"], f"{loss['characters']['share']:.1%}", f"{loss['tool_output_share']:.1%}"]
     tools = split_stats(cs.load("kto_tools", split="train", source=source_path)).result()["lengths"]
     text = " ".join(README.split("### What the loss learns from")[1].split("### A dry run")[0].split())
@@ -280,11 +287,8 @@ def test_readme_loss_figures_are_what_stats_reports(source_path):
 
 
 def test_readme_length_figures_are_what_stats_reports(source_path):
-    rows = _table("## What a subset teaches: lengths and truncation")
-    assert len(rows) == 4
-    for cells in rows:
-        name = re.match(r"`(\w+)`", cells[0]).group(1)
-        lengths = split_stats(cs.load(name, split=cells[1], source=source_path)).result()["lengths"]
+    for cells, stats in _rows_and_their_stats("## What a subset teaches: lengths and truncation", 4, source_path):
+        lengths = stats["lengths"]
         desirable, undesirable = lengths["desirable"], lengths["undesirable"]
         assert cells[2:] == [f"{desirable['rows']} / {undesirable['rows']}",
                              f"{desirable['completion_chars']['median']:g} / "
