@@ -1410,7 +1410,7 @@ def _download_member(member: Member, url: Optional[str], download_config: datase
         message = " ".join(str(error).split())[:300]
         problem = "is not in the local cache and downloads are off (offline mode)" if offline else (
             f"could not be downloaded ({type(error).__name__}: {message})")
-        raise SourceError(url, problem, "Without network, pass {source} a folder holding " + member.file + " (and "
+        raise SourceError(url, problem, "Without network, pass {source}, a folder holding " + member.file + " (and "
                           "the other source files the config reads; in Python a mapping may give " + member.name
                           + " its file), or download it once online",
                           source=Mention("source", Placeholder("FOLDER"))) from None
@@ -1469,7 +1469,7 @@ def _fetch_source(config: ClaudesidianSyntheticConfig, download_config: datasets
         fix = _NO_NETWORK_FIX if url is None else (
             "Check the URL; without network, pass {source} (a local copy of " + SOURCE_FILENAME + ")")
         if CONFIGS[config.name].family:
-            fix = ("Without network, pass {source} a folder holding the family's files ("
+            fix = ("Without network, pass {source}, a folder holding the family's files ("
                    + ", ".join(member.file for member in MEMBERS.values()) + ")")
         url = url or source_url(config.revision)
         placeholder = Placeholder("FOLDER" if CONFIGS[config.name].family else "FILE")

@@ -625,7 +625,7 @@ def _previous_files(target: str, replace_existing: bool = False) -> list[str]:
     if changed and not replace_existing:
         raise ExportError(
             cs.escaped(f"{target}: {', '.join(changed[:5])} changed since the last export wrote {them}, "
-                       f"and an export would replace {them}: ")
+                       f"and an export would replace or remove {them}: ")
             + "copy your changes elsewhere and give {replace} (or export into another folder)",
             replace=cs.Mention("replace_existing", True),
         )

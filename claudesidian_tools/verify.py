@@ -200,7 +200,8 @@ def _compare(folder: str, entry: dict, files: dict, source: str | None, manifest
         built = cs.builder(entry["config"], **options)
         plan = built.plan_splits()
     except cs.SourceError as error:
-        made_from = "the folder of the files" if cs.CONFIGS[entry["config"]].family else "a local copy of the file"
+        made_from = ("the folder of the files" if manifest["source"].get("members") else
+                     "a local copy of the file")
         raise VerifyError("the source of " + entry["name"] + " cannot be read to rebuild it ({cause}); pass {source} "
                           f"{made_from} the export was made from", cause=error, source=cs.Mention("source")) from None
     if set(plan) != set(files):

@@ -323,7 +323,8 @@ def test_an_edited_file_of_the_last_export_is_not_replaced(source_path, tmp_path
     result = run_cli("export", str(folder), "--source", source_path, "--config", "a=full_eval",
                      cache=tmp_path / "hf")
     assert result.returncode == 2
-    assert "recipes/kto_a.yaml changed since the last export wrote it, and an export would replace it" in result.stderr
+    said = "recipes/kto_a.yaml changed since the last export wrote it, and an export would replace or remove it"
+    assert said in result.stderr
     assert "copy your changes elsewhere and give --replace-existing" in result.stderr
     assert (folder / "recipes" / "kto_a.yaml").read_bytes() == edited
     again = run_main("export", folder, "--source", source_path, "--config", "a=full_eval", "--replace-existing")

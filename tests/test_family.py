@@ -179,7 +179,7 @@ def test_a_member_missing_from_a_mapping_downloads_and_a_url_is_fetched(tmp_path
         patch.setattr(cs.datasets.config, "HF_HUB_OFFLINE", True)
         with pytest.raises(cs.SourceError, match=r"could not be downloaded|downloads are off") as refused:
             cs.builder("family", source={"claude": mapping["claude"], "chatgpt": mapping["chatgpt"]}).plan_splits()
-    assert "pass source=FOLDER a folder holding syngen_toolset_v1.0.1_copilot.jsonl" in str(refused.value)
+    assert "pass source=FOLDER, a folder holding syngen_toolset_v1.0.1_copilot.jsonl" in str(refused.value)
 
 
 # ---------------------------------------------------------------- the family configs

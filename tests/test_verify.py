@@ -201,3 +201,16 @@ def test_an_export_checked_against_other_tool_schemas_carries_them_and_verifies_
     result = run_cli("verify", str(copy), "--source", source_path, cache=tmp_path / "hf")
     assert result.returncode == 2 and "tool_schemas.json: differs from what the export wrote" in result.stdout
     assert "the export's copy tool_schemas.json is missing or not those bytes" in result.stderr
+
+
+def test_an_export_made_from_a_folder_is_told_to_verify_from_the_folder(tmp_path):
+    from conftest import DATA
+
+    folder = tmp_path / "export"
+    # `full` reads claude's file alone, but the export was made from the folder of the three.
+    exporter.export(str(folder), [exporter.parse_config_spec(name) for name in ("full", "family")], source=str(DATA))
+    offline = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    result = run_cli("verify", str(folder), cache=tmp_path / "hf", env=offline)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().endswith("pass --source the folder of the files the export was made from"), \
+        result.stderr
